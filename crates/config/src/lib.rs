@@ -1,0 +1,398 @@
+//! `murakumo.toml`: the one configuration that `serve` runs, `up` generates
+//! and `render` turns into manifests.
+//!
+//! Loading is two steps: [`serde`] checks the shape (unknown keys are errors,
+//! so a typo never silently falls back to a default), then [`Config::validate`]
+//! checks meaning (addresses parse, names are unique, durations agree). Every
+//! error names the file, the key, what is wrong and what would be right.
+
+mod units;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use units::{parse_duration, parse_size};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub site: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(default = "default_ops_listen")]
+    pub ops_listen: SocketAddr,
+    #[serde(default = "default_drain_delay", with = "units::duration")]
+    pub drain_delay: Duration,
+    #[serde(default = "default_grace", with = "units::duration")]
+    pub grace: Duration,
+    pub purge_token_file: Option<PathBuf>,
+    /// Format of the access log and other logs: "text" or "json".
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default = "yes")]
+    pub access_log: bool,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: default_listen(),
+            ops_listen: default_ops_listen(),
+            drain_delay: default_drain_delay(),
+            grace: default_grace(),
+            purge_token_file: None,
+            log_format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub root: PathBuf,
+    pub php: Vec<String>,
+    pub admin_php: Option<Vec<String>>,
+    pub admin_allow: Option<Vec<IpNet>>,
+    pub db: Option<DbUrl>,
+    /// Read the DB password from this file (first line), instead of the URL.
+    pub db_password_file: Option<PathBuf>,
+    /// Read the DB password from this environment variable.
+    pub db_password_env: Option<String>,
+    /// Serve `/xmlrpc.php` (refused by default: a favourite brute-force target).
+    #[serde(default)]
+    pub xmlrpc: bool,
+    /// Connections per php-fpm member; keep at or below `pm.max_children`.
+    #[serde(default = "default_php_max_conns")]
+    pub php_max_conns: usize,
+    #[serde(default = "default_php_timeout", with = "units::duration")]
+    pub php_timeout: Duration,
+    #[serde(default)]
+    pub cache: Cache,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_ttl", with = "units::duration")]
+    pub ttl: Duration,
+    #[serde(default = "default_stale", with = "units::duration")]
+    pub stale: Duration,
+    #[serde(default = "default_max_memory", with = "units::size")]
+    pub max_memory: u64,
+    /// TTL of cached 404 pages (short: a page may be published at that URL).
+    #[serde(default = "default_ttl_404", with = "units::duration")]
+    pub ttl_404: Duration,
+    /// Largest response body that is cached; larger ones stream through.
+    #[serde(default = "default_max_entry", with = "units::size")]
+    pub max_entry_size: u64,
+    /// Cache RSS/Atom feeds (off by default: readers expect them fresh).
+    #[serde(default)]
+    pub feeds: bool,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            enabled: true,
+            ttl: default_ttl(),
+            stale: default_stale(),
+            max_memory: default_max_memory(),
+            ttl_404: default_ttl_404(),
+            max_entry_size: default_max_entry(),
+            feeds: false,
+        }
+    }
+}
+
+/// A `mysql://` URL whose password never appears in `Debug` or `Display`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct DbUrl(String);
+
+impl DbUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DbUrl(url.into())
+    }
+    /// The URL with its password, for the database driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".into();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+}
+fn default_ops_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_drain_delay() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_php_max_conns() -> usize {
+    16
+}
+fn default_php_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_stale() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_ttl_404() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_memory() -> u64 {
+    256 << 20
+}
+fn default_max_entry() -> u64 {
+    8 << 20
+}
+
+/// A site host pattern: an exact name or `*.suffix`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    /// Matches any name ending in `.suffix` (one or more labels).
+    Wildcard(String),
+}
+
+impl HostPattern {
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, lower.clone()),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(format!("{s:?} is not a host name; write a name like \"example.com\" or a wildcard like \"*.example.com\" (no scheme, port or path)"));
+        }
+        Ok(if wild {
+            HostPattern::Wildcard(name)
+        } else {
+            HostPattern::Exact(name)
+        })
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Checks what the schema cannot: addresses, uniqueness, consistency.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: String, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key,
+            message,
+        };
+        if self.server.listen.is_empty() {
+            return Err(err(
+                "server.listen".into(),
+                "is empty; give at least one address such as \"127.0.0.1:8080\"".into(),
+            ));
+        }
+        if self.server.listen.contains(&self.server.ops_listen) {
+            return Err(err(
+                "server.ops_listen".into(),
+                format!("{} is also a public listener; health, metrics and purge must be on their own address", self.server.ops_listen),
+            ));
+        }
+        if self.site.is_empty() {
+            return Err(err(
+                "site".into(),
+                "no [[site]] is configured; add one with name, hosts, root and php".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut hosts = HashSet::new();
+        for (i, site) in self.site.iter().enumerate() {
+            let key = |k: &str| format!("site[{i}].{k}");
+            if site.name.is_empty()
+                || !site
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    key("name"),
+                    format!("{:?} must be letters, digits, '-' or '_'", site.name),
+                ));
+            }
+            if !names.insert(site.name.as_str()) {
+                return Err(err(
+                    key("name"),
+                    format!("{:?} is used by two sites; names must be unique", site.name),
+                ));
+            }
+            if site.hosts.is_empty() {
+                return Err(err(
+                    key("hosts"),
+                    "is empty; list the host names this site answers, e.g. [\"example.com\"]"
+                        .into(),
+                ));
+            }
+            for h in &site.hosts {
+                let pattern = HostPattern::parse(h).map_err(|m| err(key("hosts"), m))?;
+                if !hosts.insert(pattern) {
+                    return Err(err(key("hosts"), format!("{h:?} is claimed by two sites")));
+                }
+            }
+            if !site.root.is_absolute() {
+                return Err(err(
+                    key("root"),
+                    format!("{} is relative; give an absolute path", site.root.display()),
+                ));
+            }
+            check_pool(&site.php, &key("php")).map_err(|m| err(key("php"), m))?;
+            if let Some(admin) = &site.admin_php {
+                check_pool(admin, &key("admin_php")).map_err(|m| err(key("admin_php"), m))?;
+            }
+            if let Some(db) = &site.db {
+                if !db.expose().starts_with("mysql://") {
+                    return Err(err(key("db"), format!("{db} must be a mysql:// URL, e.g. \"mysql://user@localhost/wordpress\"")));
+                }
+            }
+            if site.db_password_file.is_some() && site.db_password_env.is_some() {
+                return Err(err(
+                    key("db_password_file"),
+                    "and db_password_env are both set; choose one".into(),
+                ));
+            }
+            if site.php_max_conns == 0 {
+                return Err(err(key("php_max_conns"), "must be at least 1".into()));
+            }
+            let c = &site.cache;
+            if c.max_entry_size > c.max_memory {
+                return Err(err(
+                    key("cache.max_entry_size"),
+                    "is larger than cache.max_memory".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_pool(members: &[String], _key: &str) -> Result<(), String> {
+    if members.is_empty() {
+        return Err("is empty; give at least one php-fpm address: \"unix:/run/php/php8.2-fpm.sock\" or \"127.0.0.1:9000\"".into());
+    }
+    for m in members {
+        let ok = match m.strip_prefix("unix:") {
+            Some(path) => path.starts_with('/'),
+            None => m
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+        };
+        if !ok {
+            return Err(format!("{m:?} is not a php-fpm address; write \"unix:/absolute/path.sock\" or \"host:port\""));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

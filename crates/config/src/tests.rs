@@ -1,0 +1,124 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+ops_listen = "127.0.0.1:9090"
+drain_delay = "2s"
+grace = "30s"
+purge_token_file = "/path/token"
+
+[[site]]
+name = "blog"
+hosts = ["wp.test", "*.wp.test"]
+root = "/srv/blog"
+php = ["unix:/run/blog.sock", "127.0.0.1:9000"]
+admin_php = ["unix:/run/blog-admin.sock"]
+admin_allow = ["127.0.0.1/32"]
+db = "mysql://user:pass@localhost/wordpress"
+[site.cache]
+enabled = true
+ttl = "10m"
+stale = "1h"
+max_memory = "256MiB"
+"#;
+
+fn invalid(text: &str) -> String {
+    Config::parse(text, "m.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn contract_example_parses() {
+    let c = Config::parse(GOOD, "m.toml").unwrap();
+    assert_eq!(c.server.drain_delay, Duration::from_secs(2));
+    assert_eq!(c.server.grace, Duration::from_secs(30));
+    let s = &c.site[0];
+    assert_eq!(s.cache.ttl, Duration::from_secs(600));
+    assert_eq!(s.cache.stale, Duration::from_secs(3600));
+    assert_eq!(s.cache.max_memory, 256 << 20);
+    assert_eq!(
+        s.admin_allow.as_ref().unwrap()[0].to_string(),
+        "127.0.0.1/32"
+    );
+    assert!(!s.xmlrpc);
+}
+
+#[test]
+fn unknown_key_names_the_key_and_line() {
+    let e = invalid(&GOOD.replace("grace = ", "graec = "));
+    assert!(
+        e.contains("m.toml") && e.contains("graec") && e.contains("line"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_duration_size_cidr_and_address_say_what_is_right() {
+    let e = invalid(&GOOD.replace("\"10m\"", "\"ten minutes\""));
+    assert!(e.contains("ttl") || e.contains("duration"), "{e}");
+    assert!(e.contains("10m"), "{e}");
+    let e = invalid(&GOOD.replace("\"256MiB\"", "\"lots\""));
+    assert!(e.contains("256MiB"), "{e}");
+    let e = invalid(&GOOD.replace("127.0.0.1/32", "localhost"));
+    assert!(e.contains("admin_allow"), "{e}");
+    let e = invalid(&GOOD.replace("\"127.0.0.1:9000\"", "\"php:fpm\""));
+    assert!(e.contains("site[0].php") && e.contains("host:port"), "{e}");
+}
+
+#[test]
+fn semantic_errors() {
+    let e = invalid(&GOOD.replace(
+        "ops_listen = \"127.0.0.1:9090\"",
+        "ops_listen = \"127.0.0.1:8080\"",
+    ));
+    assert!(e.contains("server.ops_listen"), "{e}");
+    let e = invalid(&GOOD.replace("\"*.wp.test\"", "\"http://x.test/\""));
+    assert!(e.contains("site[0].hosts"), "{e}");
+    let e = invalid(&GOOD.replace("root = \"/srv/blog\"", "root = \"srv/blog\""));
+    assert!(e.contains("site[0].root") && e.contains("absolute"), "{e}");
+    let two = format!("{GOOD}\n[[site]]\nname = \"blog\"\nhosts = [\"other.test\"]\nroot = \"/srv/x\"\nphp = [\"127.0.0.1:9001\"]\n");
+    let e = invalid(&two);
+    assert!(e.contains("site[1].name") && e.contains("unique"), "{e}");
+    let e = invalid("[server]\n");
+    assert!(e.contains("[[site]]"), "{e}");
+}
+
+#[test]
+fn db_password_is_never_displayed() {
+    let c = Config::parse(GOOD, "m.toml").unwrap();
+    let db = c.site[0].db.as_ref().unwrap();
+    assert_eq!(db.expose(), "mysql://user:pass@localhost/wordpress");
+    assert!(!format!("{db} {db:?} {c:?}").contains("pass@"));
+    assert_eq!(db.redacted(), "mysql://user:***@localhost/wordpress");
+}
+
+#[test]
+fn units() {
+    assert_eq!(parse_size("64M").unwrap(), 64_000_000);
+    assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+    assert_eq!(parse_size("123").unwrap(), 123);
+    assert!(parse_size("99999999999999999999GiB").is_err());
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+}
+
+#[test]
+fn host_patterns() {
+    assert_eq!(
+        HostPattern::parse("WP.test").unwrap(),
+        HostPattern::Exact("wp.test".into())
+    );
+    assert_eq!(
+        HostPattern::parse("*.wp.test").unwrap(),
+        HostPattern::Wildcard("wp.test".into())
+    );
+    assert!(HostPattern::parse("wp.test:8080").is_err());
+    assert!(HostPattern::parse("*").is_err());
+}
+
+proptest::proptest! {
+    /// Loading arbitrary text never panics.
+    #[test]
+    fn parse_never_panics(text in ".{0,400}") {
+        let _ = Config::parse(&text, "fuzz.toml");
+    }
+}

@@ -1,0 +1,362 @@
+//! Keep-alive connections to the members of one php-fpm pool.
+//!
+//! - Each member has a bounded number of connections (`max_conns`). Keep it at
+//!   or below php-fpm's `pm.max_children`: with `FCGI_KEEP_CONN` an idle kept
+//!   connection pins a php-fpm worker.
+//! - A request takes the member with the fewest outstanding requests among
+//!   healthy ones, reuses its most recently idle connection or opens one.
+//! - A member that refuses connections is marked down for `down_for` and
+//!   skipped; the request moves to another member (nothing was sent yet).
+//! - A connection is returned to the pool only when its request ended cleanly
+//!   ([`PooledConnection::release`]); dropping it closes the connection, which is
+//!   also how an abandoned request is aborted in php-fpm.
+//! - While a freshly opened connection waits for its first response byte, a
+//!   connection that finishes is closed rather than kept, so that a worker
+//!   pinned by an idle connection is freed for the waiting one (otherwise a
+//!   member with more connections than workers could starve it).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::connection::{Address, Connection, Event};
+use crate::params::Params;
+use crate::Error;
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Connections per member, busy and idle together.
+    pub max_conns: usize,
+    pub connect_timeout: Duration,
+    /// How long a member that refused a connection is skipped.
+    pub down_for: Duration,
+    /// Idle connections older than this are closed instead of reused.
+    pub idle_timeout: Duration,
+    /// How long a request waits for a free connection before giving up.
+    pub queue_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_conns: 16,
+            connect_timeout: Duration::from_secs(2),
+            down_for: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(60),
+            queue_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no php-fpm member accepted a connection (last: {addr}: {source})")]
+    Unavailable { addr: String, source: io::Error },
+    #[error("all php-fpm connections stayed busy for {0:?}")]
+    Saturated(Duration),
+    #[error("the pool has no members")]
+    Empty,
+}
+
+struct Member {
+    addr: Address,
+    idle: Mutex<Vec<(Connection, Instant)>>,
+    permits: Arc<Semaphore>,
+    outstanding: AtomicUsize,
+    fresh_waiting: AtomicUsize,
+    down_until: Mutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data
+    // inconsistent (plain pushes and pops), so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Member {
+    fn is_up(&self, now: Instant) -> bool {
+        lock(&self.down_until).is_none_or(|t| t <= now)
+    }
+}
+
+/// Counters exported as metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub opened: AtomicU64,
+    pub reused: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+/// The health of one member, for `/metrics` and `/readyz`.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub address: String,
+    pub up: bool,
+    pub outstanding: usize,
+    pub idle: usize,
+}
+
+/// A pool of php-fpm members.
+pub struct Pool {
+    members: Vec<Arc<Member>>,
+    config: PoolConfig,
+    stats: Arc<PoolStats>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(addresses: Vec<Address>, config: PoolConfig) -> Pool {
+        let members = addresses
+            .into_iter()
+            .map(|addr| {
+                Arc::new(Member {
+                    addr,
+                    idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(config.max_conns.max(1))),
+                    outstanding: AtomicUsize::new(0),
+                    fresh_waiting: AtomicUsize::new(0),
+                    down_until: Mutex::new(None),
+                })
+            })
+            .collect();
+        Pool {
+            members,
+            config,
+            stats: Arc::new(PoolStats::default()),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
+    }
+
+    pub fn status(&self) -> Vec<MemberStatus> {
+        let now = Instant::now();
+        self.members
+            .iter()
+            .map(|m| MemberStatus {
+                address: m.addr.to_string(),
+                up: m.is_up(now),
+                outstanding: m.outstanding.load(Ordering::Relaxed),
+                idle: lock(&m.idle).len(),
+            })
+            .collect()
+    }
+
+    /// Members in the order to try: healthy ones by fewest outstanding
+    /// requests (ties rotate), then those marked down, soonest retry first.
+    fn candidates(&self) -> Vec<Arc<Member>> {
+        let now = Instant::now();
+        let n = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut order: Vec<(bool, usize, Option<Instant>, usize)> = (0..n)
+            .map(|k| {
+                let i = (start + k) % n;
+                let m = &self.members[i];
+                let down = *lock(&m.down_until);
+                let up = down.is_none_or(|t| t <= now);
+                (
+                    !up,
+                    m.outstanding.load(Ordering::Relaxed),
+                    if up { None } else { down },
+                    i,
+                )
+            })
+            .collect();
+        order.sort_by_key(|&(down, outstanding, until, k)| {
+            (
+                down,
+                if down { 0 } else { outstanding },
+                until,
+                (k + n - start % n) % n,
+            )
+        });
+        order
+            .into_iter()
+            .map(|(_, _, _, i)| self.members[i].clone())
+            .collect()
+    }
+
+    /// Takes a connection: an idle one if the chosen member has one (unless
+    /// `fresh`), else a new one. Moves to the next member when a connect fails.
+    pub async fn checkout(&self, fresh: bool) -> Result<PooledConnection, PoolError> {
+        let mut last_err = None;
+        for member in self.candidates() {
+            member.outstanding.fetch_add(1, Ordering::Relaxed);
+            let guard = Outstanding(member.clone());
+            let permit = match tokio::time::timeout(
+                self.config.queue_timeout,
+                member.permits.clone().acquire_owned(),
+            )
+            .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(PoolError::Empty),
+                Err(_) => return Err(PoolError::Saturated(self.config.queue_timeout)),
+            };
+            if !fresh {
+                if let Some(conn) = self.take_idle(&member) {
+                    self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PooledConnection::new(
+                        conn,
+                        guard,
+                        permit,
+                        true,
+                        self.stats.clone(),
+                    ));
+                }
+            }
+            let connect = tokio::time::timeout(
+                self.config.connect_timeout,
+                Connection::connect(&member.addr),
+            );
+            let result = match connect.await {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+            };
+            match result {
+                Ok(conn) => {
+                    *lock(&member.down_until) = None;
+                    self.stats.opened.fetch_add(1, Ordering::Relaxed);
+                    return Ok(PooledConnection::new(
+                        conn,
+                        guard,
+                        permit,
+                        false,
+                        self.stats.clone(),
+                    ));
+                }
+                Err(e) => {
+                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(member = %member.addr, error = %e, "php-fpm member refused a connection; skipping it for {:?}", self.config.down_for);
+                    *lock(&member.down_until) = Some(Instant::now() + self.config.down_for);
+                    lock(&member.idle).clear();
+                    last_err = Some((member.addr.to_string(), e));
+                }
+            }
+        }
+        match last_err {
+            Some((addr, source)) => Err(PoolError::Unavailable { addr, source }),
+            None => Err(PoolError::Empty),
+        }
+    }
+
+    fn take_idle(&self, member: &Member) -> Option<Connection> {
+        let mut idle = lock(&member.idle);
+        let now = Instant::now();
+        // Oldest connections are at the front; drop the expired ones.
+        let expired = idle
+            .iter()
+            .take_while(|(_, t)| now.duration_since(*t) > self.config.idle_timeout)
+            .count();
+        idle.drain(..expired);
+        idle.pop().map(|(c, _)| c)
+    }
+}
+
+/// Decrements a member's outstanding count when a request is done with it.
+struct Outstanding(Arc<Member>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection owned by one request. Call [`PooledConnection::release`] after
+/// [`Event::End`] to keep it; dropping it closes the connection.
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    member: Outstanding,
+    _permit: OwnedSemaphorePermit,
+    reused: bool,
+    waiting_first_byte: bool,
+    stats: Arc<PoolStats>,
+}
+
+impl PooledConnection {
+    fn new(
+        conn: Connection,
+        member: Outstanding,
+        permit: OwnedSemaphorePermit,
+        reused: bool,
+        stats: Arc<PoolStats>,
+    ) -> Self {
+        PooledConnection {
+            conn: Some(conn),
+            member,
+            _permit: permit,
+            reused,
+            waiting_first_byte: false,
+            stats,
+        }
+    }
+
+    /// Whether this connection served an earlier request (a stale kept
+    /// connection may fail on first use; the caller may then retry fresh).
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    pub fn address(&self) -> &Address {
+        &self.member.0.addr
+    }
+
+    fn conn(&mut self) -> &mut Connection {
+        // Only `release` takes the connection, and it consumes self.
+        self.conn
+            .as_mut()
+            .expect("connection present until release")
+    }
+
+    pub async fn begin(&mut self, params: &Params) -> Result<(), Error> {
+        if !self.reused && !self.waiting_first_byte {
+            self.waiting_first_byte = true;
+            self.member.0.fresh_waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        self.conn().begin(params).await
+    }
+
+    pub async fn write_stdin(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.conn().write_stdin(data).await
+    }
+
+    pub async fn end_stdin(&mut self) -> Result<(), Error> {
+        self.conn().end_stdin().await
+    }
+
+    pub async fn next_event(&mut self) -> Result<Event, Error> {
+        let ev = self.conn().next_event().await;
+        self.clear_waiting();
+        ev
+    }
+
+    fn clear_waiting(&mut self) {
+        if self.waiting_first_byte {
+            self.waiting_first_byte = false;
+            self.member.0.fresh_waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns the connection to the pool after its request ended.
+    pub fn release(mut self) {
+        self.clear_waiting();
+        let member = self.member.0.clone();
+        if let Some(conn) = self.conn.take() {
+            if !conn.has_leftover() && member.fresh_waiting.load(Ordering::Relaxed) == 0 {
+                lock(&member.idle).push((conn, Instant::now()));
+            }
+        }
+        let _ = &self.stats;
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        self.clear_waiting();
+    }
+}
