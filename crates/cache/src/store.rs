@@ -1,0 +1,384 @@
+//! Cached pages in memory, bounded by bytes, each entry holding its body in
+//! identity, gzip and brotli form, compressed once when stored.
+//!
+//! Eviction and expiry are `moka`'s (TinyLFU admission, per-entry expiry at
+//! the end of the stale window); freshness is decided here at lookup.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, StatusCode};
+
+use crate::encoding::Encoding;
+use crate::key::CacheKey;
+
+/// Bodies smaller than this are not worth compressing.
+const MIN_COMPRESS: usize = 256;
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Entry {
+    pub status: StatusCode,
+    /// Response headers as stored: no hop-by-hop headers, no length, no encoding.
+    pub headers: HeaderMap,
+    pub identity: Bytes,
+    pub gzip: Option<Bytes>,
+    pub br: Option<Bytes>,
+    pub stored_at: Instant,
+    pub fresh_until: Instant,
+    pub stale_until: Instant,
+}
+
+impl Entry {
+    /// Builds an entry, compressing a compressible body with gzip and brotli.
+    /// This costs a few milliseconds for a WordPress page: call it off the
+    /// async runtime (`spawn_blocking`).
+    pub fn build(
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: Bytes,
+        ttl: Duration,
+        stale: Duration,
+    ) -> Entry {
+        for name in HOP_BY_HOP
+            .iter()
+            .chain([&header::CONTENT_LENGTH, &header::CONTENT_ENCODING])
+        {
+            headers.remove(name);
+        }
+        let compress = body.len() >= MIN_COMPRESS && is_compressible(&headers);
+        let (gzip, br) = if compress {
+            (
+                smaller(gzip(&body), body.len()),
+                smaller(brotli(&body), body.len()),
+            )
+        } else {
+            (None, None)
+        };
+        if gzip.is_some() || br.is_some() {
+            headers.insert(
+                header::VARY,
+                http::HeaderValue::from_static("Accept-Encoding"),
+            );
+        }
+        let now = Instant::now();
+        Entry {
+            status,
+            headers,
+            identity: body,
+            gzip,
+            br,
+            stored_at: now,
+            fresh_until: now + ttl,
+            stale_until: now + ttl + stale,
+        }
+    }
+
+    pub fn body(&self, enc: Encoding) -> &Bytes {
+        match enc {
+            Encoding::Brotli => self.br.as_ref().unwrap_or(&self.identity),
+            Encoding::Gzip => self.gzip.as_ref().unwrap_or(&self.identity),
+            Encoding::Identity => &self.identity,
+        }
+    }
+
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+
+    /// Bytes this entry holds, for the memory bound.
+    pub fn weight(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        (self.identity.len()
+            + self.gzip.as_ref().map_or(0, Bytes::len)
+            + self.br.as_ref().map_or(0, Bytes::len)
+            + headers
+            + 256) as u64
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Text-like content that compresses well.
+pub fn is_compressible(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime.starts_with("text/")
+        || matches!(
+            mime.as_str(),
+            "application/json"
+                | "application/ld+json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/xhtml+xml"
+                | "image/svg+xml"
+        )
+}
+
+fn smaller(compressed: Option<Vec<u8>>, original: usize) -> Option<Bytes> {
+    compressed.filter(|c| c.len() < original).map(Bytes::from)
+}
+
+pub fn gzip(data: &[u8]) -> Option<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3),
+        flate2::Compression::new(6),
+    );
+    enc.write_all(data).ok()?;
+    enc.finish().ok()
+}
+
+pub fn brotli(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 3);
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 16 * 1024, 6, 22);
+        w.write_all(data).ok()?;
+        w.flush().ok()?;
+    }
+    Some(out)
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Fresh(Arc<Entry>),
+    /// Expired but inside its stale window.
+    Stale(Arc<Entry>),
+    Miss,
+}
+
+/// Counters exported as metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub inserts: AtomicU64,
+    pub purged: AtomicU64,
+}
+
+struct StaleWindow;
+
+impl moka::Expiry<CacheKey, Arc<Entry>> for StaleWindow {
+    fn expire_after_create(&self, _k: &CacheKey, v: &Arc<Entry>, now: Instant) -> Option<Duration> {
+        Some(v.stale_until.saturating_duration_since(now))
+    }
+    fn expire_after_update(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<Entry>,
+        now: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.stale_until.saturating_duration_since(now))
+    }
+}
+
+/// One site's page cache.
+pub struct PageCache {
+    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    stats: Stats,
+}
+
+impl PageCache {
+    pub fn new(max_memory: u64) -> PageCache {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_memory)
+            .weigher(|_k: &CacheKey, v: &Arc<Entry>| u32::try_from(v.weight()).unwrap_or(u32::MAX))
+            .expire_after(StaleWindow)
+            .build();
+        PageCache {
+            entries,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn lookup(&self, key: &CacheKey) -> Lookup {
+        let Some(entry) = self.entries.get(key) else {
+            return Lookup::Miss;
+        };
+        let now = Instant::now();
+        if entry.is_fresh(now) {
+            Lookup::Fresh(entry)
+        } else if now < entry.stale_until {
+            Lookup::Stale(entry)
+        } else {
+            Lookup::Miss
+        }
+    }
+
+    pub fn insert(&self, key: CacheKey, entry: Arc<Entry>) {
+        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        self.entries.insert(key, entry);
+    }
+
+    fn purge_where(&self, pred: impl Fn(&CacheKey) -> bool) -> usize {
+        let doomed: Vec<Arc<CacheKey>> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &doomed {
+            self.entries.invalidate(k.as_ref());
+        }
+        self.stats
+            .purged
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        doomed.len()
+    }
+
+    /// Purges one URL (`http://host/path?query`), whatever the scheme and port.
+    pub fn purge_url(&self, host: &str, target: &str) -> usize {
+        let host = crate::key::host_without_port(host).to_ascii_lowercase();
+        self.purge_where(|k| k.host == host && k.target == target)
+    }
+
+    /// Purges every URL of `host` whose path and query start with `prefix`.
+    pub fn purge_prefix(&self, host: &str, prefix: &str) -> usize {
+        let host = crate::key::host_without_port(host).to_ascii_lowercase();
+        self.purge_where(|k| k.host == host && k.target.starts_with(prefix))
+    }
+
+    pub fn purge_all(&self) -> usize {
+        self.purge_where(|_| true)
+    }
+
+    /// Entry count and bytes held (after pending maintenance).
+    pub fn usage(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks();
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::io::Read;
+
+    fn html(body: &str) -> Entry {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=UTF-8"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Entry::build(
+            StatusCode::OK,
+            h,
+            Bytes::from(body.to_string()),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn key(host: &str, target: &str) -> CacheKey {
+        CacheKey::new("s".into(), false, host, target, None)
+    }
+
+    #[test]
+    fn compresses_once_and_bodies_decode_to_the_original() {
+        let page = "<p>hello world</p>".repeat(200);
+        let e = html(&page);
+        assert!(e.headers.get(header::CONTENT_LENGTH).is_none());
+        assert!(e.headers.get(header::CONNECTION).is_none());
+        assert_eq!(e.headers.get(header::VARY).unwrap(), "Accept-Encoding");
+        let gz = e.gzip.as_ref().unwrap();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, page);
+        let br = e.br.as_ref().unwrap();
+        let mut out = String::new();
+        brotli::Decompressor::new(&br[..], 4096)
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, page);
+        assert!(br.len() < page.len() / 10);
+    }
+
+    #[test]
+    fn small_or_binary_bodies_are_not_compressed() {
+        assert!(html("tiny").gzip.is_none());
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+        let e = Entry::build(
+            StatusCode::OK,
+            h,
+            Bytes::from(vec![0u8; 4096]),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert!(e.gzip.is_none() && e.br.is_none());
+    }
+
+    #[test]
+    fn purge_by_url_prefix_and_all() {
+        let c = PageCache::new(1 << 20);
+        for t in ["/", "/a/", "/a/b/", "/b/"] {
+            c.insert(key("wp.test", t), Arc::new(html("x")));
+        }
+        c.insert(key("other.test", "/a/"), Arc::new(html("x")));
+        assert!(matches!(c.lookup(&key("wp.test", "/a/")), Lookup::Fresh(_)));
+        assert_eq!(c.purge_url("WP.test:8080", "/a/"), 1);
+        assert!(matches!(c.lookup(&key("wp.test", "/a/")), Lookup::Miss));
+        assert_eq!(c.purge_prefix("wp.test", "/a"), 1);
+        assert_eq!(c.purge_all(), 3);
+        assert_eq!(c.usage().0, 0);
+    }
+
+    #[test]
+    fn stale_window() {
+        let c = PageCache::new(1 << 20);
+        let mut e = html("x");
+        let now = Instant::now();
+        e.fresh_until = now;
+        e.stale_until = now + Duration::from_secs(60);
+        c.insert(key("a", "/"), Arc::new(e));
+        assert!(matches!(c.lookup(&key("a", "/")), Lookup::Stale(_)));
+    }
+
+    #[test]
+    fn memory_bound_evicts() {
+        let c = PageCache::new(64 * 1024);
+        for i in 0..100 {
+            c.insert(
+                key("a", &format!("/{i}")),
+                Arc::new(html(&"y".repeat(4000))),
+            );
+        }
+        let (_, bytes) = c.usage();
+        assert!(bytes <= 64 * 1024, "{bytes}");
+    }
+}
