@@ -1,1 +1,25 @@
+//! The murakumo edge: HTTP in front of php-fpm.
+//!
+//! Request flow (see `handler`): site by Host → path normalised → guards →
+//! static file or PHP → page cache (`cached`) → FastCGI pool (`php`).
+//! Operations (`ops`): health, readiness, metrics, purge on their own listener.
+//! Lifecycle (`server`): drain on SIGTERM, reload on SIGHUP.
 
+pub mod body;
+pub mod cached;
+pub mod cgi;
+pub mod guard;
+pub mod handler;
+pub mod metrics;
+pub mod ops;
+pub mod path;
+pub mod php;
+pub mod resolve;
+pub mod router;
+pub mod server;
+pub mod site;
+pub mod state;
+pub mod static_files;
+
+pub use server::{run, ServeError};
+pub use state::{Edge, StateError};

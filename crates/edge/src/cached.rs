@@ -1,0 +1,242 @@
+//! The page cache in the request path: fresh hits, stale hits with one
+//! background refresh, and misses filled by one request per key while the
+//! others wait (a stampede of misses costs one PHP request).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use murakumo_cache::coalesce::Lead;
+use murakumo_cache::encoding;
+use murakumo_cache::{CacheKey, Entry, Lookup, Turn};
+use murakumo_fastcgi::params::Params;
+
+use crate::body::Body;
+use crate::handler::{php_error, upstream_response, Outcome, PhpTarget};
+use crate::php::{self, PhpPool, RequestBody, Upstream};
+use crate::site::{Site, SiteCache};
+use crate::state::Edge;
+
+pub async fn serve(
+    _edge: &Arc<Edge>,
+    cache: &Arc<SiteCache>,
+    target: &PhpTarget<'_>,
+    parts: &Parts,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let site = target.site;
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let key = CacheKey::new(
+        site.name.clone(),
+        target.conn.https,
+        host,
+        target.path,
+        parts.uri.query(),
+    );
+    let accept = encoding::accepted(
+        parts
+            .headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    // Fills always GET (a HEAD miss fills the entry for later GETs too).
+    let params = || target.params(&Method::GET, &parts.uri, &parts.headers, None, true);
+
+    match cache.store.lookup(&key) {
+        Lookup::Fresh(e) => return hit(&e, accept, "HIT", outcome),
+        Lookup::Stale(e) => {
+            if let Some(lead) = cache.coalescer.try_lead(&key) {
+                let (site, cache, pool, key, params) = (
+                    site.clone(),
+                    cache.clone(),
+                    target.pool().clone(),
+                    key.clone(),
+                    params(),
+                );
+                tokio::spawn(async move { refresh(site, cache, pool, key, params, lead).await });
+            }
+            return hit(&e, accept, "STALE", outcome);
+        }
+        Lookup::Miss => {}
+    }
+    match cache.coalescer.turn(&key) {
+        Turn::Wait(waiter) => {
+            waiter.wait().await;
+            match cache.store.lookup(&key) {
+                Lookup::Fresh(e) | Lookup::Stale(e) => hit(&e, accept, "HIT", outcome),
+                // The leader's answer was not cacheable: ask PHP ourselves.
+                Lookup::Miss => {
+                    outcome.cache = Some("MISS");
+                    match php::exchange(
+                        target.pool(),
+                        &params(),
+                        RequestBody::Empty,
+                        site.config.php_timeout,
+                        site.name.clone(),
+                    )
+                    .await
+                    {
+                        Ok(up) => {
+                            outcome.upstream = Some(up.head_time);
+                            upstream_response(up, Vec::new())
+                        }
+                        Err(e) => php_error(site, &e),
+                    }
+                }
+            }
+        }
+        Turn::Lead(lead) => {
+            outcome.cache = Some("MISS");
+            let up = match php::exchange(
+                target.pool(),
+                &params(),
+                RequestBody::Empty,
+                site.config.php_timeout,
+                site.name.clone(),
+            )
+            .await
+            {
+                Ok(up) => up,
+                Err(e) => return php_error(site, &e),
+            };
+            outcome.upstream = Some(up.head_time);
+            match fill(site, cache, key, up).await {
+                Filled::Stored(entry) => {
+                    drop(lead);
+                    respond(&entry, accept)
+                }
+                Filled::Pass(up, prefix) => upstream_response(up, prefix),
+                Filled::Failed(e) => php_error(site, &e),
+            }
+        }
+    }
+}
+
+enum Filled {
+    Stored(Arc<Entry>),
+    /// Not stored (not cacheable, or too large): stream it, `prefix` first.
+    Pass(Upstream, Vec<Bytes>),
+    Failed(php::PhpError),
+}
+
+/// Reads a cacheable response whole, compresses and stores it.
+async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -> Filled {
+    let Some(ttl) = cache.policy.storable(up.status, &up.headers) else {
+        return Filled::Pass(up, Vec::new());
+    };
+    let mut chunks = Vec::new();
+    let mut size = 0u64;
+    loop {
+        match up.next_chunk().await {
+            Ok(Some(b)) => {
+                size += b.len() as u64;
+                chunks.push(b);
+                if size > cache.max_entry {
+                    return Filled::Pass(up, chunks);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Filled::Failed(e),
+        }
+    }
+    let mut body = BytesMut::with_capacity(size as usize);
+    for c in chunks {
+        body.extend_from_slice(&c);
+    }
+    let (status, headers, stale) = (up.status, std::mem::take(&mut up.headers), cache.stale);
+    let built = tokio::task::spawn_blocking(move || {
+        Entry::build(status, headers, body.freeze(), ttl, stale)
+    })
+    .await;
+    match built {
+        Ok(entry) => {
+            let entry = Arc::new(entry);
+            cache.store.insert(key, entry.clone());
+            Filled::Stored(entry)
+        }
+        Err(e) => {
+            tracing::error!(site = %site.name, error = %e, "compressing a page failed");
+            Filled::Failed(php::PhpError::Empty)
+        }
+    }
+}
+
+/// Refreshes a stale entry in the background. On failure (PHP down, 5xx)
+/// the stale entry keeps being served until its stale window ends.
+async fn refresh(
+    site: Arc<Site>,
+    cache: Arc<SiteCache>,
+    pool: Arc<PhpPool>,
+    key: CacheKey,
+    params: Params,
+    _lead: Lead,
+) {
+    let up = match php::exchange(
+        &pool,
+        &params,
+        RequestBody::Empty,
+        site.config.php_timeout,
+        site.name.clone(),
+    )
+    .await
+    {
+        Ok(up) => up,
+        Err(e) => {
+            tracing::warn!(site = %site.name, url = %key, error = %e, "refresh failed; serving the stale page");
+            return;
+        }
+    };
+    let status = up.status;
+    match fill(&site, &cache, key.clone(), up).await {
+        Filled::Stored(_) => {}
+        Filled::Pass(..) if status.as_u16() < 500 => {
+            // The page is no longer cacheable (e.g. now private): drop it.
+            cache.store.purge_url(&key.host, &key.target);
+        }
+        Filled::Pass(..) => {
+            tracing::warn!(site = %site.name, url = %key, %status, "refresh got a server error; serving the stale page")
+        }
+        Filled::Failed(e) => {
+            tracing::warn!(site = %site.name, url = %key, error = %e, "refresh failed; serving the stale page")
+        }
+    }
+}
+
+fn hit(
+    entry: &Entry,
+    accept: encoding::AcceptSet,
+    label: &'static str,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    outcome.cache = Some(label);
+    let mut r = respond(entry, accept);
+    let age = entry.stored_at.elapsed().as_secs();
+    r.headers_mut().insert(header::AGE, HeaderValue::from(age));
+    r
+}
+
+/// A response from a stored entry, in the best encoding the client accepts.
+fn respond(entry: &Entry, accept: encoding::AcceptSet) -> Response<Body> {
+    let enc = accept.choose(entry.br.is_some(), entry.gzip.is_some());
+    let body = entry.body(enc).clone();
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = entry.status;
+    let h = r.headers_mut();
+    *h = entry.headers.clone();
+    if let Some(token) = enc.token() {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *r.body_mut() = Body::full(body);
+    if entry.status == StatusCode::NOT_MODIFIED {
+        *r.body_mut() = Body::empty();
+    }
+    r
+}

@@ -1,0 +1,190 @@
+//! Guards, on by default, applied to the normalised path before anything is
+//! served: files that must never leave the server, PHP where uploads live,
+//! `xmlrpc.php`, and the admin area (its own pool, optional IP allowlist).
+
+use std::net::IpAddr;
+
+use http::StatusCode;
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Serve it; `admin` routes PHP to the admin pool.
+    Allow { admin: bool },
+    Deny {
+        status: StatusCode,
+        reason: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GuardOptions {
+    pub xmlrpc: bool,
+    pub admin_allow: Option<Vec<IpNet>>,
+}
+
+fn deny(status: StatusCode, reason: &'static str) -> Verdict {
+    Verdict::Deny { status, reason }
+}
+
+/// Whether a normalised path is in the admin area. `admin-ajax.php` serves
+/// anonymous front-end requests and stays public.
+pub fn is_admin_path(path: &str) -> bool {
+    if path == "/wp-login.php" {
+        return true;
+    }
+    (path.starts_with("/wp-admin/") || path == "/wp-admin") && path != "/wp-admin/admin-ajax.php"
+}
+
+fn is_secret_file(name: &str) -> bool {
+    const SUFFIXES: [&str; 10] = [
+        ".sql", ".sql.gz", ".sql.zst", ".sqlite", ".log", ".bak", ".swp", ".old", ".orig", "~",
+    ];
+    name.starts_with("wp-config") || SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// Judges a normalised path for a client.
+pub fn check(path: &str, opts: &GuardOptions, client: IpAddr) -> Verdict {
+    let lower = path.to_ascii_lowercase();
+    let segments: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, seg) in segments.iter().enumerate() {
+        // Dotfiles and dot-directories (.git, .env, .htaccess), except the
+        // well-known URIs (ACME challenges, security.txt).
+        if seg.starts_with('.') && !(i == 0 && *seg == ".well-known") {
+            return deny(StatusCode::NOT_FOUND, "dotfile");
+        }
+    }
+    if let Some(name) = segments.last() {
+        if is_secret_file(name) {
+            return deny(StatusCode::FORBIDDEN, "protected file");
+        }
+    }
+    if lower.starts_with("/wp-content/uploads/")
+        && segments
+            .iter()
+            .any(|s| s.contains(".php") || s.ends_with(".phtml") || s.ends_with(".phar"))
+    {
+        return deny(StatusCode::FORBIDDEN, "php in uploads");
+    }
+    if lower == "/xmlrpc.php" && !opts.xmlrpc {
+        return deny(StatusCode::FORBIDDEN, "xmlrpc disabled");
+    }
+    if is_admin_path(path) {
+        if let Some(allow) = &opts.admin_allow {
+            let client = match client {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
+                v4 => v4,
+            };
+            if !allow.iter().any(|net| net.contains(&client)) {
+                return deny(StatusCode::FORBIDDEN, "admin not allowed from this address");
+            }
+        }
+        return Verdict::Allow { admin: true };
+    }
+    Verdict::Allow { admin: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn denied(path: &str) -> bool {
+        matches!(
+            check(path, &GuardOptions::default(), ip("127.0.0.1")),
+            Verdict::Deny { .. }
+        )
+    }
+
+    #[test]
+    fn secrets_and_dotfiles() {
+        for p in [
+            "/.git/config",
+            "/.env",
+            "/wp-content/.htaccess",
+            "/wp-config.php",
+            "/wp-config.php.bak",
+            "/wp-config.old",
+            "/dump.sql",
+            "/backup/db.sql.gz",
+            "/wp-content/debug.log",
+            "/index.php~",
+            "/WP-CONFIG.PHP",
+        ] {
+            assert!(denied(p), "{p} must be denied");
+        }
+        for p in [
+            "/",
+            "/index.php",
+            "/.well-known/acme-challenge/x",
+            "/wp-content/themes/x/style.css",
+            "/2024/05/hello/",
+        ] {
+            assert!(!denied(p), "{p} must be allowed");
+        }
+    }
+
+    #[test]
+    fn php_in_uploads() {
+        assert!(denied("/wp-content/uploads/2024/evil.php"));
+        assert!(denied("/wp-content/uploads/evil.php/x.jpg"));
+        assert!(denied("/wp-content/uploads/evil.PHP"));
+        assert!(denied("/wp-content/uploads/a.phtml"));
+        assert!(!denied("/wp-content/uploads/2024/photo.jpg"));
+    }
+
+    #[test]
+    fn xmlrpc_off_unless_enabled() {
+        assert!(denied("/xmlrpc.php"));
+        let on = GuardOptions {
+            xmlrpc: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            check("/xmlrpc.php", &on, ip("1.2.3.4")),
+            Verdict::Allow { admin: false }
+        );
+    }
+
+    #[test]
+    fn admin_paths_and_allowlist() {
+        let opts = GuardOptions {
+            xmlrpc: false,
+            admin_allow: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+        };
+        assert_eq!(
+            check("/wp-admin/", &opts, ip("10.1.2.3")),
+            Verdict::Allow { admin: true }
+        );
+        assert_eq!(
+            check("/wp-login.php", &opts, ip("::ffff:10.1.2.3")),
+            Verdict::Allow { admin: true }
+        );
+        assert!(matches!(
+            check("/wp-admin/options.php", &opts, ip("8.8.8.8")),
+            Verdict::Deny {
+                status: StatusCode::FORBIDDEN,
+                ..
+            }
+        ));
+        assert!(matches!(
+            check("/wp-login.php", &opts, ip("8.8.8.8")),
+            Verdict::Deny { .. }
+        ));
+        assert_eq!(
+            check("/wp-admin/admin-ajax.php", &opts, ip("8.8.8.8")),
+            Verdict::Allow { admin: false }
+        );
+        assert_eq!(
+            check("/", &opts, ip("8.8.8.8")),
+            Verdict::Allow { admin: false }
+        );
+        assert_eq!(
+            check("/wp-admin/", &GuardOptions::default(), ip("8.8.8.8")),
+            Verdict::Allow { admin: true }
+        );
+    }
+}

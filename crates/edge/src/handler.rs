@@ -1,0 +1,321 @@
+//! The public request pipeline, one step per module:
+//! host → [`crate::router`], path → [`crate::path`], [`crate::guard`],
+//! [`crate::resolve`], then [`crate::static_files`] or PHP, through
+//! [`crate::cached`] when the page cache may answer. Every request ends in
+//! one access-log line and one metrics sample.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::cgi::{self, CgiRequest};
+use crate::guard::{self, Verdict};
+use crate::php::{self, RequestBody};
+use crate::resolve::{self, Target};
+use crate::site::Site;
+use crate::state::Edge;
+
+/// Largest chunked request body buffered to learn its length (php-fpm needs
+/// `CONTENT_LENGTH`); bodies with a length are streamed whatever their size.
+const MAX_CHUNKED_BODY: usize = 64 << 20;
+
+/// What the client is connected to.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub https: bool,
+}
+
+/// What a request turned into, for the access log and metrics.
+#[derive(Default)]
+pub struct Outcome {
+    pub site: Option<Arc<str>>,
+    pub cache: Option<&'static str>,
+    pub upstream: Option<Duration>,
+}
+
+/// A short plain-text response for errors and refusals.
+pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(Body::full(Bytes::from(format!("{text}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+pub async fn handle(
+    edge: Arc<Edge>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let host = host_of(&req).map(str::to_string);
+    let mut outcome = Outcome::default();
+    let mut resp = route(&edge, conn, req, host.as_deref(), &mut outcome).await;
+    if let Some(label) = outcome.cache {
+        resp.headers_mut()
+            .insert("x-cache", HeaderValue::from_static(label));
+    }
+    if method == Method::HEAD {
+        *resp.body_mut() = Body::empty();
+    }
+    let status = resp.status().as_u16();
+    let site = outcome.site.clone().unwrap_or_else(|| Arc::from("-"));
+    edge.metrics
+        .request(&site, status, outcome.cache.unwrap_or("NONE"));
+    if let Some(up) = outcome.upstream {
+        edge.metrics.upstream_time(&site, up);
+    }
+    if edge.access_log() {
+        tracing::info!(
+            target: "murakumo::access",
+            client = %conn.remote.ip(),
+            site = %site,
+            host = host.as_deref().unwrap_or("-"),
+            method = %method,
+            target = %target,
+            status,
+            cache = outcome.cache.unwrap_or("-"),
+            upstream_ms = outcome.upstream.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+    Ok(resp)
+}
+
+fn host_of<B>(req: &Request<B>) -> Option<&str> {
+    match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok(),
+        None => req.uri().authority().map(|a| a.as_str()),
+    }
+}
+
+async fn route(
+    edge: &Arc<Edge>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    host: Option<&str>,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return plain(StatusCode::BAD_REQUEST, "more than one Host header");
+    }
+    let Some(host) = host else {
+        return plain(StatusCode::BAD_REQUEST, "missing Host header");
+    };
+    let sites = edge.sites();
+    let Some(site) = sites.router.route(host).cloned() else {
+        return plain(StatusCode::NOT_FOUND, "no site is configured for this host");
+    };
+    outcome.site = Some(site.name.clone());
+    let path = match crate::path::normalise(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("bad request path: {e}")),
+    };
+    let admin = match guard::check(&path, &site.guard, conn.remote.ip()) {
+        Verdict::Allow { admin } => admin,
+        Verdict::Deny { status, reason } => {
+            tracing::debug!(site = %site.name, path, reason, "guard refused");
+            return plain(status, status.canonical_reason().unwrap_or("refused"));
+        }
+    };
+    match resolve::resolve(&site.config.root, &path) {
+        Target::AddSlash => {
+            let location = match req.uri().query() {
+                Some(q) => format!("{path}/?{q}"),
+                None => format!("{path}/"),
+            };
+            let mut r = plain(StatusCode::MOVED_PERMANENTLY, "moved");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Target::NotFound => plain(StatusCode::NOT_FOUND, "not found"),
+        Target::Static(file) => {
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return r;
+            }
+            crate::static_files::serve(&edge.files, req.method(), req.headers(), file).await
+        }
+        Target::Php { script, path_info } => {
+            php_request(
+                edge, &site, conn, req, &path, &script, &path_info, admin, outcome,
+            )
+            .await
+        }
+    }
+}
+
+/// Everything needed to build the CGI environment of a request.
+pub struct PhpTarget<'a> {
+    pub site: &'a Arc<Site>,
+    pub conn: ConnInfo,
+    pub path: &'a str,
+    pub script: &'a str,
+    pub path_info: &'a str,
+    pub admin: bool,
+}
+
+impl PhpTarget<'_> {
+    pub fn pool(&self) -> &Arc<php::PhpPool> {
+        if self.admin {
+            &self.site.admin
+        } else {
+            &self.site.public
+        }
+    }
+
+    pub fn params(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+        for_cache: bool,
+    ) -> murakumo_fastcgi::params::Params {
+        cgi::params(&CgiRequest {
+            method,
+            uri,
+            headers,
+            root: &self.site.config.root,
+            script: self.script,
+            path_info: self.path_info,
+            remote: self.conn.remote,
+            local: self.conn.local,
+            https: self.conn.https,
+            content_length,
+            drop_accept_encoding: for_cache,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn php_request(
+    edge: &Arc<Edge>,
+    site: &Arc<Site>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    path: &str,
+    script: &str,
+    path_info: &str,
+    admin: bool,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let target = PhpTarget {
+        site,
+        conn,
+        path,
+        script,
+        path_info,
+        admin,
+    };
+    if let Some(cache) = &site.cache {
+        if cache
+            .policy
+            .request_bypass(req.method(), path, req.uri().query(), req.headers())
+            .is_none()
+        {
+            let (parts, _) = req.into_parts();
+            return crate::cached::serve(edge, cache, &target, &parts, outcome).await;
+        }
+    }
+    outcome.cache = Some("BYPASS");
+    let (parts, incoming) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let (body, length) = if chunked {
+        match http_body_util::Limited::new(incoming, MAX_CHUNKED_BODY)
+            .collect()
+            .await
+        {
+            Ok(c) => {
+                let b = c.to_bytes();
+                let len = b.len() as u64;
+                (RequestBody::Buffered(b), Some(len))
+            }
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large or broken",
+                )
+            }
+        }
+    } else {
+        match declared {
+            Some(n) if n > 0 => (RequestBody::Stream(incoming), Some(n)),
+            Some(_) => (RequestBody::Empty, Some(0)),
+            None => (RequestBody::Empty, None),
+        }
+    };
+    let params = target.params(&parts.method, &parts.uri, &parts.headers, length, false);
+    match php::exchange(
+        target.pool(),
+        &params,
+        body,
+        site.config.php_timeout,
+        site.name.clone(),
+    )
+    .await
+    {
+        Ok(up) => {
+            outcome.upstream = Some(up.head_time);
+            upstream_response(up, Vec::new())
+        }
+        Err(e) => php_error(site, &e),
+    }
+}
+
+/// Turns an upstream head into a response streaming the body.
+pub fn upstream_response(mut up: php::Upstream, prefix: Vec<Bytes>) -> Response<Body> {
+    let mut headers = std::mem::take(&mut up.headers);
+    for h in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+    ] {
+        headers.remove(h);
+    }
+    headers.remove("keep-alive");
+    let status = up.status;
+    let mut r = Response::new(up.into_body(prefix));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+pub fn php_error(site: &Site, e: &php::PhpError) -> Response<Body> {
+    tracing::error!(site = %site.name, error = %e, "php request failed");
+    let status = e.status();
+    plain(status, status.canonical_reason().unwrap_or("error"))
+}

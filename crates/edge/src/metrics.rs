@@ -1,0 +1,92 @@
+//! Counters and histograms, rendered in the Prometheus text format on the ops
+//! listener. Gauges (cache size, member health, pool counters) are read from
+//! their owners at scrape time.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<HashMap<(Arc<str>, u16, &'static str), u64>>,
+    upstream: Mutex<HashMap<Arc<str>, Histogram>>,
+    pub purges: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, site: &Arc<str>, status: u16, cache: &'static str) {
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((site.clone(), status, cache)).or_default() += 1;
+    }
+
+    pub fn upstream_time(&self, site: &Arc<str>, d: Duration) {
+        let secs = d.as_secs_f64();
+        let mut m = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        let h = m.entry(site.clone()).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// Appends the request and upstream series.
+    pub fn render(&self, out: &mut String) {
+        out.push_str("# HELP murakumo_requests_total Requests answered, by site, status and cache result.\n# TYPE murakumo_requests_total counter\n");
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = requests.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for ((site, status, cache), n) in rows {
+            let _ = writeln!(out, "murakumo_requests_total{{site=\"{site}\",status=\"{status}\",cache=\"{cache}\"}} {n}");
+        }
+        drop(requests);
+        out.push_str("# HELP murakumo_upstream_seconds Time from sending a request to php-fpm to its response head.\n# TYPE murakumo_upstream_seconds histogram\n");
+        let upstream = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sites: Vec<_> = upstream.iter().collect();
+        sites.sort_by(|a, b| a.0.cmp(b.0));
+        for (site, h) in sites {
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "murakumo_upstream_seconds_bucket{{site=\"{site}\",le=\"{b}\"}} {}",
+                    h.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "murakumo_upstream_seconds_bucket{{site=\"{site}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_upstream_seconds_sum{{site=\"{site}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_upstream_seconds_count{{site=\"{site}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE murakumo_purged_requests_total counter\nmurakumo_purge_requests_total {}",
+            self.purges.load(Ordering::Relaxed)
+        );
+    }
+}

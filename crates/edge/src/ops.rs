@@ -1,0 +1,296 @@
+//! The ops listener, never the public one: `/healthz` (the process serves),
+//! `/readyz` (php answers, the database answers `SELECT 1`, not draining),
+//! `/metrics` (Prometheus text) and `POST /purge` (bearer token, or loopback
+//! only when no token is configured).
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mysql_async::prelude::Queryable;
+use percent_encoding::percent_decode_str;
+
+use crate::body::Body;
+use crate::handler::plain;
+use crate::site::Site;
+use crate::state::Edge;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn handle(
+    edge: Arc<Edge>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
+        (&Method::GET | &Method::HEAD, "/readyz") => readyz(&edge).await,
+        (&Method::GET, "/metrics") => metrics(&edge),
+        (&Method::POST, "/purge") => purge(&edge, remote, &req),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/purge") => {
+            plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz, /readyz, /metrics or POST /purge",
+        ),
+    };
+    Ok(resp)
+}
+
+async fn check_php(site: &Site) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, site.public.pool.checkout(false)).await {
+        Ok(Ok(conn)) => {
+            conn.release();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("php: {e}")),
+        Err(_) => Err(format!("php: no connection within {CHECK_TIMEOUT:?}")),
+    }
+}
+
+async fn check_db(site: &Site) -> Result<(), String> {
+    let Some(pool) = &site.db else { return Ok(()) };
+    let q = async {
+        let mut conn = pool.get_conn().await?;
+        conn.query_drop("SELECT 1").await
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, q).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("db: {e}")),
+        Err(_) => Err(format!(
+            "db: SELECT 1 did not answer within {CHECK_TIMEOUT:?}"
+        )),
+    }
+}
+
+async fn readyz(edge: &Edge) -> Response<Body> {
+    if edge.is_draining() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: draining");
+    }
+    let sites = edge.sites();
+    let mut problems = Vec::new();
+    for site in &sites.list {
+        let (php, db) = tokio::join!(check_php(site), check_db(site));
+        for r in [php, db] {
+            if let Err(e) = r {
+                problems.push(format!("site {}: {e}", site.name));
+            }
+        }
+    }
+    if problems.is_empty() {
+        plain(StatusCode::OK, "ready")
+    } else {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready:\n{}", problems.join("\n")),
+        )
+    }
+}
+
+fn metrics(edge: &Edge) -> Response<Body> {
+    let mut out = String::with_capacity(4096);
+    edge.metrics.render(&mut out);
+    let sites = edge.sites();
+    out.push_str("# TYPE murakumo_cache_entries gauge\n# TYPE murakumo_cache_bytes gauge\n");
+    for site in &sites.list {
+        if let Some(c) = &site.cache {
+            let (entries, bytes) = c.store.usage();
+            let _ = writeln!(
+                out,
+                "murakumo_cache_entries{{site=\"{}\"}} {entries}",
+                site.name
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_cache_bytes{{site=\"{}\"}} {bytes}",
+                site.name
+            );
+        }
+    }
+    out.push_str("# HELP murakumo_php_member_up Whether a php-fpm member accepts connections.\n# TYPE murakumo_php_member_up gauge\n");
+    out.push_str("# TYPE murakumo_fastcgi_connections_opened_total counter\n# TYPE murakumo_fastcgi_connections_reused_total counter\n");
+    for site in &sites.list {
+        let mut pools = vec![&site.public];
+        if !Arc::ptr_eq(&site.public, &site.admin) {
+            pools.push(&site.admin);
+        }
+        for p in pools {
+            let labels = format!("site=\"{}\",pool=\"{}\"", site.name, p.role);
+            for m in p.pool.status() {
+                let _ = writeln!(
+                    out,
+                    "murakumo_php_member_up{{{labels},member=\"{}\"}} {}",
+                    m.address,
+                    u8::from(m.up)
+                );
+                let _ = writeln!(
+                    out,
+                    "murakumo_php_member_outstanding{{{labels},member=\"{}\"}} {}",
+                    m.address, m.outstanding
+                );
+            }
+            let s = p.pool.stats();
+            let _ = writeln!(
+                out,
+                "murakumo_fastcgi_connections_opened_total{{{labels}}} {}",
+                s.opened.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_fastcgi_connections_reused_total{{{labels}}} {}",
+                s.reused.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE murakumo_draining gauge\nmurakumo_draining {}",
+        u8::from(edge.is_draining())
+    );
+    let mut r = Response::new(Body::full(out));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorised(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> bool {
+    match edge.purge_token() {
+        Some(token) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
+        None => remote.ip().is_loopback() || remote.ip().to_canonical().is_loopback(),
+    }
+}
+
+/// `http://host[:port]/path?query` → (https, host, path, query).
+fn split_url(url: &str) -> Option<(bool, &str, &str, Option<&str>)> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let (host, target) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    (!host.is_empty()).then_some((https, host, path, query))
+}
+
+fn purge(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+    if !authorised(edge, remote, req) {
+        return plain(
+            StatusCode::UNAUTHORIZED,
+            "purge needs Authorization: Bearer <token>",
+        );
+    }
+    edge.metrics.purges.fetch_add(1, Ordering::Relaxed);
+    let sites = edge.sites();
+    let query = req.uri().query().unwrap_or("");
+    let mut purged = 0usize;
+    let mut matched = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode_str(value).decode_utf8_lossy();
+        match name {
+            "url" | "prefix" => {
+                let Some((https, host, path, q)) = split_url(&value) else {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        &format!("{name}={value:?} is not an absolute http(s) URL"),
+                    );
+                };
+                let Some(site) = sites.router.route(host) else {
+                    return plain(StatusCode::NOT_FOUND, &format!("no site serves {host}"));
+                };
+                let Ok(path) = crate::path::normalise(path) else {
+                    return plain(StatusCode::BAD_REQUEST, &format!("{name}: bad path"));
+                };
+                if let Some(c) = &site.cache {
+                    let key =
+                        murakumo_cache::CacheKey::new(site.name.clone(), https, host, &path, q);
+                    purged += if name == "url" {
+                        c.store.purge_url(host, &key.target)
+                    } else {
+                        c.store.purge_prefix(host, &key.target)
+                    };
+                }
+                matched = true;
+            }
+            "site" => {
+                let Some(site) = sites.list.iter().find(|s| *s.name == *value) else {
+                    return plain(StatusCode::NOT_FOUND, &format!("no site named {value:?}"));
+                };
+                purged += site.cache.as_ref().map_or(0, |c| c.store.purge_all());
+                matched = true;
+            }
+            "all" if value == "1" || value == "true" => {
+                purged += sites
+                    .list
+                    .iter()
+                    .filter_map(|s| s.cache.as_ref())
+                    .map(|c| c.store.purge_all())
+                    .sum::<usize>();
+                matched = true;
+            }
+            _ => {}
+        }
+    }
+    if !matched {
+        return plain(StatusCode::BAD_REQUEST, "say what to purge: ?url=ABSOLUTE_URL, ?prefix=ABSOLUTE_URL_PREFIX, ?site=NAME or ?all=1");
+    }
+    tracing::info!(query, purged, "purge");
+    let mut r = Response::new(Body::full(format!("{{\"purged\":{purged}}}\n")));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            split_url("http://wp.test:8080/a/?p=1"),
+            Some((false, "wp.test:8080", "/a/", Some("p=1")))
+        );
+        assert_eq!(
+            split_url("https://wp.test"),
+            Some((true, "wp.test", "/", None))
+        );
+        assert_eq!(split_url("ftp://x/"), None);
+        assert_eq!(split_url("http:///x"), None);
+    }
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+    }
+}

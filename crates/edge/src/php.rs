@@ -1,0 +1,269 @@
+//! One request/response exchange with a php-fpm pool.
+//!
+//! Retry rule: a request moves to another member when connecting fails (the
+//! pool does that), and is resent once on a fresh connection when a *reused*
+//! keep-alive connection fails before php-fpm answered anything and before
+//! any of a streamed body was consumed (php-fpm may close idle connections).
+//! Anything else is answered 502/503/504, never retried.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use murakumo_fastcgi::params::Params;
+use murakumo_fastcgi::response::{parse_response_head, HeadError};
+use murakumo_fastcgi::{Event, Pool, PoolError, PooledConnection};
+
+use crate::body::Body;
+
+/// A php-fpm pool of one role ("public" or "admin") of one site.
+pub struct PhpPool {
+    pub role: &'static str,
+    pub pool: Pool,
+}
+
+/// The request body to send as FCGI_STDIN.
+pub enum RequestBody {
+    Empty,
+    Buffered(Bytes),
+    Stream(hyper::body::Incoming),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PhpError {
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("php-fpm did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Protocol(#[from] murakumo_fastcgi::Error),
+    #[error(transparent)]
+    Head(#[from] HeadError),
+    #[error("php-fpm ended the request without a response")]
+    Empty,
+    #[error("reading the request body from the client: {0}")]
+    ClientBody(String),
+}
+
+impl PhpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PhpError::Pool(PoolError::Saturated(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PhpError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            PhpError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// A response whose head has arrived; the body is still coming.
+pub struct Upstream {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    first: Option<Bytes>,
+    conn: Option<PooledConnection>,
+    timeout: Duration,
+    site: Arc<str>,
+    /// Time from sending the request to the end of the head.
+    pub head_time: Duration,
+}
+
+fn log_stderr(site: &str, msg: &[u8]) {
+    let text = String::from_utf8_lossy(msg);
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        tracing::warn!(site, "php: {line}");
+    }
+}
+
+async fn next_event(conn: &mut PooledConnection, timeout: Duration) -> Result<Event, PhpError> {
+    match tokio::time::timeout(timeout, conn.next_event()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(PhpError::Timeout(timeout)),
+    }
+}
+
+/// Sends a request and waits for the response head.
+pub async fn exchange(
+    php: &PhpPool,
+    params: &Params,
+    body: RequestBody,
+    timeout: Duration,
+    site: Arc<str>,
+) -> Result<Upstream, PhpError> {
+    let started = Instant::now();
+    let mut body = Some(body);
+    let mut fresh = false;
+    loop {
+        let mut conn = php.pool.checkout(fresh).await?;
+        let retryable = conn.reused() && !fresh;
+        if let Err(e) = conn.begin(params).await {
+            if retryable {
+                fresh = true;
+                continue;
+            }
+            return Err(e.into());
+        }
+        let streamed = matches!(body, Some(RequestBody::Stream(_)));
+        match body.take().unwrap_or(RequestBody::Empty) {
+            RequestBody::Empty => {}
+            RequestBody::Buffered(b) => {
+                let sent = conn.write_stdin(&b).await;
+                body = Some(RequestBody::Buffered(b));
+                if let Err(e) = sent {
+                    if retryable {
+                        fresh = true;
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+            }
+            RequestBody::Stream(mut incoming) => {
+                while let Some(frame) = incoming.frame().await {
+                    let frame = frame.map_err(|e| PhpError::ClientBody(e.to_string()))?;
+                    if let Ok(data) = frame.into_data() {
+                        conn.write_stdin(&data).await?;
+                    }
+                }
+            }
+        }
+        if let Err(e) = conn.end_stdin().await {
+            if retryable && !streamed {
+                fresh = true;
+                continue;
+            }
+            return Err(e.into());
+        }
+        let mut head_buf = BytesMut::new();
+        let mut first_event = true;
+        loop {
+            let ev = match next_event(&mut conn, timeout).await {
+                Ok(ev) => ev,
+                Err(PhpError::Protocol(e)) if first_event && retryable && !streamed => {
+                    tracing::debug!(%site, error = %e, "kept-alive php-fpm connection was closed; resending on a new one");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            first_event = false;
+            match ev {
+                Event::Stderr(msg) => log_stderr(&site, &msg),
+                Event::Stdout(data) => {
+                    head_buf.extend_from_slice(&data);
+                    if let Some((head, used)) = parse_response_head(&head_buf)? {
+                        let rest = head_buf.split_off(used).freeze();
+                        let (status, headers) = convert_head(head, &site);
+                        return Ok(Upstream {
+                            status,
+                            headers,
+                            first: (!rest.is_empty()).then_some(rest),
+                            conn: Some(conn),
+                            timeout,
+                            site,
+                            head_time: started.elapsed(),
+                        });
+                    }
+                }
+                Event::End { .. } => {
+                    if head_buf.is_empty() {
+                        conn.release();
+                        return Err(PhpError::Empty);
+                    }
+                    // A head without the blank line: treat all of it as head.
+                    head_buf.extend_from_slice(b"\r\n\r\n");
+                    let (head, _) = parse_response_head(&head_buf)?.ok_or(PhpError::Empty)?;
+                    conn.release();
+                    let (status, headers) = convert_head(head, &site);
+                    return Ok(Upstream {
+                        status,
+                        headers,
+                        first: None,
+                        conn: None,
+                        timeout,
+                        site,
+                        head_time: started.elapsed(),
+                    });
+                }
+            }
+        }
+        fresh = true;
+    }
+}
+
+fn convert_head(head: murakumo_fastcgi::ResponseHead, site: &str) -> (StatusCode, HeaderMap) {
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in head.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => {
+                tracing::warn!(site, header = %name, "php sent an invalid response header; dropped")
+            }
+        }
+    }
+    (status, headers)
+}
+
+impl Upstream {
+    /// The next part of the body, `None` at the end (the connection then goes
+    /// back to the pool).
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, PhpError> {
+        if let Some(b) = self.first.take() {
+            return Ok(Some(b));
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Ok(None);
+            };
+            match next_event(conn, self.timeout).await? {
+                Event::Stdout(b) => return Ok(Some(b)),
+                Event::Stderr(msg) => log_stderr(&self.site, &msg),
+                Event::End { .. } => {
+                    if let Some(c) = self.conn.take() {
+                        c.release();
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Streams the rest of the body (after `prefix`) to the client through a
+    /// task. If the client goes away the task stops and drops the connection,
+    /// which aborts the PHP request.
+    pub fn into_body(mut self, prefix: Vec<Bytes>) -> Body {
+        if self.conn.is_none() && prefix.is_empty() {
+            return Body::full(self.first.take().unwrap_or_default());
+        }
+        let (tx, body) = Body::channel();
+        tokio::spawn(async move {
+            for b in prefix {
+                if tx.send(Ok(b)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match self.next_chunk().await {
+                    Ok(Some(b)) => {
+                        if tx.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(site = %self.site, error = %e, "php response cut short");
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        body
+    }
+}

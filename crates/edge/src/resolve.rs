@@ -1,0 +1,133 @@
+//! The front-controller rule WordPress expects (nginx's
+//! `try_files $uri $uri/ /index.php?$args`): an existing file is served as
+//! itself, a PHP script runs, a directory runs its `index.php`, anything else
+//! runs `/index.php`. `PATH_INFO` is split on the normalised path, at the
+//! first segment that is an existing `.php` file (never by regex on the raw
+//! URI: CVE-2019-11043).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A file served by the edge.
+    Static(PathBuf),
+    /// A PHP script: `script` is its URL path (`/index.php`).
+    Php { script: String, path_info: String },
+    /// A directory asked for without its trailing slash.
+    AddSlash,
+    /// Nothing to serve (no front controller either).
+    NotFound,
+}
+
+/// Resolves a normalised path against the document root. This stats files:
+/// call it where blocking briefly is acceptable.
+pub fn resolve(root: &Path, path: &str) -> Target {
+    // /index.php/some/path → script /index.php, PATH_INFO /some/path
+    let mut end = 0;
+    for seg in path.split('/').skip(1) {
+        end += 1 + seg.len();
+        if seg.ends_with(".php") && end < path.len() {
+            let script = &path[..end];
+            if root.join(&script[1..]).is_file() {
+                return Target::Php {
+                    script: script.to_string(),
+                    path_info: path[end..].to_string(),
+                };
+            }
+            break;
+        }
+    }
+    let full = root.join(&path[1..]);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_file() => {
+            if path.ends_with(".php") {
+                Target::Php {
+                    script: path.to_string(),
+                    path_info: String::new(),
+                }
+            } else {
+                Target::Static(full)
+            }
+        }
+        Ok(m) if m.is_dir() => {
+            if !path.ends_with('/') {
+                return Target::AddSlash;
+            }
+            if full.join("index.php").is_file() {
+                Target::Php {
+                    script: format!("{path}index.php"),
+                    path_info: String::new(),
+                }
+            } else if full.join("index.html").is_file() {
+                Target::Static(full.join("index.html"))
+            } else {
+                front_controller(root)
+            }
+        }
+        _ => front_controller(root),
+    }
+}
+
+fn front_controller(root: &Path) -> Target {
+    if root.join("index.php").is_file() {
+        Target::Php {
+            script: "/index.php".into(),
+            path_info: String::new(),
+        }
+    } else {
+        Target::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("murakumo-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("wp-admin")).unwrap();
+        std::fs::create_dir_all(dir.join("docs")).unwrap();
+        std::fs::create_dir_all(dir.join("empty")).unwrap();
+        for f in [
+            "index.php",
+            "wp-login.php",
+            "wp-admin/index.php",
+            "style.css",
+            "docs/index.html",
+        ] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn wordpress_rules() {
+        let root = site();
+        let php = |s: &str, pi: &str| Target::Php {
+            script: s.into(),
+            path_info: pi.into(),
+        };
+        assert_eq!(resolve(&root, "/"), php("/index.php", ""));
+        assert_eq!(resolve(&root, "/2024/05/hello/"), php("/index.php", ""));
+        assert_eq!(resolve(&root, "/wp-login.php"), php("/wp-login.php", ""));
+        assert_eq!(resolve(&root, "/wp-admin/"), php("/wp-admin/index.php", ""));
+        assert_eq!(resolve(&root, "/wp-admin"), Target::AddSlash);
+        assert_eq!(
+            resolve(&root, "/style.css"),
+            Target::Static(root.join("style.css"))
+        );
+        assert_eq!(
+            resolve(&root, "/docs/"),
+            Target::Static(root.join("docs/index.html"))
+        );
+        assert_eq!(resolve(&root, "/empty/"), php("/index.php", ""));
+        assert_eq!(
+            resolve(&root, "/index.php/wp-json/wp/v2"),
+            php("/index.php", "/wp-json/wp/v2")
+        );
+        // A missing script in the middle is not a script: front controller.
+        assert_eq!(resolve(&root, "/missing.php/x"), php("/index.php", ""));
+        assert_eq!(resolve(&root, "/style.css/x.php"), php("/index.php", ""));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,173 @@
+//! The running form of a `[[site]]`: its php pools, page cache, guards and
+//! database handle, built from configuration and rebuilt on reload (keeping
+//! the cache and pools of sites whose settings did not change).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use murakumo_cache::{Coalescer, PageCache, Policy};
+use murakumo_config::{Config, HostPattern};
+use murakumo_fastcgi::{Address, Pool, PoolConfig};
+
+use crate::guard::GuardOptions;
+use crate::php::PhpPool;
+use crate::router::Router;
+
+/// The page cache of one site.
+pub struct SiteCache {
+    pub store: Arc<PageCache>,
+    pub coalescer: Arc<Coalescer>,
+    pub policy: Policy,
+    pub stale: Duration,
+    pub max_entry: u64,
+}
+
+pub struct Site {
+    pub name: Arc<str>,
+    pub config: murakumo_config::Site,
+    pub guard: GuardOptions,
+    pub public: Arc<PhpPool>,
+    pub admin: Arc<PhpPool>,
+    pub cache: Option<Arc<SiteCache>>,
+    pub db: Option<mysql_async::Pool>,
+}
+
+/// All sites and the host router over them.
+pub struct Sites {
+    pub router: Router<Site>,
+    pub list: Vec<Arc<Site>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("site {site}: database URL: {message}")]
+    Db { site: String, message: String },
+    #[error("site {site}: cannot read the database password: {message}")]
+    DbPassword { site: String, message: String },
+}
+
+fn build_pool(
+    role: &'static str,
+    members: &[String],
+    site: &murakumo_config::Site,
+) -> Arc<PhpPool> {
+    let addresses = members.iter().filter_map(|m| Address::parse(m)).collect();
+    let config = PoolConfig {
+        max_conns: site.php_max_conns,
+        queue_timeout: site.php_timeout,
+        ..PoolConfig::default()
+    };
+    Arc::new(PhpPool {
+        role,
+        pool: Pool::new(addresses, config),
+    })
+}
+
+fn build_db(site: &murakumo_config::Site) -> Result<Option<mysql_async::Pool>, SiteError> {
+    let Some(url) = &site.db else { return Ok(None) };
+    let opts = mysql_async::Opts::from_url(url.expose()).map_err(|e| SiteError::Db {
+        site: site.name.clone(),
+        message: e.to_string().replace(url.expose(), &url.redacted()),
+    })?;
+    let password = if let Some(file) = &site.db_password_file {
+        let text = std::fs::read_to_string(file).map_err(|e| SiteError::DbPassword {
+            site: site.name.clone(),
+            message: format!("{}: {e}", file.display()),
+        })?;
+        Some(text.lines().next().unwrap_or("").to_string())
+    } else if let Some(var) = &site.db_password_env {
+        Some(std::env::var(var).map_err(|_| SiteError::DbPassword {
+            site: site.name.clone(),
+            message: format!("environment variable {var} is not set"),
+        })?)
+    } else {
+        None
+    };
+    let mut builder = mysql_async::OptsBuilder::from_opts(opts).pool_opts(
+        mysql_async::PoolOpts::default()
+            .with_constraints(mysql_async::PoolConstraints::new(0, 1).unwrap_or_default()),
+    );
+    if password.is_some() {
+        builder = builder.pass(password);
+    }
+    Ok(Some(mysql_async::Pool::new(builder)))
+}
+
+impl Sites {
+    /// Builds the sites of `config`, reusing parts of `previous` whose
+    /// settings are unchanged.
+    pub fn build(config: &Config, previous: Option<&Sites>) -> Result<Sites, SiteError> {
+        let mut list = Vec::new();
+        for sc in &config.site {
+            let old = previous.and_then(|p| p.list.iter().find(|s| s.config.name == sc.name));
+            let admin_members = sc.admin_php.as_ref().unwrap_or(&sc.php);
+            let same_php = old.is_some_and(|o| {
+                o.config.php == sc.php
+                    && o.config.php_max_conns == sc.php_max_conns
+                    && o.config.php_timeout == sc.php_timeout
+            });
+            let same_admin = old.is_some_and(|o| o.config.admin_php == sc.admin_php && same_php);
+            let public = match old {
+                Some(o) if same_php => o.public.clone(),
+                _ => build_pool("public", &sc.php, sc),
+            };
+            let admin = match old {
+                Some(o) if same_admin => o.admin.clone(),
+                _ if sc.admin_php.is_none() => public.clone(),
+                _ => build_pool("admin", admin_members, sc),
+            };
+            let c = &sc.cache;
+            let cache = c.enabled.then(|| {
+                // Keep cached pages across a reload unless the memory bound changed.
+                let kept = old
+                    .filter(|o| o.config.cache.max_memory == c.max_memory)
+                    .and_then(|o| o.cache.as_ref());
+                Arc::new(SiteCache {
+                    store: kept.map_or_else(
+                        || Arc::new(PageCache::new(c.max_memory)),
+                        |k| k.store.clone(),
+                    ),
+                    coalescer: kept
+                        .map_or_else(|| Arc::new(Coalescer::new()), |k| k.coalescer.clone()),
+                    policy: Policy {
+                        ttl: c.ttl,
+                        ttl_404: c.ttl_404,
+                        feeds: c.feeds,
+                    },
+                    stale: c.stale,
+                    max_entry: c.max_entry_size,
+                })
+            });
+            let db = match old {
+                Some(o)
+                    if o.config.db == sc.db
+                        && o.config.db_password_file == sc.db_password_file
+                        && o.config.db_password_env == sc.db_password_env =>
+                {
+                    o.db.clone()
+                }
+                _ => build_db(sc)?,
+            };
+            list.push(Arc::new(Site {
+                name: sc.name.as_str().into(),
+                config: sc.clone(),
+                guard: GuardOptions {
+                    xmlrpc: sc.xmlrpc,
+                    admin_allow: sc.admin_allow.clone(),
+                },
+                public,
+                admin,
+                cache,
+                db,
+            }));
+        }
+        let router = Router::new(list.iter().flat_map(|s| {
+            s.config
+                .hosts
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .map(move |p| (p, s.clone()))
+        }));
+        Ok(Sites { router, list })
+    }
+}
