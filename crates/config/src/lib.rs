@@ -95,6 +95,8 @@ pub struct Site {
     pub root: PathBuf,
     pub php: Vec<String>,
     pub admin_php: Option<Vec<String>>,
+    /// CIDR networks (or single addresses) allowed into the admin area.
+    #[serde(default, deserialize_with = "units::networks")]
     pub admin_allow: Option<Vec<IpNet>>,
     pub db: Option<DbUrl>,
     /// Read the DB password from this file (first line), instead of the URL.

@@ -56,3 +56,18 @@ pub mod size {
         }
     }
 }
+
+/// A list of CIDR networks; a bare address means just that host.
+pub fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<ipnet::IpNet>>, D::Error> {
+    let items: Vec<String> = serde::Deserialize::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| {
+            let t = s.trim();
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP network; write a CIDR like \"192.0.2.0/24\" or an address like \"203.0.113.7\"")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}

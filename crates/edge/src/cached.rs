@@ -112,7 +112,7 @@ pub async fn serve(
                     drop(lead);
                     respond(&entry, accept)
                 }
-                Filled::Pass(up, prefix) => upstream_response(up, prefix),
+                Filled::Pass(up, prefix) => upstream_response(*up, prefix),
                 Filled::Failed(e) => php_error(site, &e),
             }
         }
@@ -122,14 +122,14 @@ pub async fn serve(
 enum Filled {
     Stored(Arc<Entry>),
     /// Not stored (not cacheable, or too large): stream it, `prefix` first.
-    Pass(Upstream, Vec<Bytes>),
+    Pass(Box<Upstream>, Vec<Bytes>),
     Failed(php::PhpError),
 }
 
 /// Reads a cacheable response whole, compresses and stores it.
 async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -> Filled {
     let Some(ttl) = cache.policy.storable(up.status, &up.headers) else {
-        return Filled::Pass(up, Vec::new());
+        return Filled::Pass(Box::new(up), Vec::new());
     };
     let mut chunks = Vec::new();
     let mut size = 0u64;
@@ -139,7 +139,7 @@ async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -
                 size += b.len() as u64;
                 chunks.push(b);
                 if size > cache.max_entry {
-                    return Filled::Pass(up, chunks);
+                    return Filled::Pass(Box::new(up), chunks);
                 }
             }
             Ok(None) => break,

@@ -19,9 +19,12 @@ struct Histogram {
     sum: f64,
 }
 
+/// (site, status, cache result)
+type RequestLabels = (Arc<str>, u16, &'static str);
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<HashMap<(Arc<str>, u16, &'static str), u64>>,
+    requests: Mutex<HashMap<RequestLabels, u64>>,
     upstream: Mutex<HashMap<Arc<str>, Histogram>>,
     pub purges: AtomicU64,
 }

@@ -123,8 +123,11 @@ fn get_len(src: &[u8], at: &mut usize) -> Result<usize, ParamsError> {
     Ok((u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff) as usize)
 }
 
+/// One decoded name-value pair.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
 /// Decodes the pairs in one record's content (the peer side; used by tests).
-pub fn decode_pairs(src: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ParamsError> {
+pub fn decode_pairs(src: &[u8]) -> Result<Vec<Pair>, ParamsError> {
     let mut at = 0;
     let mut out = Vec::new();
     while at < src.len() {

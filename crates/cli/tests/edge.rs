@@ -1,0 +1,313 @@
+//! End to end through the murakumo binary against a real php-fpm serving
+//! small PHP scripts: guards, the CGI environment, static files, coalescing,
+//! purge, drain, reload and `check`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{curl, Edge, PhpFpm, Resp};
+
+const HOST: &str = "site.test";
+
+struct PhpSite {
+    dir: tempfile::TempDir,
+    fpm: PhpFpm,
+    edge: Edge,
+}
+
+fn write(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+impl PhpSite {
+    fn start(site_extra: &str, server_extra: &str) -> PhpSite {
+        let dir = tempfile::Builder::new().prefix("murakumo-edge-").tempdir().unwrap();
+        let root = dir.path().join("root");
+        write(&root, "index.php", "<?php header('Content-Type: text/html'); echo 'front controller: ', $_SERVER['REQUEST_URI'], str_repeat(' pad', 200);");
+        write(&root, "info.php", "<?php header('Content-Type: application/json'); header('Cache-Control: no-store'); echo json_encode($_SERVER + ['BODY_LEN' => strlen(file_get_contents('php://input'))]);");
+        write(&root, "slow.php", "<?php usleep(500000); header('Content-Type: text/html'); echo 'slow page ', microtime(true);");
+        write(&root, "sleep.php", "<?php sleep(2); echo 'finished';");
+        write(&root, "xmlrpc.php", "<?php echo 'xmlrpc reached';");
+        write(&root, "wp-content/uploads/evil.php", "<?php echo 'EXECUTED';");
+        write(&root, "wp-content/uploads/photo.jpg", [0xffu8, 0xd8, 0xff, 0xe0]);
+        write(&root, "wp-config.php", "<?php // DB_PASSWORD secret");
+        write(&root, "wp-config.php.bak", "secret");
+        write(&root, ".git/config", "[core]");
+        write(&root, "dump.sql", "INSERT");
+        let css = "body { color: red; }\n".repeat(100);
+        write(&root, "style.css", &css);
+        write(&root, "style.css.br", b"BROTLI-BYTES");
+        write(&root, "style.css.gz", b"GZIP-BYTES");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        write(&root, "big.bin", &big);
+        let fpm = PhpFpm::start(dir.path(), "site", &[]);
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{site_extra}\n",
+            root = root.display(),
+            sock = fpm.socket.display()
+        );
+        let edge = Edge::start(dir.path(), &config);
+        PhpSite { dir, fpm, edge }
+    }
+
+    fn get(&self, path: &str, args: &[&str]) -> Resp {
+        let host = format!("Host: {HOST}:{}", self.edge.port);
+        let mut all = vec!["--path-as-is", "-H", host.as_str()];
+        all.extend_from_slice(args);
+        curl(&self.edge.url(path), &all)
+    }
+
+    fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
+    }
+}
+
+fn json(r: &Resp) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+#[test]
+fn guards_refuse_secrets_php_in_uploads_and_path_tricks() {
+    let s = PhpSite::start("", "");
+    for (path, status) in [
+        ("/wp-content/uploads/evil.php", 403),
+        ("/wp-content/uploads/evil%2ephp", 403),
+        ("/wp-content/uploads/x/../evil.php", 403),
+        ("/wp-content/uploads/evil.php/photo.jpg", 403),
+        ("/wp-content//uploads/evil.php", 403),
+        ("/wp-content/%75ploads/evil.php", 403),
+        ("/wp-config.php", 403),
+        ("/wp-config.php.bak", 403),
+        ("/x/..%2fwp-config.php", 403),
+        ("/.git/config", 404),
+        ("/.git%2fconfig", 404),
+        ("/dump.sql", 403),
+        ("/xmlrpc.php", 403),
+        ("/index.php%00.jpg", 400),
+        ("/../../etc/passwd", 400),
+        ("/a%5c..%5cwp-config.php", 400),
+        ("/%c0%ae%c0%ae/wp-config.php", 400),
+    ] {
+        let r = s.get(path, &[]);
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(!r.text().contains("EXECUTED") && !r.text().contains("secret"), "{path} leaked: {}", r.text());
+    }
+    // Uploads still serve media.
+    assert_eq!(s.get("/wp-content/uploads/photo.jpg", &[]).status, 200);
+    // Unknown hosts are not served.
+    let r = curl(&s.edge.url("/"), &["-H", "Host: other.test"]);
+    assert_eq!(r.status, 404);
+    // Wildcard hosts are.
+    let r = curl(&s.edge.url("/"), &["-H", "Host: www.site.test"]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn php_gets_the_cgi_environment_wordpress_expects() {
+    let s = PhpSite::start("", "");
+    let r = s.get("/info.php/extra/path?x=1&y=%20", &["-H", "Proxy: http://evil.example", "-H", "X-Custom: yes"]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let env = json(&r);
+    let root = s.root();
+    assert_eq!(env["SCRIPT_FILENAME"], format!("{}/info.php", root.display()));
+    assert_eq!(env["SCRIPT_NAME"], "/info.php");
+    assert_eq!(env["PATH_INFO"], "/extra/path");
+    assert_eq!(env["REQUEST_URI"], "/info.php/extra/path?x=1&y=%20");
+    assert_eq!(env["QUERY_STRING"], "x=1&y=%20");
+    assert_eq!(env["DOCUMENT_ROOT"], root.display().to_string());
+    assert_eq!(env["HTTP_HOST"], format!("{HOST}:{}", s.edge.port));
+    assert_eq!(env["SERVER_NAME"], HOST);
+    assert_eq!(env["SERVER_PORT"], s.edge.port.to_string());
+    assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(env["HTTP_X_CUSTOM"], "yes");
+    assert!(env.get("HTTP_PROXY").is_none(), "httpoxy: Proxy header must not reach PHP");
+    assert!(env.get("HTTPS").is_none());
+
+    // Pretty permalinks go to the front controller with REQUEST_URI intact.
+    let r = s.get("/2024/05/hello-world/?utm_source=x", &[]);
+    assert_eq!(r.text().split(" pad").next().unwrap(), "front controller: /2024/05/hello-world/?utm_source=x");
+
+    // Request bodies reach PHP, with and without a length.
+    let body = s.dir.path().join("body");
+    std::fs::write(&body, "a".repeat(300_000)).unwrap();
+    let body = format!("@{}", body.display());
+    let r = s.get("/info.php", &["--data-binary", &body]);
+    assert_eq!(json(&r)["BODY_LEN"], 300_000);
+    assert_eq!(json(&r)["CONTENT_LENGTH"], "300000");
+    let r = s.get("/info.php", &["-H", "Transfer-Encoding: chunked", "--data-binary", &body]);
+    assert_eq!(json(&r)["BODY_LEN"], 300_000);
+}
+
+#[test]
+fn static_files_validators_ranges_and_precompressed_siblings() {
+    let s = PhpSite::start("", "");
+    let r = s.get("/style.css", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(r.header("cache-control").unwrap_or("").contains("max-age"));
+    assert_eq!(r.body.len(), 2100);
+    let etag = r.header("etag").expect("etag").to_string();
+    let last_modified = r.header("last-modified").expect("last-modified").to_string();
+    assert_eq!(s.get("/style.css", &["-H", &format!("If-None-Match: {etag}")]).status, 304);
+    assert_eq!(s.get("/style.css", &["-H", &format!("If-Modified-Since: {last_modified}")]).status, 304);
+    assert_eq!(s.get("/style.css", &["-H", "If-None-Match: \"other\""]).status, 200);
+
+    // Precompressed siblings, by what the client accepts.
+    let br = s.get("/style.css", &["-H", "Accept-Encoding: gzip, br"]);
+    assert_eq!((br.header("content-encoding"), br.text().as_str()), (Some("br"), "BROTLI-BYTES"));
+    assert!(br.header("vary").unwrap_or("").contains("Accept-Encoding"));
+    let gz = s.get("/style.css", &["-H", "Accept-Encoding: gzip"]);
+    assert_eq!(gz.text(), "GZIP-BYTES");
+
+    // Ranges.
+    let r = s.get("/big.bin", &["-H", "Range: bytes=1000-1009"]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 1000-1009/3000000"));
+    let want: Vec<u8> = (1000..1010u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(r.body, want);
+    let r = s.get("/big.bin", &["-H", "Range: bytes=-5"]);
+    assert_eq!((r.status, r.body.len()), (206, 5));
+    assert_eq!(s.get("/big.bin", &["-H", "Range: bytes=5000000-"]).status, 416);
+    // A large file streams whole.
+    let r = s.get("/big.bin", &[]);
+    assert_eq!((r.status, r.body.len()), (200, 3_000_000));
+    assert_eq!(r.body[2_999_999], (2_999_999u32 % 251) as u8);
+    // HEAD: headers, no body.
+    let r = s.get("/big.bin", &["-I"]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("3000000")));
+    // Static files are not executed or posted to.
+    assert_eq!(s.get("/style.css", &["--data", "x=1"]).status, 405);
+}
+
+#[test]
+fn a_stampede_of_misses_costs_one_php_request() {
+    let s = PhpSite::start("", "");
+    let url = s.edge.url("/slow.php");
+    let host = format!("Host: {HOST}:{}", s.edge.port);
+    // 50 concurrent connections from one curl process.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--parallel", "--parallel-immediate", "--parallel-max", "50", "-H", &host, "-w", "%{http_code} %header{x-cache}\\n"]);
+    for _ in 0..50 {
+        cmd.args(["-o", "/dev/null", &url]);
+    }
+    let out = cmd.output().expect("curl");
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    let results: Vec<&str> = lines.lines().collect();
+    assert_eq!(results.len(), 50, "{lines}");
+    assert!(results.iter().all(|l| l.starts_with("200 ")), "{lines}");
+    assert_eq!(results.iter().filter(|l| l.ends_with("MISS")).count(), 1, "{lines}");
+    assert_eq!(s.fpm.requests_for("/slow.php"), 1, "php-fpm saw more than one request");
+}
+
+#[test]
+fn purge_needs_the_token_and_reports_what_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let s = PhpSite::start("", &format!("purge_token_file = \"{}\"", token.display()));
+    assert_eq!(s.get("/a/", &[]).cache(), "MISS");
+    assert_eq!(s.get("/a/", &[]).cache(), "HIT");
+    assert_eq!(s.get("/b/", &[]).cache(), "MISS");
+    let purge = |q: &str, auth: &str| curl(&s.edge.ops(&format!("/purge?{q}")), &["-X", "POST", "-H", auth]);
+    let url = format!("url=http://{HOST}:{}/a/", s.edge.port);
+    assert_eq!(purge(&url, "Authorization: Bearer wrong").status, 401);
+    assert_eq!(purge(&url, "X-None: 1").status, 401);
+    let ok = purge(&url, "Authorization: Bearer s3cret-token");
+    assert_eq!((ok.status, ok.text().trim()), (200, "{\"purged\":1}"));
+    assert_eq!(s.get("/a/", &[]).cache(), "MISS");
+    assert_eq!(s.get("/b/", &[]).cache(), "HIT");
+    let all = purge("site=site", "Authorization: Bearer s3cret-token");
+    assert_eq!(all.text().trim(), "{\"purged\":2}");
+    assert_eq!(s.get("/b/", &[]).cache(), "MISS");
+    // Purge is on the ops listener only.
+    assert_ne!(curl(&s.edge.url("/purge?all=1"), &["-X", "POST", "-H", &format!("Host: {HOST}")]).text().trim(), "{\"purged\":1}");
+}
+
+#[test]
+fn fastcgi_connections_are_kept_alive_and_reused() {
+    let s = PhpSite::start("", "");
+    for i in 0..40 {
+        assert_eq!(s.get(&format!("/info.php?n={i}"), &[]).status, 200);
+    }
+    let metrics = curl(&s.edge.ops("/metrics"), &[]).text();
+    let value = |name: &str| -> u64 {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    let opened = value("murakumo_fastcgi_connections_opened_total{site=\"site\",pool=\"public\"}");
+    let reused = value("murakumo_fastcgi_connections_reused_total{site=\"site\",pool=\"public\"}");
+    assert_eq!(opened + reused, 40, "{metrics}");
+    assert!(opened <= 2, "sequential requests should reuse one connection: opened {opened}");
+    assert!(metrics.contains("murakumo_requests_total{site=\"site\",status=\"200\",cache=\"BYPASS\"} 40"), "{metrics}");
+    assert!(metrics.contains("murakumo_php_member_up{site=\"site\",pool=\"public\""), "{metrics}");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
+    let mut s = PhpSite::start("", "");
+    let url = s.edge.url("/sleep.php");
+    let host = format!("Host: {HOST}:{}", s.edge.port);
+    let inflight = std::thread::spawn(move || curl(&url, &["-H", &host]));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    s.edge.proc.signal("TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    // Readiness fails at once; the public listener still serves during drain_delay.
+    assert_eq!(curl(&s.edge.ops("/readyz"), &[]).status, 503);
+    assert_eq!(s.get("/style.css", &[]).status, 200);
+    let r = inflight.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "finished"), "in-flight request was cut");
+    let status = s.edge.proc.wait_exit(Duration::from_secs(15)).expect("murakumo did not exit after drain");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "exited before drain_delay");
+    let refused = Command::new("curl").args(["-s", "--max-time", "2", &s.edge.url("/")]).status().unwrap();
+    assert!(!refused.success(), "still accepting after exit");
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
+    let s = PhpSite::start("", "");
+    assert_eq!(s.get("/xmlrpc.php", &[]).status, 403);
+    let good = std::fs::read_to_string(&s.edge.config).unwrap();
+    std::fs::write(&s.edge.config, format!("{good}xmlrpc = true\n")).unwrap();
+    s.edge.proc.signal("HUP");
+    support::wait_until("reload to enable xmlrpc", Duration::from_secs(5), || s.get("/xmlrpc.php", &[]).status == 200);
+    std::fs::write(&s.edge.config, good.replace("[[site]]", "[[site]]\nbogus_key = 1")).unwrap();
+    s.edge.proc.signal("HUP");
+    support::wait_until("the refusal in the log", Duration::from_secs(5), || s.edge.log_text().contains("reload refused"));
+    assert_eq!(s.get("/xmlrpc.php", &[]).status, 200, "old config must keep serving");
+    assert!(s.edge.log_text().contains("bogus_key"));
+}
+
+#[test]
+fn check_names_the_file_and_key_of_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("murakumo.toml");
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_murakumo")).arg("check").arg("--config").arg(&path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let good = "[[site]]\nname = \"blog\"\nhosts = [\"wp.test\"]\nroot = \"/tmp\"\nphp = [\"127.0.0.1:9000\"]\n";
+    let (code, text) = check(good);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok"), "{text}");
+    let (code, text) = check(&good.replace("php =", "phpp ="));
+    assert_eq!(code, Some(1));
+    assert!(text.contains("murakumo.toml") && text.contains("phpp"), "{text}");
+    let (code, text) = check(&format!("{good}[site.cache]\nttl = \"soon\"\n"));
+    assert_eq!(code, Some(1));
+    assert!(text.contains("ttl") || text.contains("soon"), "{text}");
+    let (code, text) = check(&format!("{good}admin_allow = [\"everyone\"]\n"));
+    assert_eq!(code, Some(1));
+    assert!(text.contains("admin_allow"), "{text}");
+    let (code, _) = check("this is not toml");
+    assert_eq!(code, Some(1));
+    let out = Command::new(env!("CARGO_BIN_EXE_murakumo")).args(["check", "--config", "/nonexistent/m.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.toml"));
+}
