@@ -26,15 +26,26 @@ fn write(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
 
 impl PhpSite {
     fn start(site_extra: &str, server_extra: &str) -> PhpSite {
-        let dir = tempfile::Builder::new().prefix("murakumo-edge-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("murakumo-edge-")
+            .tempdir()
+            .unwrap();
         let root = dir.path().join("root");
         write(&root, "index.php", "<?php header('Content-Type: text/html'); echo 'front controller: ', $_SERVER['REQUEST_URI'], str_repeat(' pad', 200);");
         write(&root, "info.php", "<?php header('Content-Type: application/json'); header('Cache-Control: no-store'); echo json_encode($_SERVER + ['BODY_LEN' => strlen(file_get_contents('php://input'))]);");
         write(&root, "slow.php", "<?php usleep(500000); header('Content-Type: text/html'); echo 'slow page ', microtime(true);");
         write(&root, "sleep.php", "<?php sleep(2); echo 'finished';");
         write(&root, "xmlrpc.php", "<?php echo 'xmlrpc reached';");
-        write(&root, "wp-content/uploads/evil.php", "<?php echo 'EXECUTED';");
-        write(&root, "wp-content/uploads/photo.jpg", [0xffu8, 0xd8, 0xff, 0xe0]);
+        write(
+            &root,
+            "wp-content/uploads/evil.php",
+            "<?php echo 'EXECUTED';",
+        );
+        write(
+            &root,
+            "wp-content/uploads/photo.jpg",
+            [0xffu8, 0xd8, 0xff, 0xe0],
+        );
         write(&root, "wp-config.php", "<?php // DB_PASSWORD secret");
         write(&root, "wp-config.php.bak", "secret");
         write(&root, ".git/config", "[core]");
@@ -95,7 +106,11 @@ fn guards_refuse_secrets_php_in_uploads_and_path_tricks() {
     ] {
         let r = s.get(path, &[]);
         assert_eq!(r.status, status, "{path}: {}", r.text());
-        assert!(!r.text().contains("EXECUTED") && !r.text().contains("secret"), "{path} leaked: {}", r.text());
+        assert!(
+            !r.text().contains("EXECUTED") && !r.text().contains("secret"),
+            "{path} leaked: {}",
+            r.text()
+        );
     }
     // Uploads still serve media.
     assert_eq!(s.get("/wp-content/uploads/photo.jpg", &[]).status, 200);
@@ -110,11 +125,17 @@ fn guards_refuse_secrets_php_in_uploads_and_path_tricks() {
 #[test]
 fn php_gets_the_cgi_environment_wordpress_expects() {
     let s = PhpSite::start("", "");
-    let r = s.get("/info.php/extra/path?x=1&y=%20", &["-H", "Proxy: http://evil.example", "-H", "X-Custom: yes"]);
+    let r = s.get(
+        "/info.php/extra/path?x=1&y=%20",
+        &["-H", "Proxy: http://evil.example", "-H", "X-Custom: yes"],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let env = json(&r);
     let root = s.root();
-    assert_eq!(env["SCRIPT_FILENAME"], format!("{}/info.php", root.display()));
+    assert_eq!(
+        env["SCRIPT_FILENAME"],
+        format!("{}/info.php", root.display())
+    );
     assert_eq!(env["SCRIPT_NAME"], "/info.php");
     assert_eq!(env["PATH_INFO"], "/extra/path");
     assert_eq!(env["REQUEST_URI"], "/info.php/extra/path?x=1&y=%20");
@@ -125,12 +146,18 @@ fn php_gets_the_cgi_environment_wordpress_expects() {
     assert_eq!(env["SERVER_PORT"], s.edge.port.to_string());
     assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
     assert_eq!(env["HTTP_X_CUSTOM"], "yes");
-    assert!(env.get("HTTP_PROXY").is_none(), "httpoxy: Proxy header must not reach PHP");
+    assert!(
+        env.get("HTTP_PROXY").is_none(),
+        "httpoxy: Proxy header must not reach PHP"
+    );
     assert!(env.get("HTTPS").is_none());
 
     // Pretty permalinks go to the front controller with REQUEST_URI intact.
     let r = s.get("/2024/05/hello-world/?utm_source=x", &[]);
-    assert_eq!(r.text().split(" pad").next().unwrap(), "front controller: /2024/05/hello-world/?utm_source=x");
+    assert_eq!(
+        r.text().split(" pad").next().unwrap(),
+        "front controller: /2024/05/hello-world/?utm_source=x"
+    );
 
     // Request bodies reach PHP, with and without a length.
     let body = s.dir.path().join("body");
@@ -139,7 +166,10 @@ fn php_gets_the_cgi_environment_wordpress_expects() {
     let r = s.get("/info.php", &["--data-binary", &body]);
     assert_eq!(json(&r)["BODY_LEN"], 300_000);
     assert_eq!(json(&r)["CONTENT_LENGTH"], "300000");
-    let r = s.get("/info.php", &["-H", "Transfer-Encoding: chunked", "--data-binary", &body]);
+    let r = s.get(
+        "/info.php",
+        &["-H", "Transfer-Encoding: chunked", "--data-binary", &body],
+    );
     assert_eq!(json(&r)["BODY_LEN"], 300_000);
 }
 
@@ -152,14 +182,35 @@ fn static_files_validators_ranges_and_precompressed_siblings() {
     assert!(r.header("cache-control").unwrap_or("").contains("max-age"));
     assert_eq!(r.body.len(), 2100);
     let etag = r.header("etag").expect("etag").to_string();
-    let last_modified = r.header("last-modified").expect("last-modified").to_string();
-    assert_eq!(s.get("/style.css", &["-H", &format!("If-None-Match: {etag}")]).status, 304);
-    assert_eq!(s.get("/style.css", &["-H", &format!("If-Modified-Since: {last_modified}")]).status, 304);
-    assert_eq!(s.get("/style.css", &["-H", "If-None-Match: \"other\""]).status, 200);
+    let last_modified = r
+        .header("last-modified")
+        .expect("last-modified")
+        .to_string();
+    assert_eq!(
+        s.get("/style.css", &["-H", &format!("If-None-Match: {etag}")])
+            .status,
+        304
+    );
+    assert_eq!(
+        s.get(
+            "/style.css",
+            &["-H", &format!("If-Modified-Since: {last_modified}")]
+        )
+        .status,
+        304
+    );
+    assert_eq!(
+        s.get("/style.css", &["-H", "If-None-Match: \"other\""])
+            .status,
+        200
+    );
 
     // Precompressed siblings, by what the client accepts.
     let br = s.get("/style.css", &["-H", "Accept-Encoding: gzip, br"]);
-    assert_eq!((br.header("content-encoding"), br.text().as_str()), (Some("br"), "BROTLI-BYTES"));
+    assert_eq!(
+        (br.header("content-encoding"), br.text().as_str()),
+        (Some("br"), "BROTLI-BYTES")
+    );
     assert!(br.header("vary").unwrap_or("").contains("Accept-Encoding"));
     let gz = s.get("/style.css", &["-H", "Accept-Encoding: gzip"]);
     assert_eq!(gz.text(), "GZIP-BYTES");
@@ -172,14 +223,20 @@ fn static_files_validators_ranges_and_precompressed_siblings() {
     assert_eq!(r.body, want);
     let r = s.get("/big.bin", &["-H", "Range: bytes=-5"]);
     assert_eq!((r.status, r.body.len()), (206, 5));
-    assert_eq!(s.get("/big.bin", &["-H", "Range: bytes=5000000-"]).status, 416);
+    assert_eq!(
+        s.get("/big.bin", &["-H", "Range: bytes=5000000-"]).status,
+        416
+    );
     // A large file streams whole.
     let r = s.get("/big.bin", &[]);
     assert_eq!((r.status, r.body.len()), (200, 3_000_000));
     assert_eq!(r.body[2_999_999], (2_999_999u32 % 251) as u8);
     // HEAD: headers, no body.
     let r = s.get("/big.bin", &["-I"]);
-    assert_eq!((r.status, r.header("content-length")), (200, Some("3000000")));
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (200, Some("3000000"))
+    );
     // Static files are not executed or posted to.
     assert_eq!(s.get("/style.css", &["--data", "x=1"]).status, 405);
 }
@@ -191,7 +248,17 @@ fn a_stampede_of_misses_costs_one_php_request() {
     let host = format!("Host: {HOST}:{}", s.edge.port);
     // 50 concurrent connections from one curl process.
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--parallel", "--parallel-immediate", "--parallel-max", "50", "-H", &host, "-w", "%{http_code} %header{x-cache}\\n"]);
+    cmd.args([
+        "-sS",
+        "--parallel",
+        "--parallel-immediate",
+        "--parallel-max",
+        "50",
+        "-H",
+        &host,
+        "-w",
+        "%{http_code} %header{x-cache}\\n",
+    ]);
     for _ in 0..50 {
         cmd.args(["-o", "/dev/null", &url]);
     }
@@ -200,8 +267,16 @@ fn a_stampede_of_misses_costs_one_php_request() {
     let results: Vec<&str> = lines.lines().collect();
     assert_eq!(results.len(), 50, "{lines}");
     assert!(results.iter().all(|l| l.starts_with("200 ")), "{lines}");
-    assert_eq!(results.iter().filter(|l| l.ends_with("MISS")).count(), 1, "{lines}");
-    assert_eq!(s.fpm.requests_for("/slow.php"), 1, "php-fpm saw more than one request");
+    assert_eq!(
+        results.iter().filter(|l| l.ends_with("MISS")).count(),
+        1,
+        "{lines}"
+    );
+    assert_eq!(
+        s.fpm.requests_for("/slow.php"),
+        1,
+        "php-fpm saw more than one request"
+    );
 }
 
 #[test]
@@ -213,7 +288,12 @@ fn purge_needs_the_token_and_reports_what_went() {
     assert_eq!(s.get("/a/", &[]).cache(), "MISS");
     assert_eq!(s.get("/a/", &[]).cache(), "HIT");
     assert_eq!(s.get("/b/", &[]).cache(), "MISS");
-    let purge = |q: &str, auth: &str| curl(&s.edge.ops(&format!("/purge?{q}")), &["-X", "POST", "-H", auth]);
+    let purge = |q: &str, auth: &str| {
+        curl(
+            &s.edge.ops(&format!("/purge?{q}")),
+            &["-X", "POST", "-H", auth],
+        )
+    };
     let url = format!("url=http://{HOST}:{}/a/", s.edge.port);
     assert_eq!(purge(&url, "Authorization: Bearer wrong").status, 401);
     assert_eq!(purge(&url, "X-None: 1").status, 401);
@@ -225,7 +305,15 @@ fn purge_needs_the_token_and_reports_what_went() {
     assert_eq!(all.text().trim(), "{\"purged\":2}");
     assert_eq!(s.get("/b/", &[]).cache(), "MISS");
     // Purge is on the ops listener only.
-    assert_ne!(curl(&s.edge.url("/purge?all=1"), &["-X", "POST", "-H", &format!("Host: {HOST}")]).text().trim(), "{\"purged\":1}");
+    assert_ne!(
+        curl(
+            &s.edge.url("/purge?all=1"),
+            &["-X", "POST", "-H", &format!("Host: {HOST}")]
+        )
+        .text()
+        .trim(),
+        "{\"purged\":1}"
+    );
 }
 
 #[test]
@@ -236,14 +324,29 @@ fn fastcgi_connections_are_kept_alive_and_reused() {
     }
     let metrics = curl(&s.edge.ops("/metrics"), &[]).text();
     let value = |name: &str| -> u64 {
-        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
     };
     let opened = value("murakumo_fastcgi_connections_opened_total{site=\"site\",pool=\"public\"}");
     let reused = value("murakumo_fastcgi_connections_reused_total{site=\"site\",pool=\"public\"}");
     assert_eq!(opened + reused, 40, "{metrics}");
-    assert!(opened <= 2, "sequential requests should reuse one connection: opened {opened}");
-    assert!(metrics.contains("murakumo_requests_total{site=\"site\",status=\"200\",cache=\"BYPASS\"} 40"), "{metrics}");
-    assert!(metrics.contains("murakumo_php_member_up{site=\"site\",pool=\"public\""), "{metrics}");
+    assert!(
+        opened <= 2,
+        "sequential requests should reuse one connection: opened {opened}"
+    );
+    assert!(
+        metrics
+            .contains("murakumo_requests_total{site=\"site\",status=\"200\",cache=\"BYPASS\"} 40"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("murakumo_php_member_up{site=\"site\",pool=\"public\""),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -260,11 +363,25 @@ fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     assert_eq!(curl(&s.edge.ops("/readyz"), &[]).status, 503);
     assert_eq!(s.get("/style.css", &[]).status, 200);
     let r = inflight.join().unwrap();
-    assert_eq!((r.status, r.text().as_str()), (200, "finished"), "in-flight request was cut");
-    let status = s.edge.proc.wait_exit(Duration::from_secs(15)).expect("murakumo did not exit after drain");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "finished"),
+        "in-flight request was cut"
+    );
+    let status = s
+        .edge
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("murakumo did not exit after drain");
     assert!(status.success(), "exit status {status:?}");
-    assert!(started.elapsed() >= Duration::from_secs(1), "exited before drain_delay");
-    let refused = Command::new("curl").args(["-s", "--max-time", "2", &s.edge.url("/")]).status().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "exited before drain_delay"
+    );
+    let refused = Command::new("curl")
+        .args(["-s", "--max-time", "2", &s.edge.url("/")])
+        .status()
+        .unwrap();
     assert!(!refused.success(), "still accepting after exit");
 }
 
@@ -275,11 +392,23 @@ fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
     let good = std::fs::read_to_string(&s.edge.config).unwrap();
     std::fs::write(&s.edge.config, format!("{good}xmlrpc = true\n")).unwrap();
     s.edge.proc.signal("HUP");
-    support::wait_until("reload to enable xmlrpc", Duration::from_secs(5), || s.get("/xmlrpc.php", &[]).status == 200);
-    std::fs::write(&s.edge.config, good.replace("[[site]]", "[[site]]\nbogus_key = 1")).unwrap();
+    support::wait_until("reload to enable xmlrpc", Duration::from_secs(5), || {
+        s.get("/xmlrpc.php", &[]).status == 200
+    });
+    std::fs::write(
+        &s.edge.config,
+        good.replace("[[site]]", "[[site]]\nbogus_key = 1"),
+    )
+    .unwrap();
     s.edge.proc.signal("HUP");
-    support::wait_until("the refusal in the log", Duration::from_secs(5), || s.edge.log_text().contains("reload refused"));
-    assert_eq!(s.get("/xmlrpc.php", &[]).status, 200, "old config must keep serving");
+    support::wait_until("the refusal in the log", Duration::from_secs(5), || {
+        s.edge.log_text().contains("reload refused")
+    });
+    assert_eq!(
+        s.get("/xmlrpc.php", &[]).status,
+        200,
+        "old config must keep serving"
+    );
     assert!(s.edge.log_text().contains("bogus_key"));
 }
 
@@ -289,8 +418,17 @@ fn check_names_the_file_and_key_of_a_bad_config() {
     let path = dir.path().join("murakumo.toml");
     let check = |text: &str| {
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_murakumo")).arg("check").arg("--config").arg(&path).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        let out = Command::new(env!("CARGO_BIN_EXE_murakumo"))
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let good = "[[site]]\nname = \"blog\"\nhosts = [\"wp.test\"]\nroot = \"/tmp\"\nphp = [\"127.0.0.1:9000\"]\n";
     let (code, text) = check(good);
@@ -298,7 +436,10 @@ fn check_names_the_file_and_key_of_a_bad_config() {
     assert!(text.contains("ok"), "{text}");
     let (code, text) = check(&good.replace("php =", "phpp ="));
     assert_eq!(code, Some(1));
-    assert!(text.contains("murakumo.toml") && text.contains("phpp"), "{text}");
+    assert!(
+        text.contains("murakumo.toml") && text.contains("phpp"),
+        "{text}"
+    );
     let (code, text) = check(&format!("{good}[site.cache]\nttl = \"soon\"\n"));
     assert_eq!(code, Some(1));
     assert!(text.contains("ttl") || text.contains("soon"), "{text}");
@@ -307,7 +448,10 @@ fn check_names_the_file_and_key_of_a_bad_config() {
     assert!(text.contains("admin_allow"), "{text}");
     let (code, _) = check("this is not toml");
     assert_eq!(code, Some(1));
-    let out = Command::new(env!("CARGO_BIN_EXE_murakumo")).args(["check", "--config", "/nonexistent/m.toml"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_murakumo"))
+        .args(["check", "--config", "/nonexistent/m.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.toml"));
 }

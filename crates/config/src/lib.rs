@@ -21,7 +21,7 @@ pub use units::{parse_duration, parse_size};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
+    #[error("{file}: cannot read")]
     Read {
         file: String,
         source: std::io::Error,

@@ -60,9 +60,22 @@ fn bad_duration_size_cidr_and_address_say_what_is_right() {
     let e = invalid(&GOOD.replace("\"256MiB\"", "\"lots\""));
     assert!(e.contains("256MiB"), "{e}");
     let e = invalid(&GOOD.replace("127.0.0.1/32", "localhost"));
-    assert!(e.contains("admin_allow") && e.contains("192.0.2.0/24"), "{e}");
-    let c = Config::parse(&GOOD.replace("\"127.0.0.1/32\"", "\"10.1.2.3\", \"::1\""), "m.toml").unwrap();
-    let nets: Vec<String> = c.site[0].admin_allow.as_ref().unwrap().iter().map(|n| n.to_string()).collect();
+    assert!(
+        e.contains("admin_allow") && e.contains("192.0.2.0/24"),
+        "{e}"
+    );
+    let c = Config::parse(
+        &GOOD.replace("\"127.0.0.1/32\"", "\"10.1.2.3\", \"::1\""),
+        "m.toml",
+    )
+    .unwrap();
+    let nets: Vec<String> = c.site[0]
+        .admin_allow
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     assert_eq!(nets, ["10.1.2.3/32", "::1/128"]);
     let e = invalid(&GOOD.replace("\"127.0.0.1:9000\"", "\"php:fpm\""));
     assert!(e.contains("site[0].php") && e.contains("host:port"), "{e}");

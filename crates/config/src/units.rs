@@ -58,7 +58,9 @@ pub mod size {
 }
 
 /// A list of CIDR networks; a bare address means just that host.
-pub fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<ipnet::IpNet>>, D::Error> {
+pub fn networks<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<ipnet::IpNet>>, D::Error> {
     let items: Vec<String> = serde::Deserialize::deserialize(d)?;
     items
         .iter()

@@ -26,7 +26,7 @@ pub struct Edge {
 pub enum StateError {
     #[error(transparent)]
     Site(#[from] SiteError),
-    #[error("{path}: cannot read the purge token: {source}")]
+    #[error("{path}: cannot read the purge token")]
     Token {
         path: String,
         source: std::io::Error,

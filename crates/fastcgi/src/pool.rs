@@ -10,10 +10,13 @@
 //! - A connection is returned to the pool only when its request ended cleanly
 //!   ([`PooledConnection::release`]); dropping it closes the connection, which is
 //!   also how an abandoned request is aborted in php-fpm.
-//! - While a freshly opened connection waits for its first response byte, a
-//!   connection that finishes is closed rather than kept, so that a worker
-//!   pinned by an idle connection is freed for the waiting one (otherwise a
-//!   member with more connections than workers could starve it).
+//! - Starvation guard: with `FCGI_KEEP_CONN` an idle kept connection pins a
+//!   php-fpm worker, so if `max_conns` exceeds `pm.max_children` a new
+//!   connection can sit in php-fpm's listen backlog while workers wait on our
+//!   idle ones. A fresh connection with no answer after [`STALL`] is taken
+//!   for such a case: the member's idle connections are closed, and finished
+//!   ones are closed instead of kept until it is answered. A slow script on a
+//!   fresh connection costs at most some reuse, never correctness.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +28,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::connection::{Address, Connection, Event};
 use crate::params::Params;
 use crate::Error;
+
+/// How long a fresh connection may wait for its first byte before the
+/// starvation guard frees pinned workers.
+pub const STALL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -66,7 +73,8 @@ struct Member {
     idle: Mutex<Vec<(Connection, Instant)>>,
     permits: Arc<Semaphore>,
     outstanding: AtomicUsize,
-    fresh_waiting: AtomicUsize,
+    /// Fresh connections waiting longer than [`STALL`] for a first byte.
+    stalled: AtomicUsize,
     down_until: Mutex<Option<Instant>>,
 }
 
@@ -117,7 +125,7 @@ impl Pool {
                     idle: Mutex::new(Vec::new()),
                     permits: Arc::new(Semaphore::new(config.max_conns.max(1))),
                     outstanding: AtomicUsize::new(0),
-                    fresh_waiting: AtomicUsize::new(0),
+                    stalled: AtomicUsize::new(0),
                     down_until: Mutex::new(None),
                 })
             })
@@ -201,13 +209,7 @@ impl Pool {
             if !fresh {
                 if let Some(conn) = self.take_idle(&member) {
                     self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                    return Ok(PooledConnection::new(
-                        conn,
-                        guard,
-                        permit,
-                        true,
-                        self.stats.clone(),
-                    ));
+                    return Ok(PooledConnection::new(conn, guard, permit, true));
                 }
             }
             let connect = tokio::time::timeout(
@@ -222,13 +224,7 @@ impl Pool {
                 Ok(conn) => {
                     *lock(&member.down_until) = None;
                     self.stats.opened.fetch_add(1, Ordering::Relaxed);
-                    return Ok(PooledConnection::new(
-                        conn,
-                        guard,
-                        permit,
-                        false,
-                        self.stats.clone(),
-                    ));
+                    return Ok(PooledConnection::new(conn, guard, permit, false));
                 }
                 Err(e) => {
                     self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -274,8 +270,10 @@ pub struct PooledConnection {
     member: Outstanding,
     _permit: OwnedSemaphorePermit,
     reused: bool,
+    /// A fresh connection that has sent a request and seen no answer yet.
     waiting_first_byte: bool,
-    stats: Arc<PoolStats>,
+    /// Counted in the member's `stalled`.
+    stalled: bool,
 }
 
 impl PooledConnection {
@@ -284,7 +282,6 @@ impl PooledConnection {
         member: Outstanding,
         permit: OwnedSemaphorePermit,
         reused: bool,
-        stats: Arc<PoolStats>,
     ) -> Self {
         PooledConnection {
             conn: Some(conn),
@@ -292,7 +289,7 @@ impl PooledConnection {
             _permit: permit,
             reused,
             waiting_first_byte: false,
-            stats,
+            stalled: false,
         }
     }
 
@@ -314,10 +311,7 @@ impl PooledConnection {
     }
 
     pub async fn begin(&mut self, params: &Params) -> Result<(), Error> {
-        if !self.reused && !self.waiting_first_byte {
-            self.waiting_first_byte = true;
-            self.member.0.fresh_waiting.fetch_add(1, Ordering::Relaxed);
-        }
+        self.waiting_first_byte = !self.reused;
         self.conn().begin(params).await
     }
 
@@ -330,33 +324,50 @@ impl PooledConnection {
     }
 
     pub async fn next_event(&mut self) -> Result<Event, Error> {
+        if self.waiting_first_byte && !self.stalled {
+            // Reading is cancel-safe: bytes already read stay buffered.
+            let first = tokio::time::timeout(STALL, self.conn().next_event()).await;
+            match first {
+                Ok(ev) => {
+                    self.waiting_first_byte = false;
+                    return ev;
+                }
+                Err(_) => {
+                    let member = &self.member.0;
+                    tracing::warn!(member = %member.addr, "a new php-fpm connection got no answer within {STALL:?}; closing idle connections in case they pin every worker (is php_max_conns above pm.max_children?)");
+                    self.stalled = true;
+                    member.stalled.fetch_add(1, Ordering::Relaxed);
+                    lock(&member.idle).clear();
+                }
+            }
+        }
         let ev = self.conn().next_event().await;
-        self.clear_waiting();
+        self.waiting_first_byte = false;
+        self.unstall();
         ev
     }
 
-    fn clear_waiting(&mut self) {
-        if self.waiting_first_byte {
-            self.waiting_first_byte = false;
-            self.member.0.fresh_waiting.fetch_sub(1, Ordering::Relaxed);
+    fn unstall(&mut self) {
+        if self.stalled {
+            self.stalled = false;
+            self.member.0.stalled.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Returns the connection to the pool after its request ended.
     pub fn release(mut self) {
-        self.clear_waiting();
+        self.unstall();
         let member = self.member.0.clone();
         if let Some(conn) = self.conn.take() {
-            if !conn.has_leftover() && member.fresh_waiting.load(Ordering::Relaxed) == 0 {
+            if !conn.has_leftover() && member.stalled.load(Ordering::Relaxed) == 0 {
                 lock(&member.idle).push((conn, Instant::now()));
             }
         }
-        let _ = &self.stats;
     }
 }
 
 impl Drop for PooledConnection {
     fn drop(&mut self) {
-        self.clear_waiting();
+        self.unstall();
     }
 }

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# murakumo vs nginx fastcgi_cache, side by side, one run, same machine, same
+# WordPress on the same php-fpm pool. Reports requests/s and p99 for each
+# workload and the ratio murakumo/nginx.
+#
+#   cached page, plain              murakumo HIT      vs nginx fastcgi_cache HIT
+#   cached page, browser encoding   murakumo HIT (br) vs nginx HIT + gzip on (per hit)
+#   uncached PHP page               murakumo BYPASS   vs nginx cache bypass
+#   static asset                    murakumo          vs nginx sendfile
+#
+# nginx is tuned as it should be: keepalive to php-fpm (fastcgi_keep_conn),
+# tcp_nopush off, access_log off, 2 workers, open_file_cache.
+#
+# Usage: bench/compare.sh [seconds per run, default 10] [connections, default 64]
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+secs="${1:-10}"
+conns="${2:-64}"
+dir="$(mktemp -d /tmp/murakumo-bench.XXXXXX)"
+port_m=18480; port_n=18481; port_ng=18482; ops=18490
+host="localhost:$port_m"   # WordPress' home; both servers get this Host header
+
+"$repo/scripts/install-deps"
+missing=(); for p in nginx-light wrk; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; fi
+service nginx stop >/dev/null 2>&1 || true
+(cd "$repo" && cargo build --release --locked -q)
+
+source "$repo/scripts/lib/stack.sh"
+trap 'stack_stop; rm -rf "$dir"' EXIT
+stack_mariadb
+stack_php_fpm "$ops"
+stack_wordpress "http://$host" >/dev/null
+
+cat > "$dir/murakumo.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$port_m"]
+ops_listen = "127.0.0.1:$ops"
+access_log = false
+[[site]]
+name = "bench"
+hosts = ["localhost"]
+root = "$dir/wordpress"
+php = ["unix:$dir/run/php.sock"]
+php_max_conns = 8
+TOML
+"$repo/target/release/murakumo" serve --config "$dir/murakumo.toml" 2> "$dir/logs/murakumo.log" &
+stack_pids+=($!)
+
+mkdir -p "$dir/nginx-cache"
+nginx_server() { # port gzip
+cat <<CONF
+    server {
+        listen 127.0.0.1:$1 reuseport;
+        server_name localhost;
+        root $dir/wordpress;
+        index index.php;
+        gzip $2;
+        gzip_types text/css application/javascript application/json image/svg+xml;
+        set \$skip 0;
+        if (\$request_method = POST) { set \$skip 1; }
+        if (\$query_string != "") { set \$skip 1; }
+        if (\$http_cookie ~* "wordpress_logged_in|wordpress_sec|wp-postpass|comment_author") { set \$skip 1; }
+        location / { try_files \$uri \$uri/ /index.php?\$args; }
+        location ~ \.php\$ {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param HTTP_HOST \$http_host;
+            fastcgi_pass php;
+            fastcgi_keep_conn on;
+            fastcgi_cache wp;
+            fastcgi_cache_key \$scheme\$http_host\$request_uri;
+            fastcgi_cache_valid 200 301 10m;
+            fastcgi_cache_bypass \$skip;
+            fastcgi_no_cache \$skip;
+            fastcgi_cache_lock on;
+            add_header X-Cache \$upstream_cache_status;
+        }
+        location ~* \.(css|js|png|jpg|svg|woff2?)\$ { expires 7d; }
+    }
+CONF
+}
+cat > "$dir/nginx.conf" <<CONF
+worker_processes 2;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+pid $dir/run/nginx.pid;
+error_log $dir/logs/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=60s;
+    client_body_temp_path $dir/nginx-tmp;
+    fastcgi_temp_path $dir/nginx-tmp;
+    fastcgi_cache_path $dir/nginx-cache levels=1:2 keys_zone=wp:64m max_size=256m inactive=1h;
+    upstream php { server unix:$dir/run/php.sock; keepalive 8; }
+$(nginx_server $port_n off)
+$(nginx_server $port_ng on)
+}
+CONF
+mkdir -p "$dir/nginx-tmp"
+nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+stack_pids+=($!)
+sleep 1
+
+browser_ae="Accept-Encoding: gzip, deflate, br, zstd"
+asset="/wp-includes/js/jquery/jquery.min.js"
+# warm every cache
+for p in $port_m $port_n $port_ng; do
+    for _ in 1 2 3; do
+        curl -s -o /dev/null -H "Host: $host" "http://127.0.0.1:$p/"
+        curl -s -o /dev/null -H "Host: $host" -H "$browser_ae" "http://127.0.0.1:$p/"
+    done
+done
+check() { curl -s -o /dev/null -D - -H "Host: $host" "${@:2}" "http://127.0.0.1:$1/" | tr -d '\r' | grep -iE '^(x-cache|content-encoding)' | tr '\n' ' '; }
+echo "murakumo: $(check $port_m)| with browser AE: $(check $port_m -H "$browser_ae")"
+echo "nginx:    $(check $port_n)| gzip server with browser AE: $(check $port_ng -H "$browser_ae")"
+
+# run PORT PATH [header] -> "rps p99ms"
+run() {
+    local out
+    out="$(wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Host: $host" ${3:+-H "$3"} "http://127.0.0.1:$1$2")"
+    local rps p99
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    p99="$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")"
+    local errs; errs="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
+    [ -n "$errs" ] && echo "  ($1$2: $errs)" >&2
+    echo "$rps $p99"
+}
+
+printf "\n%-34s %14s %10s %14s %10s %8s\n" workload "murakumo r/s" "p99 ms" "nginx r/s" "p99 ms" ratio
+row() { # name murakumo-result nginx-result
+    read -r mr mp <<<"$2"; read -r nr np <<<"$3"
+    printf "%-34s %14.0f %10.2f %14.0f %10.2f %7.2fx\n" "$1" "$mr" "$mp" "$nr" "$np" "$(echo "$mr / $nr" | bc -l)"
+}
+row "cached page (plain)"              "$(run $port_m /)"                  "$(run $port_n /)"
+row "cached page (browser AE vs gzip)" "$(run $port_m / "$browser_ae")"    "$(run $port_ng / "$browser_ae")"
+c_m="$(run $port_m '/?bench=uncached')"; c_n="$(run $port_n '/?bench=uncached')"
+row "uncached PHP page"                "$c_m" "$c_n"
+row "static asset ($(basename $asset))" "$(run $port_m $asset)"           "$(run $port_n $asset)"
+
+metrics="$(curl -s "http://127.0.0.1:$ops/metrics")"
+opened="$(awk -F' ' '/^murakumo_fastcgi_connections_opened_total/ {s+=$2} END {print s+0}' <<<"$metrics")"
+reused="$(awk -F' ' '/^murakumo_fastcgi_connections_reused_total/ {s+=$2} END {print s+0}' <<<"$metrics")"
+echo
+echo "murakumo FastCGI connections: opened $opened, reused $reused ($(echo "scale=3; 100 * $reused / ($opened + $reused)" | bc)% reuse)"
+echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s; $(date -u +%Y-%m-%dT%H:%MZ)"
