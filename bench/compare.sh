@@ -139,7 +139,9 @@ row() { # name murakumo-result nginx-result
 }
 row "cached page (plain)"              "$(run $port_m /)"                  "$(run $port_n /)"
 row "cached page (browser AE vs gzip)" "$(run $port_m / "$browser_ae")"    "$(run $port_ng / "$browser_ae")"
-c_m="$(run $port_m '/?bench=uncached')"; c_n="$(run $port_n '/?bench=uncached')"
+# Uncached pages run at php-fpm's concurrency (8 workers): more connections
+# only queue, and wrk's 2 s timeout would abort (and so cancel) requests.
+c_m="$(conns=8 run $port_m '/?bench=uncached')"; c_n="$(conns=8 run $port_n '/?bench=uncached')"
 row "uncached PHP page"                "$c_m" "$c_n"
 row "static asset ($(basename $asset))" "$(run $port_m $asset)"           "$(run $port_n $asset)"
 

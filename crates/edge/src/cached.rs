@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
 use murakumo_cache::encoding;
 use murakumo_cache::{CacheKey, Entry, Lookup, Turn};
@@ -17,35 +17,67 @@ use crate::body::Body;
 use crate::handler::{php_error, upstream_response, Outcome, PhpTarget};
 use crate::php::{self, PhpPool, RequestBody, Upstream};
 use crate::site::{Site, SiteCache};
-use crate::state::Edge;
+
+fn key_for(site: &Site, https: bool, uri: &Uri, headers: &HeaderMap, path: &str) -> CacheKey {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    CacheKey::new(site.name.clone(), https, host, path, uri.query())
+}
+
+fn accepted(headers: &HeaderMap) -> encoding::AcceptSet {
+    encoding::accepted(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Answers a cacheable request from a fresh entry without touching the
+/// filesystem or PHP; `None` when the full path must run.
+pub fn fresh_hit(
+    site: &Site,
+    https: bool,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    path: &str,
+    outcome: &mut Outcome,
+) -> Option<Response<Body>> {
+    let cache = site.cache.as_ref()?;
+    if cache
+        .policy
+        .request_bypass(method, path, uri.query(), headers)
+        .is_some()
+    {
+        return None;
+    }
+    match cache
+        .store
+        .lookup(&key_for(site, https, uri, headers, path))
+    {
+        Lookup::Fresh(e) => Some(hit(&e, accepted(headers), "HIT", outcome)),
+        _ => None,
+    }
+}
 
 pub async fn serve(
-    _edge: &Arc<Edge>,
     cache: &Arc<SiteCache>,
     target: &PhpTarget<'_>,
     parts: &Parts,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let site = target.site;
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let key = CacheKey::new(
-        site.name.clone(),
+    let key = key_for(
+        site,
         target.conn.https,
-        host,
+        &parts.uri,
+        &parts.headers,
         target.path,
-        parts.uri.query(),
     );
-    let accept = encoding::accepted(
-        parts
-            .headers
-            .get(header::ACCEPT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let accept = accepted(&parts.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.params(&Method::GET, &parts.uri, &parts.headers, None, true);
 

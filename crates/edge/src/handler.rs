@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,7 +141,26 @@ async fn route(
             return plain(status, status.canonical_reason().unwrap_or("refused"));
         }
     };
-    match resolve::resolve(&site.config.root, &path) {
+    let (method, https) = (req.method(), conn.https);
+    // Hot paths that need neither the filesystem nor PHP: a fresh cached
+    // page, a static file checked within the last second.
+    if let Some(resp) = crate::cached::fresh_hit(
+        &site,
+        https,
+        method,
+        req.uri(),
+        req.headers(),
+        &path,
+        outcome,
+    ) {
+        return resp;
+    }
+    let hot_file = edge.files.fresh(&site.config.root.join(&path[1..]));
+    let target = match hot_file {
+        Some(_) => Target::Static(PathBuf::new()),
+        None => resolve::resolve(&site.config.root, &path),
+    };
+    match target {
         Target::AddSlash => {
             let location = match req.uri().query() {
                 Some(q) => format!("{path}/?{q}"),
@@ -160,13 +180,21 @@ async fn route(
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return r;
             }
-            crate::static_files::serve(&edge.files, req.method(), req.headers(), file).await
+            match hot_file.or_else(|| edge.files.info(&file)) {
+                Some(info) => crate::static_files::serve(&info, req.method(), req.headers()).await,
+                None => plain(StatusCode::NOT_FOUND, "not found"),
+            }
         }
         Target::Php { script, path_info } => {
-            php_request(
-                edge, &site, conn, req, &path, &script, &path_info, admin, outcome,
-            )
-            .await
+            let target = PhpTarget {
+                site: &site,
+                conn,
+                path: &path,
+                script: &script,
+                path_info: &path_info,
+                admin,
+            };
+            php_request(&target, req, outcome).await
         }
     }
 }
@@ -214,34 +242,20 @@ impl PhpTarget<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn php_request(
-    edge: &Arc<Edge>,
-    site: &Arc<Site>,
-    conn: ConnInfo,
+    target: &PhpTarget<'_>,
     req: Request<Incoming>,
-    path: &str,
-    script: &str,
-    path_info: &str,
-    admin: bool,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    let target = PhpTarget {
-        site,
-        conn,
-        path,
-        script,
-        path_info,
-        admin,
-    };
+    let site = target.site;
     if let Some(cache) = &site.cache {
         if cache
             .policy
-            .request_bypass(req.method(), path, req.uri().query(), req.headers())
+            .request_bypass(req.method(), target.path, req.uri().query(), req.headers())
             .is_none()
         {
             let (parts, _) = req.into_parts();
-            return crate::cached::serve(edge, cache, &target, &parts, outcome).await;
+            return crate::cached::serve(cache, target, &parts, outcome).await;
         }
     }
     outcome.cache = Some("BYPASS");

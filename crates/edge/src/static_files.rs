@@ -1,11 +1,16 @@
 //! Static files served by the edge, never by PHP: content type, validators
 //! (`ETag`, `Last-Modified`, 304), single byte ranges (206/416),
-//! precompressed `.br`/`.gz` siblings, and small files kept in memory
-//! (checked against size and mtime on every request, so edits show at once).
+//! precompressed `.br`/`.gz` siblings.
+//!
+//! What the edge knows about a file ([`FileInfo`]: size, mtime, siblings,
+//! and the bytes of small files) is kept in memory and re-checked with
+//! `stat` at most every [`REVALIDATE`], like nginx's `open_file_cache`: a hot
+//! asset costs no system call, and an edited file shows within a second.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -18,10 +23,109 @@ use crate::body::Body;
 /// Files up to this size are kept in memory.
 const MEMORY_FILE_MAX: u64 = 512 * 1024;
 const CHUNK: usize = 64 * 1024;
+/// How long what we know of a file is trusted before it is checked again.
+pub const REVALIDATE: Duration = Duration::from_secs(1);
 
-/// Small files in memory, keyed by path and validated by (len, mtime).
+/// One representation of a file: itself or a precompressed sibling.
+#[derive(Clone)]
+struct Variant {
+    path: PathBuf,
+    len: u64,
+    etag: String,
+    /// The bytes, for small files.
+    data: Option<Bytes>,
+}
+
+impl Variant {
+    fn load(path: PathBuf, len: u64, etag: String) -> Variant {
+        let data = (len <= MEMORY_FILE_MAX)
+            .then(|| std::fs::read(&path).ok())
+            .flatten()
+            .filter(|d| d.len() as u64 == len)
+            .map(Bytes::from);
+        Variant {
+            path,
+            len,
+            etag,
+            data,
+        }
+    }
+}
+
+/// What the edge knows about one static file.
+#[derive(Clone)]
+pub struct FileInfo {
+    identity: Variant,
+    br: Option<Variant>,
+    gz: Option<Variant>,
+    mtime: SystemTime,
+    content_type: HeaderValue,
+    last_modified: Option<HeaderValue>,
+    checked: Instant,
+}
+
+impl FileInfo {
+    /// Stats the file and its siblings; `None` if it is not a regular file.
+    fn read(path: &Path, previous: Option<&FileInfo>) -> Option<FileInfo> {
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        if let Some(p) = previous
+            .filter(|p| p.mtime == mtime && p.identity.len == meta.len() && same_siblings(path, p))
+        {
+            return Some(FileInfo {
+                checked: Instant::now(),
+                ..p.clone()
+            });
+        }
+        let secs = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let base = format!("{secs:x}-{:x}", meta.len());
+        let sibling = |ext: &str| {
+            let p = sibling_path(path, ext);
+            let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+            Some(Variant::load(p, m.len(), format!("\"{base}-{ext}\"")))
+        };
+        Some(FileInfo {
+            br: sibling("br"),
+            gz: sibling("gz"),
+            identity: Variant::load(path.to_path_buf(), meta.len(), format!("\"{base}\"")),
+            mtime,
+            content_type: content_type(path),
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(mtime)).ok(),
+            checked: Instant::now(),
+        })
+    }
+
+    fn weight(&self) -> u32 {
+        let data = |v: &Variant| v.data.as_ref().map_or(0, Bytes::len);
+        let total = data(&self.identity)
+            + self.br.as_ref().map_or(0, data)
+            + self.gz.as_ref().map_or(0, data)
+            + 512;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+}
+
+fn sibling_path(path: &Path, ext: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".");
+    p.push(ext);
+    PathBuf::from(p)
+}
+
+fn same_siblings(path: &Path, previous: &FileInfo) -> bool {
+    let len = |ext| {
+        std::fs::metadata(sibling_path(path, ext))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    };
+    len("br") == previous.br.as_ref().map(|v| v.len)
+        && len("gz") == previous.gz.as_ref().map(|v| v.len)
+}
+
+/// Static file information and small file bodies, bounded in bytes.
 pub struct FileCache {
-    files: moka::sync::Cache<PathBuf, (u64, SystemTime, Bytes)>,
+    files: moka::sync::Cache<PathBuf, Arc<FileInfo>>,
 }
 
 impl FileCache {
@@ -29,40 +133,37 @@ impl FileCache {
         FileCache {
             files: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|k: &PathBuf, v: &(u64, SystemTime, Bytes)| {
-                    (v.2.len() + k.as_os_str().len() + 64)
-                        .try_into()
-                        .unwrap_or(u32::MAX)
-                })
+                .weigher(|_k: &PathBuf, v: &Arc<FileInfo>| v.weight())
                 .build(),
         }
     }
 
-    fn read(&self, path: &Path, len: u64, mtime: SystemTime) -> std::io::Result<Bytes> {
-        if let Some((l, m, b)) = self.files.get(path) {
-            if l == len && m == mtime {
-                return Ok(b);
+    /// The file's information if it was checked within [`REVALIDATE`].
+    pub fn fresh(&self, path: &Path) -> Option<Arc<FileInfo>> {
+        self.files
+            .get(path)
+            .filter(|i| i.checked.elapsed() < REVALIDATE)
+    }
+
+    /// The file's information, checking the filesystem if it is not fresh.
+    /// `None` if the path is not a regular file.
+    pub fn info(&self, path: &Path) -> Option<Arc<FileInfo>> {
+        if let Some(info) = self.fresh(path) {
+            return Some(info);
+        }
+        let previous = self.files.get(path);
+        match FileInfo::read(path, previous.as_deref()) {
+            Some(info) => {
+                let info = Arc::new(info);
+                self.files.insert(path.to_path_buf(), info.clone());
+                Some(info)
+            }
+            None => {
+                self.files.invalidate(path);
+                None
             }
         }
-        let data = Bytes::from(std::fs::read(path)?);
-        self.files
-            .insert(path.to_path_buf(), (len, mtime, data.clone()));
-        Ok(data)
     }
-}
-
-struct Variant {
-    path: PathBuf,
-    len: u64,
-    encoding: Encoding,
-}
-
-fn sibling(path: &Path, ext: &str) -> Option<(PathBuf, u64)> {
-    let mut p = path.as_os_str().to_owned();
-    p.push(ext);
-    let p = PathBuf::from(p);
-    let m = std::fs::metadata(&p).ok()?;
-    m.is_file().then_some((p, m.len()))
 }
 
 fn content_type(path: &Path) -> HeaderValue {
@@ -125,75 +226,48 @@ fn etag_matches(header: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
-/// Serves `path` (an existing regular file) for a GET or HEAD.
-pub async fn serve(
-    files: &FileCache,
-    method: &Method,
-    headers: &HeaderMap,
-    path: PathBuf,
-) -> Response<Body> {
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return status_only(StatusCode::NOT_FOUND);
-    };
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let secs = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+/// Serves a static file for a GET or HEAD.
+pub async fn serve(info: &FileInfo, method: &Method, headers: &HeaderMap) -> Response<Body> {
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-
     let accept = encoding::accepted(
         headers
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    let br = sibling(&path, ".br");
-    let gz = sibling(&path, ".gz");
-    let has_siblings = br.is_some() || gz.is_some();
     let chosen = if range_header.is_some() {
         Encoding::Identity
     } else {
-        accept.choose(br.is_some(), gz.is_some())
+        accept.choose(info.br.is_some(), info.gz.is_some())
     };
-    let variant = match (chosen, br, gz) {
-        (Encoding::Brotli, Some((p, len)), _) => Variant {
-            path: p,
-            len,
-            encoding: Encoding::Brotli,
-        },
-        (Encoding::Gzip, _, Some((p, len))) => Variant {
-            path: p,
-            len,
-            encoding: Encoding::Gzip,
-        },
-        _ => Variant {
-            path: path.clone(),
-            len: meta.len(),
-            encoding: Encoding::Identity,
-        },
-    };
-    let etag = match variant.encoding.token() {
-        Some(t) => format!("\"{secs:x}-{:x}-{t}\"", meta.len()),
-        None => format!("\"{secs:x}-{:x}\"", meta.len()),
+    let variant = match chosen {
+        Encoding::Brotli => info.br.as_ref().unwrap_or(&info.identity),
+        Encoding::Gzip => info.gz.as_ref().unwrap_or(&info.identity),
+        Encoding::Identity => &info.identity,
     };
 
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, content_type(&path));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    h.insert(header::CONTENT_TYPE, info.content_type.clone());
+    if let Ok(v) = HeaderValue::from_str(&variant.etag) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(mtime)) {
-        h.insert(header::LAST_MODIFIED, v);
+    if let Some(lm) = &info.last_modified {
+        h.insert(header::LAST_MODIFIED, lm.clone());
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if !h[header::CONTENT_TYPE].as_bytes().starts_with(b"text/html") {
+    if !info.content_type.as_bytes().starts_with(b"text/html") {
         h.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=604800"),
         );
     }
-    if has_siblings {
+    if info.br.is_some() || info.gz.is_some() {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
-    if let Some(t) = variant.encoding.token() {
+    if let Some(t) = chosen
+        .token()
+        .filter(|_| !std::ptr::eq(variant, &info.identity))
+    {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(t));
     }
 
@@ -202,14 +276,20 @@ pub async fn serve(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
-        Some(inm) => etag_matches(inm, &etag),
-        None => headers
-            .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since| {
-                since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) >= secs
-            }),
+        Some(inm) => etag_matches(inm, &variant.etag),
+        None => {
+            let secs = info
+                .mtime
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            headers
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .is_some_and(|since| {
+                    since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) >= secs
+                })
+        }
     };
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
@@ -223,7 +303,7 @@ pub async fn serve(
         let if_range_ok = headers
             .get(header::IF_RANGE)
             .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.trim() == etag);
+            .is_none_or(|v| v.trim() == variant.etag);
         if if_range_ok {
             match parse_range(r, len) {
                 Ok(found) => range = found,
@@ -250,14 +330,9 @@ pub async fn serve(
     if method == Method::HEAD || count == 0 {
         return resp;
     }
-    if len <= MEMORY_FILE_MAX {
-        match files.read(&variant.path, len, mtime) {
-            Ok(data) if data.len() as u64 == len => {
-                *resp.body_mut() = Body::full(data.slice(start as usize..=end as usize));
-                return resp;
-            }
-            _ => return status_only(StatusCode::INTERNAL_SERVER_ERROR),
-        }
+    if let Some(data) = &variant.data {
+        *resp.body_mut() = Body::full(data.slice(start as usize..=end as usize));
+        return resp;
     }
     let Ok(mut file) = tokio::fs::File::open(&variant.path).await else {
         return status_only(StatusCode::NOT_FOUND);
@@ -319,5 +394,32 @@ mod tests {
         assert!(etag_matches("W/\"b\"", "\"b\""));
         assert!(etag_matches("*", "\"b\""));
         assert!(!etag_matches("\"c\"", "\"b\""));
+    }
+
+    #[test]
+    fn file_info_follows_edits_after_revalidation() {
+        let dir = std::env::temp_dir().join(format!("murakumo-static-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.css");
+        std::fs::write(&f, "one").unwrap();
+        let cache = FileCache::new(1 << 20);
+        let first = cache.info(&f).unwrap();
+        assert_eq!(first.identity.data.as_deref(), Some(&b"one"[..]));
+        assert!(first.br.is_none());
+        std::fs::write(&f, "two!").unwrap();
+        std::fs::write(dir.join("a.css.br"), "BR").unwrap();
+        // Trusted until REVALIDATE passes.
+        assert!(Arc::ptr_eq(&cache.info(&f).unwrap(), &first));
+        std::thread::sleep(REVALIDATE + Duration::from_millis(50));
+        let second = cache.info(&f).unwrap();
+        assert_eq!(second.identity.data.as_deref(), Some(&b"two!"[..]));
+        assert_eq!(
+            second.br.as_ref().unwrap().data.as_deref(),
+            Some(&b"BR"[..])
+        );
+        std::fs::remove_file(&f).unwrap();
+        std::thread::sleep(REVALIDATE + Duration::from_millis(50));
+        assert!(cache.info(&f).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
