@@ -44,8 +44,6 @@ root = "$dir/wordpress"
 php = ["unix:$dir/run/php.sock"]
 php_max_conns = 8
 TOML
-"$repo/target/release/murakumo" serve --config "$dir/murakumo.toml" 2> "$dir/logs/murakumo.log" &
-stack_pids+=($!)
 
 mkdir -p "$dir/nginx-cache"
 nginx_server() { # port gzip
@@ -103,51 +101,87 @@ $(nginx_server $port_ng on)
 }
 CONF
 mkdir -p "$dir/nginx-tmp"
-nginx -c "$dir/nginx.conf" -g 'daemon off;' &
-stack_pids+=($!)
-sleep 1
 
 browser_ae="Accept-Encoding: gzip, deflate, br, zstd"
 asset="/wp-includes/js/jquery/jquery.min.js"
-# warm every cache
-for p in $port_m $port_n $port_ng; do
-    for _ in 1 2 3; do
-        curl -s -o /dev/null -H "Host: $host" "http://127.0.0.1:$p/"
-        curl -s -o /dev/null -H "Host: $host" -H "$browser_ae" "http://127.0.0.1:$p/"
-    done
-done
+warm() { for p in "$@"; do for _ in 1 2 3; do
+    curl -s -o /dev/null -H "Host: $host" "http://127.0.0.1:$p/"
+    curl -s -o /dev/null -H "Host: $host" -H "$browser_ae" "http://127.0.0.1:$p/"
+done; done; }
 check() { curl -s -o /dev/null -D - -H "Host: $host" "${@:2}" "http://127.0.0.1:$1/" | tr -d '\r' | grep -iE '^(x-cache|content-encoding)' | tr '\n' ' '; }
-echo "murakumo: $(check $port_m)| with browser AE: $(check $port_m -H "$browser_ae")"
-echo "nginx:    $(check $port_n)| gzip server with browser AE: $(check $port_ng -H "$browser_ae")"
 
 # run PORT PATH [header] -> "rps p99ms"
 run() {
-    local out
+    local out rps p99 errs
     out="$(wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Host: $host" ${3:+-H "$3"} "http://127.0.0.1:$1$2")"
-    local rps p99
     rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     p99="$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")"
-    local errs; errs="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
+    errs="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
     [ -n "$errs" ] && echo "  ($1$2: $errs)" >&2
     echo "$rps $p99"
 }
+# median of "rps p99" lines, by rps
+median() { sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+rounds_n=3
+
+# Cached pages and static files never reach PHP: both servers run side by
+# side and take turns, round after round, so machine noise hits both alike.
+echo "== murakumo and nginx, cached and static workloads (${rounds_n} rounds each, medians)"
+"$repo/target/release/murakumo" serve --config "$dir/murakumo.toml" 2> "$dir/logs/murakumo.log" &
+m_pid=$!
+nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+n_pid=$!
+sleep 1
+warm $port_m $port_n $port_ng
+echo "murakumo: $(check $port_m)| with browser AE: $(check $port_m -H "$browser_ae")"
+echo "nginx:    $(check $port_n)| gzip server with browser AE: $(check $port_ng -H "$browser_ae")"
+m=(); n=()
+for i in 0 1 2; do
+    case $i in
+        0) mp=(/ ""); np=("$port_n" / "") ;;
+        1) mp=(/ "$browser_ae"); np=("$port_ng" / "$browser_ae") ;;
+        2) mp=("$asset" ""); np=("$port_n" "$asset" "") ;;
+    esac
+    mr=(); nr=()
+    for ((r = 0; r < rounds_n; r++)); do
+        mr+=("$(run $port_m "${mp[0]}" "${mp[1]}")")
+        nr+=("$(run "${np[0]}" "${np[1]}" "${np[2]}")")
+    done
+    m[$i]="$(printf '%s\n' "${mr[@]}" | median)"
+    n[$i]="$(printf '%s\n' "${nr[@]}" | median)"
+done
+kill -TERM $n_pid; wait $n_pid 2>/dev/null || true
+
+# Uncached pages: one server at a time, since a server's idle keep-alive
+# connections pin php-fpm workers. php-fpm's concurrency (8 workers): more
+# connections only queue, and wrk's 2 s timeout would abort requests.
+uncached() {
+    conns=8 secs=3 run "$1" '/?bench=warmup' >/dev/null
+    [ "$1" = "$port_m" ] && curl -s "http://127.0.0.1:$ops/metrics" > "$dir/metrics.before"
+    conns=8 secs=$((secs < 20 ? 20 : secs)) run "$1" '/?bench=uncached'
+}
+echo "== uncached, murakumo alone"
+m[3]="$(uncached $port_m)"
+curl -s "http://127.0.0.1:$ops/metrics" > "$dir/metrics.after"
+kill -TERM $m_pid; wait $m_pid 2>/dev/null || true
+echo "== uncached, nginx alone"
+nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+n_pid=$!
+sleep 1
+n[3]="$(uncached $port_n)"
+kill -TERM $n_pid; wait $n_pid 2>/dev/null || true
 
 printf "\n%-34s %14s %10s %14s %10s %8s\n" workload "murakumo r/s" "p99 ms" "nginx r/s" "p99 ms" ratio
-row() { # name murakumo-result nginx-result
-    read -r mr mp <<<"$2"; read -r nr np <<<"$3"
-    printf "%-34s %14.0f %10.2f %14.0f %10.2f %7.2fx\n" "$1" "$mr" "$mp" "$nr" "$np" "$(echo "$mr / $nr" | bc -l)"
-}
-row "cached page (plain)"              "$(run $port_m /)"                  "$(run $port_n /)"
-row "cached page (browser AE vs gzip)" "$(run $port_m / "$browser_ae")"    "$(run $port_ng / "$browser_ae")"
-# Uncached pages run at php-fpm's concurrency (8 workers): more connections
-# only queue, and wrk's 2 s timeout would abort (and so cancel) requests.
-c_m="$(conns=8 run $port_m '/?bench=uncached')"; c_n="$(conns=8 run $port_n '/?bench=uncached')"
-row "uncached PHP page"                "$c_m" "$c_n"
-row "static asset ($(basename $asset))" "$(run $port_m $asset)"           "$(run $port_n $asset)"
+names=("cached page (plain)" "cached page (browser AE vs gzip)" "static asset ($(basename $asset))" "uncached PHP page")
+for i in 0 1 2 3; do
+    read -r mr mp <<<"${m[$i]}"; read -r nr np <<<"${n[$i]}"
+    printf "%-34s %14.0f %10.2f %14.0f %10.2f %7.2fx\n" "${names[$i]}" "$mr" "$mp" "$nr" "$np" "$(echo "$mr / $nr" | bc -l)"
+done
 
-metrics="$(curl -s "http://127.0.0.1:$ops/metrics")"
-opened="$(awk -F' ' '/^murakumo_fastcgi_connections_opened_total/ {s+=$2} END {print s+0}' <<<"$metrics")"
-reused="$(awk -F' ' '/^murakumo_fastcgi_connections_reused_total/ {s+=$2} END {print s+0}' <<<"$metrics")"
+# FastCGI connection reuse during the measured uncached run (after warm-up).
+counter() { awk -v n="$1" '$1 ~ "^"n"[{]" {s+=$2} END {print s+0}' "$2"; }
+opened=$(( $(counter murakumo_fastcgi_connections_opened_total "$dir/metrics.after") - $(counter murakumo_fastcgi_connections_opened_total "$dir/metrics.before") ))
+reused=$(( $(counter murakumo_fastcgi_connections_reused_total "$dir/metrics.after") - $(counter murakumo_fastcgi_connections_reused_total "$dir/metrics.before") ))
 echo
-echo "murakumo FastCGI connections: opened $opened, reused $reused ($(echo "scale=3; 100 * $reused / ($opened + $reused)" | bc)% reuse)"
-echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "murakumo FastCGI connections during the uncached run: opened $opened, reused $reused ($(echo "scale=2; 100 * $reused / ($opened + $reused)" | bc)% reuse)"
+echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s ; cached/static: median of $rounds_n alternating rounds; uncached: -c8, at least 20 s after a 3 s warm-up; $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -26,6 +26,10 @@ fn write(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
 
 impl PhpSite {
     fn start(site_extra: &str, server_extra: &str) -> PhpSite {
+        PhpSite::start_with(site_extra, server_extra, 4)
+    }
+
+    fn start_with(site_extra: &str, server_extra: &str, php_workers: usize) -> PhpSite {
         let dir = tempfile::Builder::new()
             .prefix("murakumo-edge-")
             .tempdir()
@@ -56,7 +60,7 @@ impl PhpSite {
         write(&root, "style.css.gz", b"GZIP-BYTES");
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         write(&root, "big.bin", &big);
-        let fpm = PhpFpm::start(dir.path(), "site", &[]);
+        let fpm = PhpFpm::start_sized(dir.path(), "site", &[], php_workers);
         let config = format!(
             "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{site_extra}\n",
             root = root.display(),
@@ -454,4 +458,42 @@ fn check_names_the_file_and_key_of_a_bad_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/m.toml"));
+}
+
+#[test]
+fn more_connections_than_php_workers_do_not_starve_requests() {
+    // php-fpm has 2 workers, the edge may open 6 connections. An idle kept
+    // connection pins a worker, so without the pool's starvation guard the
+    // requests beyond 2 would wait in php-fpm's backlog until php_timeout
+    // (then 504).
+    let s = PhpSite::start_with("php_max_conns = 6\nphp_timeout = \"30s\"", "", 2);
+    let url = s.edge.url("/slow.php");
+    let host = format!("Host: {HOST}:{}", s.edge.port);
+    for burst in 0..2 {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "60",
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+            "6",
+            "-H",
+            &host,
+            "-w",
+            "%{http_code}\\n",
+        ]);
+        for _ in 0..6 {
+            cmd.args(["-X", "POST", "-o", "/dev/null", &url]);
+        }
+        let out = String::from_utf8_lossy(&cmd.output().expect("curl").stdout).into_owned();
+        let codes: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            codes,
+            vec!["200"; 6],
+            "burst {burst}: {out}\n{}",
+            s.edge.log_text()
+        );
+    }
 }

@@ -31,7 +31,7 @@ use crate::Error;
 
 /// How long a fresh connection may wait for its first byte before the
 /// starvation guard frees pinned workers.
-pub const STALL: Duration = Duration::from_secs(1);
+pub const STALL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -324,21 +324,22 @@ impl PooledConnection {
     }
 
     pub async fn next_event(&mut self) -> Result<Event, Error> {
-        if self.waiting_first_byte && !self.stalled {
+        while self.waiting_first_byte && !self.stalled {
             // Reading is cancel-safe: bytes already read stay buffered.
-            let first = tokio::time::timeout(STALL, self.conn().next_event()).await;
-            match first {
-                Ok(ev) => {
-                    self.waiting_first_byte = false;
-                    return ev;
-                }
-                Err(_) => {
-                    let member = &self.member.0;
-                    tracing::warn!(member = %member.addr, "a new php-fpm connection got no answer within {STALL:?}; closing idle connections in case they pin every worker (is php_max_conns above pm.max_children?)");
-                    self.stalled = true;
-                    member.stalled.fetch_add(1, Ordering::Relaxed);
-                    lock(&member.idle).clear();
-                }
+            if let Ok(ev) = tokio::time::timeout(STALL, self.conn().next_event()).await {
+                self.waiting_first_byte = false;
+                return ev;
+            }
+            // Only idle connections can pin the worker this one waits for;
+            // with none, PHP is just slow: keep waiting.
+            let member = &self.member.0;
+            let mut idle = lock(&member.idle);
+            if !idle.is_empty() {
+                tracing::warn!(member = %member.addr, "a new php-fpm connection got no answer within {STALL:?} while {} idle ones may pin every worker; closing them (is php_max_conns above pm.max_children?)", idle.len());
+                idle.clear();
+                drop(idle);
+                self.stalled = true;
+                member.stalled.fetch_add(1, Ordering::Relaxed);
             }
         }
         let ev = self.conn().next_event().await;

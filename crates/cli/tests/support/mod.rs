@@ -311,14 +311,20 @@ pub struct PhpFpm {
 
 impl PhpFpm {
     pub fn start(dir: &Path, name: &str, env: &[(&str, String)]) -> PhpFpm {
+        PhpFpm::start_sized(dir, name, env, 4)
+    }
+
+    /// A pool of `children` static workers.
+    pub fn start_sized(dir: &Path, name: &str, env: &[(&str, String)], children: usize) -> PhpFpm {
         let socket = dir.join(format!("{name}.sock"));
         let access_log = dir.join(format!("{name}-access.log"));
         let conf = dir.join(format!("{name}-fpm.conf"));
         let mut text = format!(
-            "[global]\nerror_log = {dir}/{name}-fpm.log\ndaemonize = no\npid = {dir}/{name}-fpm.pid\n\n[{name}]\nlisten = {sock}\npm = static\npm.max_children = 4\naccess.log = {access}\naccess.format = \"%m %r%Q%q %s\"\ncatch_workers_output = yes\ndecorate_workers_output = no\nclear_env = yes\nphp_admin_value[memory_limit] = 256M\n",
+            "[global]\nerror_log = {dir}/{name}-fpm.log\ndaemonize = no\npid = {dir}/{name}-fpm.pid\n\n[{name}]\nlisten = {sock}\npm = static\npm.max_children = {children}\naccess.log = {access}\naccess.format = \"%m %r%Q%q %s\"\ncatch_workers_output = yes\ndecorate_workers_output = no\nclear_env = yes\nphp_admin_value[memory_limit] = 256M\n",
             dir = dir.display(),
             sock = socket.display(),
             access = access_log.display(),
+            children = children,
         );
         for (k, v) in env {
             text.push_str(&format!("env[{k}] = {v}\n"));
