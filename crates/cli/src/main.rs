@@ -36,18 +36,25 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat) {
+/// Logs to stderr through a background writer thread, so that the access
+/// log never makes a request wait on a `write`. Nothing is dropped: when the
+/// buffer is full, logging waits. Keep the guard until exit (it flushes).
+fn init_logs(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MURAKUMO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
@@ -81,7 +88,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    init_logs(config.server.log_format);
+    let _flush_logs_on_exit = init_logs(config.server.log_format);
     let edge = Arc::new(murakumo_edge::Edge::new(config, path.to_path_buf())?);
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "murakumo starting");
     murakumo_edge::run(edge).await?;

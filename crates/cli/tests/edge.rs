@@ -42,6 +42,14 @@ impl PhpSite {
         write(&root, "xmlrpc.php", "<?php echo 'xmlrpc reached';");
         write(
             &root,
+            "warn.php",
+            "<?php error_log('marker-from-php-stderr'); echo 'ok';",
+        );
+        // Streams for 5 s, then records that it ran to the end.
+        let done = dir.path().join("stream-finished");
+        write(&root, "stream.php", format!("<?php header('Cache-Control: no-store'); for ($i = 0; $i < 50; $i++) {{ echo str_repeat('x', 8192), \"\\n\"; flush(); usleep(100000); }} file_put_contents('{}', 'done');", done.display()));
+        write(
+            &root,
             "wp-content/uploads/evil.php",
             "<?php echo 'EXECUTED';",
         );
@@ -496,4 +504,51 @@ fn more_connections_than_php_workers_do_not_starve_requests() {
             s.edge.log_text()
         );
     }
+}
+
+#[test]
+fn php_stderr_reaches_the_log() {
+    let s = PhpSite::start("", "");
+    assert_eq!(s.get("/warn.php", &[]).text(), "ok");
+    support::wait_until(
+        "php's stderr in the edge log",
+        Duration::from_secs(5),
+        || {
+            s.edge
+                .log_text()
+                .contains("php: PHP message: marker-from-php-stderr")
+        },
+    );
+}
+
+#[test]
+fn a_client_that_goes_away_aborts_the_php_request() {
+    let s = PhpSite::start("", "");
+    let finished = s.dir.path().join("stream-finished");
+    // Control: a patient client gets the whole stream and the script ends.
+    let whole = s.get("/stream.php", &[]);
+    assert_eq!((whole.status, whole.body.len()), (200, 50 * 8193));
+    assert!(finished.exists());
+    std::fs::remove_file(&finished).unwrap();
+    // A client that hangs up after 0.5 s: the edge closes the FastCGI
+    // connection, PHP's next flush fails and the script stops.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "0.5",
+            "-o",
+            "/dev/null",
+            "-H",
+            &format!("Host: {HOST}"),
+            &s.edge.url("/stream.php"),
+        ])
+        .status()
+        .unwrap();
+    assert!(!out.success(), "curl should have timed out");
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        !finished.exists(),
+        "PHP ran to the end for a client that was gone"
+    );
 }
