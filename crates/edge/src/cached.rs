@@ -106,35 +106,15 @@ pub async fn serve(
                 // The leader's answer was not cacheable: ask PHP ourselves.
                 Lookup::Miss => {
                     outcome.cache = Some("MISS");
-                    match php::exchange(
-                        target.pool(),
-                        &params(),
-                        RequestBody::Empty,
-                        site.config.php_timeout,
-                        site.name.clone(),
-                    )
-                    .await
-                    {
-                        Ok(up) => {
-                            outcome.upstream = Some(up.head_time);
-                            upstream_response(up, Vec::new())
-                        }
-                        Err(e) => php_error(site, &e),
-                    }
+                    target
+                        .pass_through(&params(), RequestBody::Empty, outcome)
+                        .await
                 }
             }
         }
         Turn::Lead(lead) => {
             outcome.cache = Some("MISS");
-            let up = match php::exchange(
-                target.pool(),
-                &params(),
-                RequestBody::Empty,
-                site.config.php_timeout,
-                site.name.clone(),
-            )
-            .await
-            {
+            let up = match target.exchange(&params(), RequestBody::Empty).await {
                 Ok(up) => up,
                 Err(e) => return php_error(site, &e),
             };

@@ -210,6 +210,39 @@ pub struct PhpTarget<'a> {
 }
 
 impl PhpTarget<'_> {
+    /// Sends a request to the site's pool for this target.
+    pub async fn exchange(
+        &self,
+        params: &murakumo_fastcgi::params::Params,
+        body: RequestBody,
+    ) -> Result<php::Upstream, php::PhpError> {
+        let site = self.site;
+        php::exchange(
+            self.pool(),
+            params,
+            body,
+            site.config.php_timeout,
+            site.name.clone(),
+        )
+        .await
+    }
+
+    /// Sends a request and streams PHP's answer back, uncached.
+    pub async fn pass_through(
+        &self,
+        params: &murakumo_fastcgi::params::Params,
+        body: RequestBody,
+        outcome: &mut Outcome,
+    ) -> Response<Body> {
+        match self.exchange(params, body).await {
+            Ok(up) => {
+                outcome.upstream = Some(up.head_time);
+                upstream_response(up, Vec::new())
+            }
+            Err(e) => php_error(self.site, &e),
+        }
+    }
+
     pub fn pool(&self) -> &Arc<php::PhpPool> {
         if self.admin {
             &self.site.admin
@@ -291,21 +324,7 @@ async fn php_request(
         }
     };
     let params = target.params(&parts.method, &parts.uri, &parts.headers, length, false);
-    match php::exchange(
-        target.pool(),
-        &params,
-        body,
-        site.config.php_timeout,
-        site.name.clone(),
-    )
-    .await
-    {
-        Ok(up) => {
-            outcome.upstream = Some(up.head_time);
-            upstream_response(up, Vec::new())
-        }
-        Err(e) => php_error(site, &e),
-    }
+    target.pass_through(&params, body, outcome).await
 }
 
 /// Turns an upstream head into a response streaming the body.

@@ -516,21 +516,19 @@ impl WordPress {
         );
 
         let admin_password = format!("pw-{}-{}", std::process::id(), port);
-        let install = d.join("install.php");
-        std::fs::write(&install, INSTALL_PHP).unwrap();
-        let out = Command::new("php8.2")
-            .arg(&install)
-            .arg(&root)
-            .arg(format!("http://{host}"))
-            .arg(&admin_password)
-            .output()
-            .expect("php8.2 cli");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "WordPress install failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The same installer `scripts/demo` uses, then the test's seed.
+        let installer =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/install-wordpress.php");
+        let home = format!("http://{host}");
+        php_cli(&[
+            installer.as_os_str(),
+            root.as_os_str(),
+            home.as_ref(),
+            admin_password.as_ref(),
+        ]);
+        let seed = d.join("seed.php");
+        std::fs::write(&seed, SEED_PHP).unwrap();
+        let stdout = php_cli(&[seed.as_os_str(), root.as_os_str(), home.as_ref()]);
         let json_line = stdout.lines().last().unwrap_or("");
         let installed: serde_json::Value = serde_json::from_str(json_line)
             .unwrap_or_else(|e| panic!("install output {stdout:?}: {e}"));
@@ -578,6 +576,21 @@ impl WordPress {
     }
 }
 
+/// Runs a PHP CLI script, panicking with its output if it fails.
+fn php_cli(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("php8.2")
+        .args(args)
+        .output()
+        .expect("php8.2 cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "php {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 impl Edge {
     pub fn start_on(dir: &Path, config: &str, port: u16, ops_port: u16) -> Edge {
         let path = dir.join("murakumo.toml");
@@ -613,22 +626,14 @@ impl Edge {
     }
 }
 
-const INSTALL_PHP: &str = r#"<?php
-// argv: docroot, home URL, admin password. Installs WordPress, seeds a post,
-// creates an application password, prints JSON on the last line.
-[$_, $root, $home, $password] = $argv;
+/// Seeds an installed WordPress: one post and an application password.
+/// Prints JSON on the last line.
+const SEED_PHP: &str = r#"<?php
+[$_, $root, $home] = $argv;
 $parts = parse_url($home);
 $_SERVER['HTTP_HOST'] = $parts['host'] . (isset($parts['port']) ? ':' . $parts['port'] : '');
 $_SERVER['REQUEST_URI'] = '/';
-define('WP_INSTALLING', true);
 require $root . '/wp-load.php';
-require_once ABSPATH . 'wp-admin/includes/upgrade.php';
-wp_install('murakumo test', 'admin', 'admin@example.com', true, '', $password);
-update_option('siteurl', $home);
-update_option('home', $home);
-global $wp_rewrite;
-$wp_rewrite->set_permalink_structure('/%postname%/');
-$wp_rewrite->flush_rules(false);
 $id = wp_insert_post(['post_title' => 'Hello from murakumo', 'post_content' => 'Seeded by the test.', 'post_status' => 'publish']);
 [$app] = WP_Application_Passwords::create_new_application_password(1, ['name' => 'tests']);
 echo "\n", json_encode(['post' => get_permalink($id), 'app_password' => $app]), "\n";
