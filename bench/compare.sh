@@ -150,26 +150,44 @@ for i in 0 1 2; do
     m[$i]="$(printf '%s\n' "${mr[@]}" | median)"
     n[$i]="$(printf '%s\n' "${nr[@]}" | median)"
 done
-kill -TERM $n_pid; wait $n_pid 2>/dev/null || true
+kill -TERM $n_pid $m_pid; wait $n_pid $m_pid 2>/dev/null || true
 
 # Uncached pages: one server at a time, since a server's idle keep-alive
 # connections pin php-fpm workers. php-fpm's concurrency (8 workers): more
 # connections only queue, and wrk's 2 s timeout would abort requests.
 uncached() {
     conns=8 secs=3 run "$1" '/?bench=warmup' >/dev/null
+    # wrk stops by dropping its in-flight requests, which aborts them in PHP
+    # (closing their FastCGI connections): refill with requests that finish.
+    local urls=(); for i in $(seq 16); do urls+=(-o /dev/null "http://127.0.0.1:$1/?bench=refill$i"); done
+    curl -s --parallel --parallel-max 8 -H "Host: $host" "${urls[@]}"
     [ "$1" = "$port_m" ] && curl -s "http://127.0.0.1:$ops/metrics" > "$dir/metrics.before"
     conns=8 secs=$((secs < 20 ? 20 : secs)) run "$1" '/?bench=uncached'
 }
-echo "== uncached, murakumo alone"
-m[3]="$(uncached $port_m)"
-curl -s "http://127.0.0.1:$ops/metrics" > "$dir/metrics.after"
-kill -TERM $m_pid; wait $m_pid 2>/dev/null || true
-echo "== uncached, nginx alone"
-nginx -c "$dir/nginx.conf" -g 'daemon off;' &
-n_pid=$!
-sleep 1
-n[3]="$(uncached $port_n)"
-kill -TERM $n_pid; wait $n_pid 2>/dev/null || true
+# ABBA order (murakumo, nginx, nginx, murakumo), each server's two turns
+# averaged, so that neither gains from running on a warmer stack.
+turn() { # m|n -> "rps p99"
+    if [ "$1" = m ]; then
+        "$repo/target/release/murakumo" serve --config "$dir/murakumo.toml" 2>> "$dir/logs/murakumo.log" &
+    else
+        nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+    fi
+    local pid=$! port
+    [ "$1" = m ] && port=$port_m || port=$port_n
+    sleep 1
+    uncached "$port"
+    [ "$1" = m ] && curl -s "http://127.0.0.1:$ops/metrics" > "$dir/metrics.after"
+    kill -TERM $pid; wait $pid 2>/dev/null || true
+}
+mean() { awk '{r+=$1; p+=$2} END {printf "%.2f %.2f\n", r/NR, p/NR}'; }
+echo "== uncached, one server at a time (ABBA)"
+u_m=(); u_n=()
+for who in m n n m; do
+    r="$(turn $who)"
+    [ $who = m ] && u_m+=("$r") || u_n+=("$r")
+done
+m[3]="$(printf '%s\n' "${u_m[@]}" | mean)"
+n[3]="$(printf '%s\n' "${u_n[@]}" | mean)"
 
 printf "\n%-34s %14s %10s %14s %10s %8s\n" workload "murakumo r/s" "p99 ms" "nginx r/s" "p99 ms" ratio
 names=("cached page (plain)" "cached page (browser AE vs gzip)" "static asset ($(basename $asset))" "uncached PHP page")
@@ -184,4 +202,4 @@ opened=$(( $(counter murakumo_fastcgi_connections_opened_total "$dir/metrics.aft
 reused=$(( $(counter murakumo_fastcgi_connections_reused_total "$dir/metrics.after") - $(counter murakumo_fastcgi_connections_reused_total "$dir/metrics.before") ))
 echo
 echo "murakumo FastCGI connections during the uncached run: opened $opened, reused $reused ($(echo "scale=2; 100 * $reused / ($opened + $reused)" | bc)% reuse)"
-echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s ; cached/static: median of $rounds_n alternating rounds; uncached: -c8, at least 20 s after a 3 s warm-up; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s ; cached/static: median of $rounds_n alternating rounds; uncached: -c8, at least 20 s after a 3 s warm-up, ABBA mean of 2 turns each; $(date -u +%Y-%m-%dT%H:%MZ)"

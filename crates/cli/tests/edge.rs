@@ -26,10 +26,15 @@ fn write(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
 
 impl PhpSite {
     fn start(site_extra: &str, server_extra: &str) -> PhpSite {
-        PhpSite::start_with(site_extra, server_extra, 4)
+        PhpSite::start_with(site_extra, server_extra, 4, "")
     }
 
-    fn start_with(site_extra: &str, server_extra: &str, php_workers: usize) -> PhpSite {
+    fn start_with(
+        site_extra: &str,
+        server_extra: &str,
+        php_workers: usize,
+        fpm_extra: &str,
+    ) -> PhpSite {
         let dir = tempfile::Builder::new()
             .prefix("murakumo-edge-")
             .tempdir()
@@ -68,7 +73,7 @@ impl PhpSite {
         write(&root, "style.css.gz", b"GZIP-BYTES");
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         write(&root, "big.bin", &big);
-        let fpm = PhpFpm::start_sized(dir.path(), "site", &[], php_workers);
+        let fpm = PhpFpm::start_sized(dir.path(), "site", &[], php_workers, fpm_extra);
         let config = format!(
             "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{site_extra}\n",
             root = root.display(),
@@ -474,7 +479,7 @@ fn more_connections_than_php_workers_do_not_starve_requests() {
     // connection pins a worker, so without the pool's starvation guard the
     // requests beyond 2 would wait in php-fpm's backlog until php_timeout
     // (then 504).
-    let s = PhpSite::start_with("php_max_conns = 6\nphp_timeout = \"30s\"", "", 2);
+    let s = PhpSite::start_with("php_max_conns = 6\nphp_timeout = \"30s\"", "", 2, "");
     let url = s.edge.url("/slow.php");
     let host = format!("Host: {HOST}:{}", s.edge.port);
     for burst in 0..2 {
@@ -551,4 +556,18 @@ fn a_client_that_goes_away_aborts_the_php_request() {
         !finished.exists(),
         "PHP ran to the end for a client that was gone"
     );
+}
+
+#[test]
+fn connections_php_fpm_closed_are_not_reused_and_nothing_fails() {
+    // Every php-fpm worker exits after one request, closing its connection:
+    // each kept connection is dead by the time it would be reused.
+    let s = PhpSite::start_with("", "", 2, "pm.max_requests = 1\n");
+    for i in 0..10 {
+        let get = s.get(&format!("/info.php?get={i}"), &[]);
+        assert_eq!(get.status, 200, "GET {i}: {}", get.text());
+        let post = s.get("/info.php", &["--data", "x=1"]);
+        assert_eq!(post.status, 200, "POST {i}: {}", post.text());
+        assert_eq!(json(&post)["BODY_LEN"], 3);
+    }
 }

@@ -2,8 +2,11 @@
 //!
 //! Retry rule: a request moves to another member when connecting fails (the
 //! pool does that), and is resent once on a fresh connection when a *reused*
-//! keep-alive connection fails before php-fpm answered anything and before
-//! any of a streamed body was consumed (php-fpm may close idle connections).
+//! keep-alive connection (php-fpm may have closed it while idle) fails:
+//! - while being written, before any of a streamed body was consumed;
+//! - on its first read, for GET and HEAD only: php-fpm may have run the
+//!   script before dying, and running a POST twice is worse than a 502.
+//!
 //! Anything else is answered 502/503/504, never retried.
 
 use std::sync::Arc;
@@ -93,6 +96,7 @@ pub async fn exchange(
     site: Arc<str>,
 ) -> Result<Upstream, PhpError> {
     let started = Instant::now();
+    let idempotent = matches!(params.get("REQUEST_METHOD"), Some(b"GET" | b"HEAD"));
     let mut body = Some(body);
     let mut fresh = false;
     loop {
@@ -140,7 +144,9 @@ pub async fn exchange(
         loop {
             let ev = match next_event(&mut conn, timeout).await {
                 Ok(ev) => ev,
-                Err(PhpError::Protocol(e)) if first_event && retryable && !streamed => {
+                Err(PhpError::Protocol(e))
+                    if first_event && retryable && !streamed && idempotent =>
+                {
                     tracing::debug!(%site, error = %e, "kept-alive php-fpm connection was closed; resending on a new one");
                     break;
                 }

@@ -197,6 +197,18 @@ impl Connection {
         }
     }
 
+    /// Whether php-fpm has closed this idle connection (or sent something
+    /// unasked), as far as the runtime has seen: a non-blocking read that
+    /// finds EOF or data. A connection that looks open may still fail.
+    pub fn is_closed(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let read = match &self.stream {
+            Stream::Unix(s) => s.try_read(&mut probe),
+            Stream::Tcp(s) => s.try_read(&mut probe),
+        };
+        !matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// True when bytes beyond the finished request are buffered, which means
     /// the connection is out of step and must not be reused.
     pub fn has_leftover(&self) -> bool {

@@ -250,7 +250,13 @@ impl Pool {
             .take_while(|(_, t)| now.duration_since(*t) > self.config.idle_timeout)
             .count();
         idle.drain(..expired);
-        idle.pop().map(|(c, _)| c)
+        // Newest first; skip those php-fpm has closed (max_requests, idle kill).
+        while let Some((conn, _)) = idle.pop() {
+            if !conn.is_closed() {
+                return Some(conn);
+            }
+        }
+        None
     }
 }
 

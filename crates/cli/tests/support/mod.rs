@@ -311,11 +311,17 @@ pub struct PhpFpm {
 
 impl PhpFpm {
     pub fn start(dir: &Path, name: &str, env: &[(&str, String)]) -> PhpFpm {
-        PhpFpm::start_sized(dir, name, env, 4)
+        PhpFpm::start_sized(dir, name, env, 4, "")
     }
 
-    /// A pool of `children` static workers.
-    pub fn start_sized(dir: &Path, name: &str, env: &[(&str, String)], children: usize) -> PhpFpm {
+    /// A pool of `children` static workers; `extra` is appended to the pool.
+    pub fn start_sized(
+        dir: &Path,
+        name: &str,
+        env: &[(&str, String)],
+        children: usize,
+        extra: &str,
+    ) -> PhpFpm {
         let socket = dir.join(format!("{name}.sock"));
         let access_log = dir.join(format!("{name}-access.log"));
         let conf = dir.join(format!("{name}-fpm.conf"));
@@ -329,6 +335,7 @@ impl PhpFpm {
         for (k, v) in env {
             text.push_str(&format!("env[{k}] = {v}\n"));
         }
+        text.push_str(extra);
         std::fs::write(&conf, text).unwrap();
         let mut fpm = PhpFpm {
             socket,
