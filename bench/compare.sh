@@ -160,7 +160,7 @@ uncached() {
     # wrk stops by dropping its in-flight requests, which aborts them in PHP
     # (closing their FastCGI connections): refill with requests that finish.
     local urls=(); for i in $(seq 16); do urls+=(-o /dev/null "http://127.0.0.1:$1/?bench=refill$i"); done
-    curl -s --parallel --parallel-max 8 -H "Host: $host" "${urls[@]}"
+    curl -s --parallel --parallel-max 8 -H "Host: $host" "${urls[@]}" 2>/dev/null
     [ "$1" = "$port_m" ] && curl -s "http://127.0.0.1:$ops/metrics" > "$dir/metrics.before"
     conns=8 secs=$((secs < 20 ? 20 : secs)) run "$1" '/?bench=uncached'
 }

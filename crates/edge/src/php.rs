@@ -21,6 +21,9 @@ use murakumo_fastcgi::{Event, Pool, PoolError, PooledConnection};
 
 use crate::body::Body;
 
+/// Most body bytes gathered into one chunk from records already received.
+const COALESCE: usize = 64 * 1024;
+
 /// A php-fpm pool of one role ("public" or "admin") of one site.
 pub struct PhpPool {
     pub role: &'static str,
@@ -218,25 +221,46 @@ fn convert_head(head: murakumo_fastcgi::ResponseHead, site: &str) -> (StatusCode
 
 impl Upstream {
     /// The next part of the body, `None` at the end (the connection then goes
-    /// back to the pool).
+    /// back to the pool). Records that arrived together are returned as one
+    /// chunk (up to [`COALESCE`]), so the client gets fewer, larger writes.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, PhpError> {
         if let Some(b) = self.first.take() {
             return Ok(Some(b));
         }
-        loop {
+        let first = loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Ok(None);
             };
             match next_event(conn, self.timeout).await? {
-                Event::Stdout(b) => return Ok(Some(b)),
+                Event::Stdout(b) => break b,
                 Event::Stderr(msg) => log_stderr(&self.site, &msg),
                 Event::End { .. } => {
-                    if let Some(c) = self.conn.take() {
-                        c.release();
-                    }
+                    self.finish();
                     return Ok(None);
                 }
             }
+        };
+        let mut gathered: Option<BytesMut> = None;
+        while let Some(conn) = self.conn.as_mut() {
+            if gathered.as_ref().map_or(first.len(), BytesMut::len) >= COALESCE {
+                break;
+            }
+            match conn.buffered_event()? {
+                Some(Event::Stdout(b)) => gathered
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&b),
+                Some(Event::Stderr(msg)) => log_stderr(&self.site, &msg),
+                Some(Event::End { .. }) => self.finish(),
+                None => break,
+            }
+        }
+        Ok(Some(gathered.map_or(first, BytesMut::freeze)))
+    }
+
+    /// The request ended: the connection goes back to the pool.
+    fn finish(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.release();
         }
     }
 

@@ -138,16 +138,8 @@ impl Sites {
                     max_entry: c.max_entry_size,
                 })
             });
-            let db = match old {
-                Some(o)
-                    if o.config.db == sc.db
-                        && o.config.db_password_file == sc.db_password_file
-                        && o.config.db_password_env == sc.db_password_env =>
-                {
-                    o.db.clone()
-                }
-                _ => build_db(sc)?,
-            };
+            // Always rebuilt (it is lazy): a reload re-reads a rotated password.
+            let db = build_db(sc)?;
             list.push(Arc::new(Site {
                 name: sc.name.as_str().into(),
                 config: sc.clone(),

@@ -168,33 +168,42 @@ impl Connection {
     /// other request ids are skipped.
     pub async fn next_event(&mut self) -> Result<Event, Error> {
         loop {
-            if let Some(rec) = record::decode(&mut self.read_buf)? {
-                if rec.request_id != REQUEST_ID {
-                    continue;
-                }
-                match rec.kind {
-                    STDOUT if !rec.content.is_empty() => return Ok(Event::Stdout(rec.content)),
-                    STDERR if !rec.content.is_empty() => return Ok(Event::Stderr(rec.content)),
-                    END_REQUEST => {
-                        let end = EndRequest::parse(&rec.content)?;
-                        if end.protocol_status != REQUEST_COMPLETE {
-                            return Err(Error::Rejected(end.protocol_status));
-                        }
-                        return Ok(Event::End {
-                            app_status: end.app_status,
-                        });
-                    }
-                    _ => continue,
-                }
+            if let Some(ev) = self.buffered_event()? {
+                return Ok(ev);
             }
-            if self.read_buf.capacity() - self.read_buf.len() < 4096 {
-                self.read_buf.reserve(16 * 1024);
+            if self.read_buf.capacity() - self.read_buf.len() < 8192 {
+                self.read_buf.reserve(64 * 1024);
             }
             let n = self.stream.read_buf(&mut self.read_buf).await?;
             if n == 0 {
                 return Err(Error::UnexpectedEof);
             }
         }
+    }
+
+    /// The next event if it is already buffered, without any I/O: lets a
+    /// reader gather the records one read brought in.
+    pub fn buffered_event(&mut self) -> Result<Option<Event>, Error> {
+        while let Some(rec) = record::decode(&mut self.read_buf)? {
+            if rec.request_id != REQUEST_ID {
+                continue;
+            }
+            match rec.kind {
+                STDOUT if !rec.content.is_empty() => return Ok(Some(Event::Stdout(rec.content))),
+                STDERR if !rec.content.is_empty() => return Ok(Some(Event::Stderr(rec.content))),
+                END_REQUEST => {
+                    let end = EndRequest::parse(&rec.content)?;
+                    if end.protocol_status != REQUEST_COMPLETE {
+                        return Err(Error::Rejected(end.protocol_status));
+                    }
+                    return Ok(Some(Event::End {
+                        app_status: end.app_status,
+                    }));
+                }
+                _ => continue,
+            }
+        }
+        Ok(None)
     }
 
     /// Whether php-fpm has closed this idle connection (or sent something

@@ -354,6 +354,17 @@ impl PooledConnection {
         ev
     }
 
+    /// The next event if already buffered (no I/O); see
+    /// [`Connection::buffered_event`].
+    pub fn buffered_event(&mut self) -> Result<Option<Event>, Error> {
+        let ev = self.conn().buffered_event()?;
+        if ev.is_some() {
+            self.waiting_first_byte = false;
+            self.unstall();
+        }
+        Ok(ev)
+    }
+
     fn unstall(&mut self) {
         if self.stalled {
             self.stalled = false;
