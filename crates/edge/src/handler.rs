@@ -66,14 +66,15 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let host = host_of(&req).map(str::to_string);
+    // Cheap clones (reference-counted): kept for the access log.
+    let uri = req.uri().clone();
+    let host_value = req.headers().get(header::HOST).cloned();
+    let host = match &host_value {
+        Some(h) => h.to_str().ok(),
+        None => uri.authority().map(|a| a.as_str()),
+    };
     let mut outcome = Outcome::default();
-    let mut resp = route(&edge, conn, req, host.as_deref(), &mut outcome).await;
+    let mut resp = route(&edge, conn, req, host, &mut outcome).await;
     if let Some(label) = outcome.cache {
         resp.headers_mut()
             .insert("x-cache", HeaderValue::from_static(label));
@@ -93,9 +94,9 @@ pub async fn handle(
             target: "murakumo::access",
             client = %conn.remote.ip(),
             site = %site,
-            host = host.as_deref().unwrap_or("-"),
+            host = host.unwrap_or("-"),
             method = %method,
-            target = %target,
+            target = uri.path_and_query().map_or("/", |p| p.as_str()),
             status,
             cache = outcome.cache.unwrap_or("-"),
             upstream_ms = outcome.upstream.map(|d| d.as_secs_f64() * 1000.0),
@@ -103,13 +104,6 @@ pub async fn handle(
         );
     }
     Ok(resp)
-}
-
-fn host_of<B>(req: &Request<B>) -> Option<&str> {
-    match req.headers().get(header::HOST) {
-        Some(h) => h.to_str().ok(),
-        None => req.uri().authority().map(|a| a.as_str()),
-    }
 }
 
 async fn route(

@@ -30,10 +30,15 @@ impl<T> Router<T> {
 
     /// The site for a Host header value (`name` or `name:port`).
     pub fn route(&self, host: &str) -> Option<&Arc<T>> {
-        let name = murakumo_cache::key::host_without_port(host)
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        if let Some(site) = self.exact.get(&name) {
+        let name = murakumo_cache::key::host_without_port(host).trim_end_matches('.');
+        let lowered;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = name.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            name
+        };
+        if let Some(site) = self.exact.get(name) {
             return Some(site);
         }
         self.wildcards

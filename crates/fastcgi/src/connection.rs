@@ -206,16 +206,18 @@ impl Connection {
         Ok(None)
     }
 
-    /// Whether php-fpm has closed this idle connection (or sent something
-    /// unasked), as far as the runtime has seen: a non-blocking read that
-    /// finds EOF or data. A connection that looks open may still fail.
+    /// Whether php-fpm has closed (or half-closed) this idle connection, or
+    /// sent something unasked. Asks the kernel (`recv` with `MSG_PEEK` on the
+    /// non-blocking socket), not the runtime's readiness cache: php-fpm shuts
+    /// down its side right after the last request of a worker
+    /// (`pm.max_requests`), and that must be seen before a request is sent.
     pub fn is_closed(&self) -> bool {
-        let mut probe = [0u8; 1];
-        let read = match &self.stream {
-            Stream::Unix(s) => s.try_read(&mut probe),
-            Stream::Tcp(s) => s.try_read(&mut probe),
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        let peeked = match &self.stream {
+            Stream::Unix(s) => socket2::SockRef::from(s).peek(&mut probe),
+            Stream::Tcp(s) => socket2::SockRef::from(s).peek(&mut probe),
         };
-        !matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        !matches!(peeked, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// True when bytes beyond the finished request are buffered, which means
