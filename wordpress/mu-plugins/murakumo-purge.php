@@ -1,7 +1,7 @@
 <?php
 /**
  * Plugin Name: murakumo purge
- * Description: Purges murakumo's page cache when content changes: the post, the home page, its archives and feeds.
+ * Description: Purges murakumo's page cache when content changes: the post, the home page, its archives and feeds; every page on theme, menu, widget, plugin or site-title changes.
  * Version: 0.1.0
  *
  * Configuration comes from the environment (php-fpm `env[...]`, container env):
@@ -90,6 +90,12 @@ final class Murakumo_Purge
         }
     }
 
+    /** Site-wide changes (theme, menus, widgets, customizer): every page. */
+    public static function everything()
+    {
+        self::$prefixes[home_url('/')] = true;
+    }
+
     public static function transition($new_status, $old_status, $post)
     {
         if ($new_status === 'publish' || $old_status === 'publish') {
@@ -152,5 +158,10 @@ if (Murakumo_Purge::endpoint() !== null) {
     add_action('before_delete_post', ['Murakumo_Purge', 'post'], 10, 1);
     add_action('comment_post', ['Murakumo_Purge', 'comment'], 10, 1);
     add_action('transition_comment_status', ['Murakumo_Purge', 'comment_status'], 10, 3);
+    foreach (['switch_theme', 'customize_save_after', 'wp_update_nav_menu', 'update_option_sidebars_widgets',
+              'activated_plugin', 'deactivated_plugin', 'update_option_blogname', 'update_option_blogdescription',
+              'update_option_permalink_structure'] as $hook) {
+        add_action($hook, ['Murakumo_Purge', 'everything'], 10, 0);
+    }
     add_action('shutdown', ['Murakumo_Purge', 'flush'], 100);
 }

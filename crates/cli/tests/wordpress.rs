@@ -119,6 +119,30 @@ fn publishing_a_post_purges_the_home_page() {
     );
     assert!(after.text().contains("Fresh off the press"));
     assert_eq!(wp.get("/", &[]).cache(), "HIT");
+
+    // A site-wide change (the site title) purges every page, posts included.
+    let post = wp.post_path();
+    wp.get(&post, &[]);
+    assert_eq!(wp.get(&post, &[]).cache(), "HIT");
+    let renamed = wp.get(
+        "/wp-json/wp/v2/settings",
+        &[
+            "-u",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"title":"Renamed by the test"}"#,
+        ],
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.text());
+    let page = wp.get(&post, &[]);
+    assert_eq!(
+        page.cache(),
+        "MISS",
+        "post page was not purged by the title change"
+    );
+    assert!(page.text().contains("Renamed by the test"));
 }
 
 #[test]
