@@ -4,6 +4,7 @@
 //! Eviction and expiry are `moka`'s (TinyLFU admission, per-entry expiry at
 //! the end of the stale window); freshness is decided here at lookup.
 
+use std::hash::Hasher;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,6 +65,16 @@ impl Entry {
                 header::VARY,
                 http::HeaderValue::from_static("Accept-Encoding"),
             );
+        }
+        // A validator for revalidating browsers (WordPress sends none for
+        // pages). Weak: the encodings are equivalent, not byte-equal.
+        if !headers.contains_key(header::ETAG) {
+            let mut hasher = std::hash::DefaultHasher::new();
+            hasher.write(&body);
+            let tag = format!("W/\"{:016x}\"", hasher.finish());
+            if let Ok(v) = http::HeaderValue::from_str(&tag) {
+                headers.insert(header::ETAG, v);
+            }
         }
         let now = Instant::now();
         Entry {
@@ -313,6 +324,9 @@ mod tests {
         assert!(e.headers.get(header::CONTENT_LENGTH).is_none());
         assert!(e.headers.get(header::CONNECTION).is_none());
         assert_eq!(e.headers.get(header::VARY).unwrap(), "Accept-Encoding");
+        let etag = e.headers.get(header::ETAG).unwrap().to_str().unwrap();
+        assert!(etag.starts_with("W/\""), "{etag}");
+        assert_ne!(html("other").headers.get(header::ETAG).unwrap(), etag);
         let gz = e.gzip.as_ref().unwrap();
         let mut out = String::new();
         flate2::read::GzDecoder::new(&gz[..])

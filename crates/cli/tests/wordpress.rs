@@ -27,6 +27,25 @@ fn home_and_post_are_cached_and_bypassed_for_logged_in_users() {
     assert_eq!((second.status, second.cache()), (200, "HIT"));
     assert_eq!(second.body, first.body, "a hit must serve the stored page");
 
+    // Browsers revalidate with the entry's ETag and get 304, no body.
+    let etag = second
+        .header("etag")
+        .expect("cached pages carry an ETag")
+        .to_string();
+    let revalidated = wp.get("/", &["-H", &format!("If-None-Match: {etag}")]);
+    assert_eq!(
+        (
+            revalidated.status,
+            revalidated.cache(),
+            revalidated.body.len()
+        ),
+        (304, "HIT", 0)
+    );
+    assert_eq!(
+        wp.get("/", &["-H", "If-None-Match: W/\"other\""]).status,
+        200
+    );
+
     // Tracking parameters share the entry; other queries bypass.
     assert_eq!(
         wp.get("/?utm_source=newsletter&fbclid=x", &[]).cache(),

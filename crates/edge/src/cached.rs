@@ -17,6 +17,7 @@ use crate::body::Body;
 use crate::handler::{php_error, upstream_response, Outcome, PhpTarget};
 use crate::php::{self, PhpPool, RequestBody, Upstream};
 use crate::site::{Site, SiteCache};
+use crate::static_files::etag_matches;
 
 fn key_for(site: &Site, https: bool, uri: &Uri, headers: &HeaderMap, path: &str) -> CacheKey {
     let host = headers
@@ -27,12 +28,21 @@ fn key_for(site: &Site, https: bool, uri: &Uri, headers: &HeaderMap, path: &str)
     CacheKey::new(site.name.clone(), https, host, path, uri.query())
 }
 
-fn accepted(headers: &HeaderMap) -> encoding::AcceptSet {
-    encoding::accepted(
-        headers
-            .get(header::ACCEPT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    )
+/// What of a request decides how a stored entry is answered.
+struct Wants {
+    accept: encoding::AcceptSet,
+    if_none_match: Option<HeaderValue>,
+}
+
+fn wants(headers: &HeaderMap) -> Wants {
+    Wants {
+        accept: encoding::accepted(
+            headers
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        if_none_match: headers.get(header::IF_NONE_MATCH).cloned(),
+    }
 }
 
 /// Answers a cacheable request from a fresh entry without touching the
@@ -58,7 +68,7 @@ pub fn fresh_hit(
         .store
         .lookup(&key_for(site, https, uri, headers, path))
     {
-        Lookup::Fresh(e) => Some(hit(&e, accepted(headers), "HIT", outcome)),
+        Lookup::Fresh(e) => Some(hit(&e, &wants(headers), "HIT", outcome)),
         _ => None,
     }
 }
@@ -77,12 +87,12 @@ pub async fn serve(
         &parts.headers,
         target.path,
     );
-    let accept = accepted(&parts.headers);
+    let wants = wants(&parts.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.params(&Method::GET, &parts.uri, &parts.headers, None, true);
 
     match cache.store.lookup(&key) {
-        Lookup::Fresh(e) => return hit(&e, accept, "HIT", outcome),
+        Lookup::Fresh(e) => return hit(&e, &wants, "HIT", outcome),
         Lookup::Stale(e) => {
             if let Some(lead) = cache.coalescer.try_lead(&key) {
                 let (site, cache, pool, key, params) = (
@@ -94,7 +104,7 @@ pub async fn serve(
                 );
                 tokio::spawn(async move { refresh(site, cache, pool, key, params, lead).await });
             }
-            return hit(&e, accept, "STALE", outcome);
+            return hit(&e, &wants, "STALE", outcome);
         }
         Lookup::Miss => {}
     }
@@ -102,7 +112,7 @@ pub async fn serve(
         Turn::Wait(waiter) => {
             waiter.wait().await;
             match cache.store.lookup(&key) {
-                Lookup::Fresh(e) | Lookup::Stale(e) => hit(&e, accept, "HIT", outcome),
+                Lookup::Fresh(e) | Lookup::Stale(e) => hit(&e, &wants, "HIT", outcome),
                 // The leader's answer was not cacheable: ask PHP ourselves.
                 Lookup::Miss => {
                     outcome.cache = Some("MISS");
@@ -122,7 +132,7 @@ pub async fn serve(
             match fill(site, cache, key, up).await {
                 Filled::Stored(entry) => {
                     drop(lead);
-                    respond(&entry, accept)
+                    respond(&entry, &wants)
                 }
                 Filled::Pass(up, prefix) => upstream_response(*up, prefix),
                 Filled::Failed(e) => php_error(site, &e),
@@ -221,34 +231,40 @@ async fn refresh(
     }
 }
 
-fn hit(
-    entry: &Entry,
-    accept: encoding::AcceptSet,
-    label: &'static str,
-    outcome: &mut Outcome,
-) -> Response<Body> {
+fn hit(entry: &Entry, wants: &Wants, label: &'static str, outcome: &mut Outcome) -> Response<Body> {
     outcome.cache = Some(label);
-    let mut r = respond(entry, accept);
+    let mut r = respond(entry, wants);
     let age = entry.stored_at.elapsed().as_secs();
     r.headers_mut().insert(header::AGE, HeaderValue::from(age));
     r
 }
 
-/// A response from a stored entry, in the best encoding the client accepts.
-fn respond(entry: &Entry, accept: encoding::AcceptSet) -> Response<Body> {
-    let enc = accept.choose(entry.br.is_some(), entry.gzip.is_some());
-    let body = entry.body(enc).clone();
+/// A response from a stored entry: 304 when the client's `If-None-Match`
+/// matches the entry's ETag, else the body in the best encoding it accepts.
+fn respond(entry: &Entry, wants: &Wants) -> Response<Body> {
     let mut r = Response::new(Body::empty());
+    *r.headers_mut() = entry.headers.clone();
+    let etag = entry
+        .headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok());
+    let inm = wants.if_none_match.as_ref().and_then(|v| v.to_str().ok());
+    if let (Some(etag), Some(inm)) = (etag, inm) {
+        if entry.status == StatusCode::OK && etag_matches(inm, etag) {
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            return r;
+        }
+    }
+    let enc = wants
+        .accept
+        .choose(entry.br.is_some(), entry.gzip.is_some());
+    let body = entry.body(enc).clone();
     *r.status_mut() = entry.status;
     let h = r.headers_mut();
-    *h = entry.headers.clone();
     if let Some(token) = enc.token() {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     *r.body_mut() = Body::full(body);
-    if entry.status == StatusCode::NOT_MODIFIED {
-        *r.body_mut() = Body::empty();
-    }
     r
 }

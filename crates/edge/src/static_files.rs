@@ -219,7 +219,9 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some(range))
 }
 
-fn etag_matches(header: &str, etag: &str) -> bool {
+/// `If-None-Match` against an ETag, by weak comparison (RFC 9110 13.1.2).
+pub fn etag_matches(header: &str, etag: &str) -> bool {
+    let etag = etag.trim_start_matches("W/");
     header
         .split(',')
         .map(str::trim)
@@ -394,6 +396,8 @@ mod tests {
         assert!(etag_matches("W/\"b\"", "\"b\""));
         assert!(etag_matches("*", "\"b\""));
         assert!(!etag_matches("\"c\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "W/\"b\""));
+        assert!(etag_matches("\"b\"", "W/\"b\""));
     }
 
     #[test]
