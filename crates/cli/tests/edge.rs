@@ -43,7 +43,7 @@ impl PhpSite {
         write(&root, "index.php", "<?php header('Content-Type: text/html'); echo 'front controller: ', $_SERVER['REQUEST_URI'], str_repeat(' pad', 200);");
         write(&root, "info.php", "<?php header('Content-Type: application/json'); header('Cache-Control: no-store'); echo json_encode($_SERVER + ['BODY_LEN' => strlen(file_get_contents('php://input'))]);");
         write(&root, "slow.php", "<?php usleep(500000); header('Content-Type: text/html'); echo 'slow page ', microtime(true);");
-        write(&root, "sleep.php", "<?php sleep(2); echo 'finished';");
+        write(&root, "sleep.php", "<?php sleep((int) ($_GET['s'] ?? 2)); echo 'finished';");
         write(&root, "xmlrpc.php", "<?php echo 'xmlrpc reached';");
         write(
             &root,
@@ -570,4 +570,28 @@ fn connections_php_fpm_closed_are_not_reused_and_nothing_fails() {
         assert_eq!(post.status, 200, "POST {i}: {}", post.text());
         assert_eq!(json(&post)["BODY_LEN"], 3);
     }
+}
+
+#[test]
+fn readiness_stays_up_while_every_php_worker_is_busy() {
+    // Busy is not broken: an orchestrator must not pull a loaded edge.
+    let s = PhpSite::start_with("php_max_conns = 2", "", 2, "");
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, host) = (s.edge.url("/sleep.php?s=5"), format!("Host: {HOST}"));
+            std::thread::spawn(move || curl(&url, &["-X", "POST", "-H", &host]).status)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let ready = curl(&s.edge.ops("/readyz"), &[]);
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    for b in busy {
+        assert_eq!(b.join().unwrap(), 200);
+    }
+    // And php-fpm gone is not ready.
+    let mut s = s;
+    s.fpm.stop();
+    let ready = curl(&s.edge.ops("/readyz"), &[]);
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("php"), "{}", ready.text());
 }

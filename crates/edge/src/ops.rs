@@ -45,11 +45,8 @@ pub async fn handle(
 }
 
 async fn check_php(site: &Site) -> Result<(), String> {
-    match tokio::time::timeout(CHECK_TIMEOUT, site.public.pool.checkout(false)).await {
-        Ok(Ok(conn)) => {
-            conn.release();
-            Ok(())
-        }
+    match tokio::time::timeout(CHECK_TIMEOUT, site.public.pool.probe()).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("php: {e}")),
         Err(_) => Err(format!("php: no connection within {CHECK_TIMEOUT:?}")),
     }

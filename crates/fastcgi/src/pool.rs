@@ -35,7 +35,8 @@ pub const STALL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Connections per member, busy and idle together.
+    /// Requests in flight per member. Connections follow: a new one is
+    /// opened only when none is idle, so their number stays within this too.
     pub max_conns: usize,
     pub connect_timeout: Duration,
     /// How long a member that refused a connection is skipped.
@@ -161,32 +162,51 @@ impl Pool {
         let now = Instant::now();
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // Sort key: (down, outstanding if up, retry time if down, rotation).
         let mut order: Vec<(bool, usize, Option<Instant>, usize)> = (0..n)
             .map(|k| {
-                let i = (start + k) % n;
-                let m = &self.members[i];
-                let down = *lock(&m.down_until);
-                let up = down.is_none_or(|t| t <= now);
-                (
-                    !up,
-                    m.outstanding.load(Ordering::Relaxed),
-                    if up { None } else { down },
-                    i,
-                )
+                let m = &self.members[(start + k) % n];
+                let down = (*lock(&m.down_until)).filter(|t| *t > now);
+                let outstanding = if down.is_some() {
+                    0
+                } else {
+                    m.outstanding.load(Ordering::Relaxed)
+                };
+                (down.is_some(), outstanding, down, k)
             })
             .collect();
-        order.sort_by_key(|&(down, outstanding, until, k)| {
-            (
-                down,
-                if down { 0 } else { outstanding },
-                until,
-                (k + n - start % n) % n,
-            )
-        });
+        order.sort_unstable();
         order
             .into_iter()
-            .map(|(_, _, _, i)| self.members[i].clone())
+            .map(|(_, _, _, k)| self.members[(start + k) % n].clone())
             .collect()
+    }
+
+    /// Whether some member accepts a connection now, without taking a
+    /// request slot: readiness must not fail because PHP is busy (php-fpm's
+    /// listen backlog accepts while every worker works).
+    pub async fn probe(&self) -> Result<(), PoolError> {
+        let mut last_err = None;
+        for member in self.candidates() {
+            let connect = tokio::time::timeout(
+                self.config.connect_timeout,
+                Connection::connect(&member.addr),
+            );
+            match connect.await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last_err = Some((member.addr.to_string(), e)),
+                Err(_) => {
+                    last_err = Some((
+                        member.addr.to_string(),
+                        io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                    ))
+                }
+            }
+        }
+        match last_err {
+            Some((addr, source)) => Err(PoolError::Unavailable { addr, source }),
+            None => Err(PoolError::Empty),
+        }
     }
 
     /// Takes a connection: an idle one if the chosen member has one (unless
