@@ -43,7 +43,11 @@ impl PhpSite {
         write(&root, "index.php", "<?php header('Content-Type: text/html'); echo 'front controller: ', $_SERVER['REQUEST_URI'], str_repeat(' pad', 200);");
         write(&root, "info.php", "<?php header('Content-Type: application/json'); header('Cache-Control: no-store'); echo json_encode($_SERVER + ['BODY_LEN' => strlen(file_get_contents('php://input'))]);");
         write(&root, "slow.php", "<?php usleep(500000); header('Content-Type: text/html'); echo 'slow page ', microtime(true);");
-        write(&root, "sleep.php", "<?php sleep((int) ($_GET['s'] ?? 2)); echo 'finished';");
+        write(
+            &root,
+            "sleep.php",
+            "<?php sleep((int) ($_GET['s'] ?? 2)); echo 'finished';",
+        );
         write(&root, "xmlrpc.php", "<?php echo 'xmlrpc reached';");
         write(
             &root,
