@@ -23,12 +23,13 @@ secret() {
 }
 
 stack_mariadb() {
-    mkdir -p "$dir/run" "$dir/logs"
+    # A private tmpdir: MariaDB instances sharing /tmp collide on temp tables.
+    mkdir -p "$dir/run" "$dir/logs" "$dir/db-tmp"
     if [ ! -d "$dir/db/mysql" ]; then
-        mariadb-install-db --no-defaults --datadir="$dir/db" --user="$as_user" \
+        mariadb-install-db --no-defaults --datadir="$dir/db" --tmpdir="$dir/db-tmp" --user="$as_user" \
             --auth-root-authentication-method=socket --skip-test-db > "$dir/logs/mariadb-install.log" 2>&1
     fi
-    /usr/sbin/mariadbd --no-defaults --datadir="$dir/db" --socket="$dir/run/mysqld.sock" \
+    /usr/sbin/mariadbd --no-defaults --datadir="$dir/db" --tmpdir="$dir/db-tmp" --socket="$dir/run/mysqld.sock" \
         --pid-file="$dir/run/mariadb.pid" --user="$as_user" --skip-networking \
         --innodb-buffer-pool-size=64M > "$dir/logs/mariadb.log" 2>&1 &
     stack_pids+=($!)

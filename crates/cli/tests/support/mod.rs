@@ -181,6 +181,7 @@ pub fn curl(url: &str, args: &[&str]) -> Resp {
 /// A private MariaDB on a unix socket, no TCP.
 pub struct Mariadb {
     pub socket: PathBuf,
+    tmpdir: PathBuf,
     datadir: PathBuf,
     log: PathBuf,
     proc: Option<Proc>,
@@ -196,6 +197,10 @@ impl Mariadb {
         } else {
             std::env::var("USER").unwrap_or_default()
         };
+        // A private tmpdir: concurrent bootstraps in a shared /tmp collide
+        // on their temporary tables.
+        let tmpdir = dir.join("db-tmp");
+        std::fs::create_dir_all(&tmpdir).unwrap();
         let out = Command::new(program("mariadb-install-db"))
             .args([
                 "--no-defaults",
@@ -203,6 +208,7 @@ impl Mariadb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
             .arg(format!("--user={user}"))
             .output()
             .expect("mariadb-install-db");
@@ -213,6 +219,7 @@ impl Mariadb {
         );
         let mut db = Mariadb {
             socket: run.join("mysqld.sock"),
+            tmpdir,
             datadir,
             log: dir.join("mariadb.log"),
             proc: None,
@@ -231,6 +238,7 @@ impl Mariadb {
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", self.datadir.display()))
             .arg(format!("--socket={}", self.socket.display()))
+            .arg(format!("--tmpdir={}", self.tmpdir.display()))
             .arg(format!(
                 "--pid-file={}",
                 self.datadir.join("mariadb.pid").display()
