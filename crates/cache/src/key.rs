@@ -35,11 +35,6 @@ impl CacheKey {
             target,
         }
     }
-
-    /// The absolute URL this key stands for (used by prefix purges).
-    pub fn url(&self) -> String {
-        self.to_string()
-    }
 }
 
 impl fmt::Display for CacheKey {
@@ -98,7 +93,7 @@ mod tests {
         );
         let b = CacheKey::new(site.clone(), false, "wp.test", "/", None);
         assert_eq!(a, b);
-        assert_eq!(a.url(), "http://wp.test/");
+        assert_eq!(a.to_string(), "http://wp.test/");
         let c = CacheKey::new(site, false, "wp.test", "/", Some("p=1&utm_medium=m"));
         assert_eq!(c.target, "/?p=1");
     }

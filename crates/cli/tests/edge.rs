@@ -368,6 +368,14 @@ fn fastcgi_connections_are_kept_alive_and_reused() {
         metrics.contains("murakumo_php_member_up{site=\"site\",pool=\"public\""),
         "{metrics}"
     );
+    assert_eq!(
+        value("murakumo_fastcgi_connect_failures_total{site=\"site\",pool=\"public\"}"),
+        0
+    );
+    assert!(
+        metrics.contains("murakumo_php_member_idle_connections{site=\"site\",pool=\"public\""),
+        "{metrics}"
+    );
 }
 
 #[test]

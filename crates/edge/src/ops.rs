@@ -132,6 +132,11 @@ fn metrics(edge: &Edge) -> Response<Body> {
                     "murakumo_php_member_outstanding{{{labels},member=\"{}\"}} {}",
                     m.address, m.outstanding
                 );
+                let _ = writeln!(
+                    out,
+                    "murakumo_php_member_idle_connections{{{labels},member=\"{}\"}} {}",
+                    m.address, m.idle
+                );
             }
             let s = p.pool.stats();
             let _ = writeln!(
@@ -143,6 +148,11 @@ fn metrics(edge: &Edge) -> Response<Body> {
                 out,
                 "murakumo_fastcgi_connections_reused_total{{{labels}}} {}",
                 s.reused.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_fastcgi_connect_failures_total{{{labels}}} {}",
+                s.connect_failures.load(Ordering::Relaxed)
             );
         }
     }
