@@ -1,5 +1,6 @@
 //! The `murakumo` command line: `serve` runs the edge, `check` validates a
-//! configuration.
+//! configuration, `up`/`down`/`status`/`backup`/`restore` run a whole site
+//! on this machine.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +35,103 @@ enum Command {
         #[arg(short, long, default_value = "murakumo.toml")]
         config: PathBuf,
     },
+    #[command(flatten)]
+    Stack(StackCommand),
+}
+
+/// The commands that run a whole site on this machine.
+#[derive(Subcommand)]
+enum StackCommand {
+    /// Run a whole WordPress site here: MariaDB, php-fpm, WordPress and the edge.
+    ///
+    /// Creates DIR on first use; afterwards starts what is stopped and changes
+    /// nothing else. Runs in the foreground (Ctrl-C stops everything) unless
+    /// --detach.
+    Up {
+        #[command(flatten)]
+        site: SiteDir,
+        /// Public port (new sites; default 8080).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Port of the ops listener: health, metrics, purge (new sites; default 9090).
+        #[arg(long)]
+        ops_port: Option<u16>,
+        /// Address to listen on (new sites; default 127.0.0.1, this machine only).
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// Host name of the site's URL (new sites; default localhost).
+        #[arg(long)]
+        host: Option<String>,
+        /// Site title (used when WordPress is installed).
+        #[arg(long, default_value = "murakumo")]
+        title: String,
+        /// The admin's e-mail address (used when WordPress is installed).
+        #[arg(long, default_value = "admin@example.com")]
+        admin_email: String,
+        /// WordPress core to copy (default: Debian's package).
+        #[arg(long, default_value = murakumo_stack::DEBIAN_WORDPRESS)]
+        wordpress: PathBuf,
+        /// Return once the site is ready, leaving it running in the background.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Internal: the background supervisor of `up --detach`.
+        #[arg(long, hide = true)]
+        supervisor: bool,
+    },
+    /// Stop a site cleanly (MariaDB shut down properly).
+    Down {
+        #[command(flatten)]
+        site: SiteDir,
+    },
+    /// Show each process of a site, its pid and health, and the URL.
+    ///
+    /// Exits 0 when everything runs and the site is ready, 1 when degraded,
+    /// 3 when stopped.
+    Status {
+        #[command(flatten)]
+        site: SiteDir,
+    },
+    /// Write a consistent snapshot of a site (database, content, configuration).
+    Backup {
+        #[command(flatten)]
+        site: SiteDir,
+        /// Also include the secrets (passwords, salts, tokens). Keep such a file safe.
+        #[arg(long)]
+        with_secrets: bool,
+        /// The archive to write (.tar.zst).
+        out: PathBuf,
+    },
+    /// Create a site directory from a backup; then `murakumo up` runs it.
+    Restore {
+        #[command(flatten)]
+        site: SiteDir,
+        /// Public port of the restored site (default: the backed-up site's).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Ops port of the restored site (default: the backed-up site's).
+        #[arg(long)]
+        ops_port: Option<u16>,
+        /// WordPress core to copy (default: Debian's package).
+        #[arg(long, default_value = murakumo_stack::DEBIAN_WORDPRESS)]
+        wordpress: PathBuf,
+        /// The archive to read (.tar.zst).
+        archive: PathBuf,
+    },
+    /// Internal: run a program that may write only beneath the given paths.
+    #[command(hide = true)]
+    Sandbox {
+        #[arg(long = "allow-write")]
+        allow_write: Vec<PathBuf>,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(clap::Args)]
+struct SiteDir {
+    /// The site directory.
+    #[arg(long, default_value = "murakumo-site")]
+    dir: PathBuf,
 }
 
 /// Logs to stderr through a background writer thread, so that the access
@@ -95,20 +193,104 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs of the stack commands: plain lines on stderr (a supervisor's
+/// stderr is its log file).
+fn init_stack_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MURAKUMO_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,murakumo_stack::supervisor=info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("finding the murakumo binary")?;
+    match command {
+        StackCommand::Up {
+            site,
+            port,
+            ops_port,
+            bind,
+            host,
+            title,
+            admin_email,
+            wordpress,
+            detach,
+            supervisor,
+        } => {
+            let req = murakumo_stack::UpRequest {
+                dir: site.dir,
+                port,
+                ops_port,
+                bind,
+                host,
+                title,
+                admin_email,
+                wordpress,
+                detach,
+            };
+            if supervisor {
+                murakumo_stack::up_supervisor(&req, &exe)?;
+            } else {
+                murakumo_stack::up(&req, &exe)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StackCommand::Down { site } => murakumo_stack::down(&site.dir).map(|()| ExitCode::SUCCESS),
+        StackCommand::Status { site } => murakumo_stack::status(&site.dir).map(ExitCode::from),
+        StackCommand::Backup {
+            site,
+            with_secrets,
+            out,
+        } => murakumo_stack::backup::backup(&site.dir, &out, with_secrets)
+            .map(|()| ExitCode::SUCCESS),
+        StackCommand::Restore {
+            site,
+            port,
+            ops_port,
+            wordpress,
+            archive,
+        } => {
+            let req = murakumo_stack::backup::RestoreRequest {
+                dir: site.dir,
+                archive,
+                port,
+                ops_port,
+                wordpress,
+            };
+            murakumo_stack::backup::restore(&req, &exe).map(|()| ExitCode::SUCCESS)
+        }
+        StackCommand::Sandbox {
+            allow_write,
+            command,
+        } => {
+            let (program, args) = command.split_first().context("no program to run")?;
+            Err(murakumo_stack::sandbox::exec(&allow_write, program, args))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Check { config } => check(config),
+    let result = match cli.command {
+        Command::Check { config } => check(&config).map(|()| ExitCode::SUCCESS),
         Command::Serve { config } => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
         {
-            Ok(rt) => rt.block_on(serve(config)),
+            Ok(rt) => rt.block_on(serve(&config)).map(|()| ExitCode::SUCCESS),
             Err(e) => Err(e.into()),
         },
+        Command::Stack(command) => {
+            init_stack_logs();
+            stack_command(command)
+        }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

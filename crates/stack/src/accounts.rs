@@ -1,0 +1,133 @@
+//! Who runs what. As root, every process of the stack runs under an
+//! unprivileged system account: MariaDB as `mysql`, PHP as `www-data`, and
+//! the files each may write are given to that account. As an ordinary user,
+//! everything runs as that user and no file changes owner.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// A system account, as read from `/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The accounts the stack's processes run as.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// `None`: not root, everything runs as the current user.
+    pub db: Option<Account>,
+    pub web: Option<Account>,
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+impl Accounts {
+    pub fn detect() -> anyhow::Result<Accounts> {
+        if !is_root() {
+            return Ok(Accounts {
+                db: None,
+                web: None,
+            });
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+        let find = |name: &str, package: &str| {
+            lookup(&passwd, name).with_context(|| {
+                format!(
+                    "running as root, the stack runs as the system account `{name}`, which does not exist \
+                     (it comes with the Debian package {package})"
+                )
+            })
+        };
+        Ok(Accounts {
+            db: Some(find("mysql", "mariadb-server")?),
+            web: Some(find("www-data", "base-passwd")?),
+        })
+    }
+
+    /// The name MariaDB's `--user` takes, and `mariadb-install-db` gives an
+    /// all-privilege unix-socket account to.
+    pub fn db_user_name(&self) -> String {
+        match &self.db {
+            Some(a) => a.name.clone(),
+            None => current_user_name(),
+        }
+    }
+}
+
+/// Gives `path` (not recursively) to `account`; a no-op when `None`.
+pub fn give(path: &Path, account: Option<&Account>) -> anyhow::Result<()> {
+    if let Some(a) = account {
+        std::os::unix::fs::chown(path, Some(a.uid), Some(a.gid))
+            .with_context(|| format!("giving {} to {}", path.display(), a.name))?;
+    }
+    Ok(())
+}
+
+/// Gives a whole tree to `account`; a no-op when `None`. Symlinks are not followed.
+pub fn give_tree(path: &Path, account: Option<&Account>) -> anyhow::Result<()> {
+    let Some(a) = account else { return Ok(()) };
+    std::os::unix::fs::lchown(path, Some(a.uid), Some(a.gid))
+        .with_context(|| format!("giving {} to {}", path.display(), a.name))?;
+    if path.symlink_metadata()?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            give_tree(&entry?.path(), account)?;
+        }
+    }
+    Ok(())
+}
+
+fn lookup(passwd: &str, name: &str) -> Option<Account> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        let _password = f.next()?;
+        Some(Account {
+            name: name.to_string(),
+            uid: f.next()?.parse().ok()?,
+            gid: f.next()?.parse().ok()?,
+        })
+    })
+}
+
+/// The login name of this process's user: the database account that
+/// unix-socket authentication lets this process administer as.
+pub fn current_user_name() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lines_parse() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n";
+        assert_eq!(
+            lookup(passwd, "www-data"),
+            Some(Account {
+                name: "www-data".into(),
+                uid: 33,
+                gid: 33
+            })
+        );
+        assert_eq!(lookup(passwd, "www"), None);
+    }
+}

@@ -1,0 +1,144 @@
+//! Generated secrets: database password, admin password, purge token and
+//! WordPress salts. Each is one file in `secrets/` (directory 0700, file
+//! 0600), created once and never rewritten, so running `up` again changes
+//! nothing. Values are alphanumeric so they are safe in every config syntax
+//! they are written into (php-fpm `env[]`, SQL string literals, TOML).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::layout::Layout;
+
+/// WordPress's eight keys and salts, by their `wp-config.php` names.
+pub const WP_SALTS: [&str; 8] = [
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+];
+
+pub const DB_PASSWORD: &str = "db-password";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const PURGE_TOKEN: &str = "purge-token";
+
+/// The file name of a salt's secret.
+pub fn salt_file(name: &str) -> String {
+    format!("wp-{}", name.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Every secret a stack needs, by file name.
+fn all_names() -> Vec<String> {
+    let mut names: Vec<String> = [DB_PASSWORD, ADMIN_PASSWORD, PURGE_TOKEN]
+        .map(String::from)
+        .to_vec();
+    names.extend(WP_SALTS.iter().map(|s| salt_file(s)));
+    names
+}
+
+/// Creates the secrets that do not exist yet. Returns whether any was new.
+pub fn ensure(layout: &Layout) -> anyhow::Result<bool> {
+    let dir = layout.secrets();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut created = false;
+    for name in all_names() {
+        let path = dir.join(&name);
+        if !path.exists() {
+            let len = if name.starts_with("wp-") { 64 } else { 32 };
+            write_new(&path, &random_token(len)?)?;
+            created = true;
+        }
+    }
+    Ok(created)
+}
+
+/// Reads a secret (without its trailing newline).
+pub fn read(layout: &Layout, name: &str) -> anyhow::Result<String> {
+    let path = layout.secret(name);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading secret {}", path.display()))?;
+    Ok(text.trim_end().to_string())
+}
+
+/// Writes a file readable by its owner only, in full or not at all: the
+/// value goes to a temporary file that is renamed into place.
+pub fn write_new(path: &Path, value: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(value.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// A random alphanumeric string of `len` characters from the OS's CSPRNG.
+pub fn random_token(len: usize) -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        getrandom::fill(&mut buf)
+            .map_err(|e| anyhow::anyhow!("reading random bytes from the OS: {e}"))?;
+        // Rejection sampling: 248 = 4 * 62 keeps every character equally likely.
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == len {
+                break;
+            }
+            out.push(ALPHABET[(*b % 62) as usize] as char);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_alphanumeric_of_the_asked_length_and_differ() {
+        let a = random_token(40).unwrap();
+        let b = random_token(40).unwrap();
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ensure_creates_private_files_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = std::env::temp_dir().join(format!("murakumo-secrets-{}", std::process::id()));
+        let layout = Layout::new(tmp.clone());
+        assert!(ensure(&layout).unwrap());
+        let first = read(&layout, DB_PASSWORD).unwrap();
+        let mode = std::fs::metadata(layout.secret(DB_PASSWORD))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(layout.secrets())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        assert!(!ensure(&layout).unwrap(), "a second run creates nothing");
+        assert_eq!(read(&layout, DB_PASSWORD).unwrap(), first);
+        std::fs::remove_dir_all(tmp).unwrap();
+    }
+}
