@@ -1,0 +1,318 @@
+//! `murakumo up`, `down`, `status`, `backup` and `restore`, end to end
+//! through the binary: a real MariaDB, real php-fpm pools and Debian's
+//! WordPress, in a temp dir on free loopback ports, stopped by the test.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::{curl, free_port, wait_until, Resp};
+
+fn murakumo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_murakumo"))
+        .args(args)
+        .output()
+        .expect("runs murakumo")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A site directory run by `murakumo up`, stopped with `down` when dropped.
+struct Site {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    port: u16,
+    ops_port: u16,
+}
+
+impl Site {
+    fn new() -> Site {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("site");
+        Site {
+            _tmp: tmp,
+            dir,
+            port: free_port(),
+            ops_port: free_port(),
+        }
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.to_str().expect("utf-8 temp path")
+    }
+
+    /// `up --detach` with this site's ports; asserts success.
+    fn up(&self) -> String {
+        let out = murakumo(&[
+            "up",
+            "--dir",
+            self.dir(),
+            "--port",
+            &self.port.to_string(),
+            "--ops-port",
+            &self.ops_port.to_string(),
+            "--title",
+            "Murakumo test",
+            "--detach",
+        ]);
+        assert!(
+            out.status.success(),
+            "murakumo up failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn down(&self) {
+        let out = murakumo(&["down", "--dir", self.dir()]);
+        assert!(out.status.success(), "down: {}", text(&out.stderr));
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        curl(&self.url(path), &[])
+    }
+
+    fn secret(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join("secrets").join(name))
+            .expect("secret")
+            .trim()
+            .to_string()
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        std::fs::read_to_string(self.dir.join(format!("run/{name}.pid")))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn status_code(&self) -> i32 {
+        let out = murakumo(&["status", "--dir", self.dir()]);
+        out.status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = murakumo(&["down", "--dir", self.dir()]);
+    }
+}
+
+/// Logs in through `wp-login.php`; returns the cookie jar.
+fn log_in(site: &Site, password: &str, jar: &Path) -> Resp {
+    let jar = jar.to_str().expect("utf-8 path");
+    let form = format!("log=admin&pwd={password}&wp-submit=Log+In&testcookie=1");
+    curl(
+        &site.url("/wp-login.php"),
+        &[
+            "-c",
+            jar,
+            "-b",
+            "wordpress_test_cookie=WP%20Cookie%20check",
+            "--data",
+            &form,
+        ],
+    )
+}
+
+/// Publishes a post as the block editor does: REST API, login cookie and nonce.
+fn publish(site: &Site, jar: &Path, title: &str) {
+    let jar = jar.to_str().expect("utf-8 path");
+    let nonce = curl(
+        &site.url("/wp-admin/admin-ajax.php?action=rest-nonce"),
+        &["-b", jar],
+    );
+    assert_eq!(nonce.status, 200, "rest nonce: {}", nonce.text());
+    let nonce_header = format!("X-WP-Nonce: {}", nonce.text().trim());
+    let body = format!(r#"{{"title":"{title}","content":"Published by the test.","status":"publish"}}"#);
+    let created = curl(
+        &site.url("/wp-json/wp/v2/posts"),
+        &[
+            "-b",
+            jar,
+            "-H",
+            &nonce_header,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+        ],
+    );
+    assert_eq!(created.status, 201, "publishing: {}", created.text());
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).expect("exists").permissions().mode() & 0o777
+}
+
+#[test]
+fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
+    let site = Site::new();
+    let first = site.up();
+    assert!(first.contains("[5/5] edge"), "progress is shown:\n{first}");
+
+    // The admin password is printed once and kept, private, in secrets/.
+    let password = site.secret("admin-password");
+    assert!(first.contains(&format!("password: {password}")), "{first}");
+    assert_eq!(mode(&site.dir.join("secrets")), 0o700);
+    assert_eq!(mode(&site.dir.join("secrets/db-password")), 0o600);
+    assert_eq!(mode(&site.dir.join("run/php-public.conf")), 0o600);
+    let wp_config = std::fs::read_to_string(site.dir.join("wp-config.php")).expect("wp-config.php");
+    assert!(!wp_config.contains(&site.secret("db-password")), "no secret in wp-config.php");
+
+    // The home page through the edge: rendered once, then from the cache.
+    let home = site.get("/");
+    assert_eq!((home.status, home.cache()), (200, "MISS"), "{}", home.text());
+    assert!(home.text().contains("Murakumo test"), "the title given to up");
+    assert_eq!(site.get("/").cache(), "HIT");
+    let login_page = site.get("/wp-login.php");
+    assert_eq!(login_page.status, 200);
+    assert!(login_page.text().contains("user_login"));
+
+    // The printed credentials log in, and a post published through
+    // WordPress is on the home page at the next request (purged).
+    let jar = site.dir.parent().expect("parent").join("cookies");
+    let login = log_in(&site, &password, &jar);
+    assert_eq!(login.status, 302, "login: {}", login.text());
+    assert!(login.header("set-cookie").unwrap_or("").contains("wordpress_logged_in_"));
+    publish(&site, &jar, "Posted through murakumo up");
+    let home = site.get("/");
+    assert!(home.text().contains("Posted through murakumo up"), "purged: {}", home.cache());
+
+    // A second `up` is a no-op: no new password, nothing restarted.
+    let db_password = site.secret("db-password");
+    let edge_pid = site.pid("edge");
+    let again = site.up();
+    assert!(again.contains("already running"), "{again}");
+    assert!(!again.contains("password: "), "the password is printed once");
+    assert_eq!(site.secret("db-password"), db_password);
+    assert_eq!(site.pid("edge"), edge_pid);
+    assert_eq!(site.status_code(), 0, "status: all running and ready");
+
+    // The public pool cannot write code, only uploads.
+    let probe = site.dir.join("wordpress/murakumo-write-probe.php");
+    std::fs::write(
+        &probe,
+        "<?php\n$core = @file_put_contents(__DIR__ . '/dropped.php', 'x') ? 'written' : 'denied';\n\
+         $up = @file_put_contents(__DIR__ . '/wp-content/uploads/probe.txt', 'x') ? 'written' : 'denied';\n\
+         echo \"core:$core uploads:$up\";\n",
+    )
+    .expect("probe");
+    let probed = site.get("/murakumo-write-probe.php");
+    assert_eq!(probed.text(), "core:denied uploads:written");
+    assert!(!site.dir.join("wordpress/dropped.php").exists());
+    std::fs::remove_file(&probe).expect("remove probe");
+
+    // A killed pool is back within seconds, serving.
+    let public = site.pid("php-public");
+    assert!(public > 0);
+    assert!(Command::new("kill").args(["-9", &public.to_string()]).status().expect("kill").success());
+    wait_until("php-public restarted", Duration::from_secs(20), || {
+        let now = site.pid("php-public");
+        now != public && now > 0 && site.get("/?after-kill=1").status == 200
+    });
+
+    // down, then up: the post is still there.
+    site.down();
+    assert_eq!(site.status_code(), 3, "status: stopped");
+    let db_log = std::fs::read_to_string(site.dir.join("logs/mariadb.log")).expect("mariadb log");
+    assert!(db_log.trim_end().ends_with("Shutdown complete"), "clean shutdown:\n{db_log}");
+    site.up();
+    assert!(site.get("/").text().contains("Posted through murakumo up"));
+
+    // Backup, then restore into a new directory: the same posts.
+    let archive = site.dir.parent().expect("parent").join("site.tar.zst");
+    let out = murakumo(&["backup", "--dir", site.dir(), archive.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "backup: {}", text(&out.stderr));
+    assert_eq!(mode(&archive), 0o600);
+    site.down();
+    let copy = Site::new();
+    let out = murakumo(&[
+        "restore",
+        "--dir",
+        copy.dir(),
+        "--port",
+        &copy.port.to_string(),
+        "--ops-port",
+        &copy.ops_port.to_string(),
+        archive.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "restore: {}\n{}", text(&out.stdout), text(&out.stderr));
+    copy.up();
+    let home = copy.get("/");
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("Posted through murakumo up"), "restored posts");
+    // Restored without secrets: the new admin password logs in.
+    let jar2 = copy.dir.parent().expect("parent").join("cookies");
+    let login = log_in(&copy, &copy.secret("admin-password"), &jar2);
+    assert_eq!(login.status, 302, "login on the restored site: {}", login.text());
+}
+
+#[test]
+fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
+    // A missing package: named, with the command that installs it.
+    let site = Site::new();
+    let out = murakumo(&["up", "--dir", site.dir(), "--wordpress", "/nonexistent/wordpress"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("WordPress core in /nonexistent/wordpress"), "{err}");
+    assert!(!site.dir.exists(), "nothing created");
+
+    // A directory that cannot be created.
+    let file = site.dir.parent().expect("parent").join("a-file");
+    std::fs::write(&file, "").expect("file");
+    let inside = file.join("site");
+    let out = murakumo(&[
+        "up",
+        "--dir",
+        inside.to_str().expect("utf-8"),
+        "--port",
+        &free_port().to_string(),
+        "--ops-port",
+        &free_port().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot create the site directory"), "{err}");
+
+    // An occupied port: refused before anything is created; once it is
+    // free, `up` in the same directory works.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", site.port)).expect("bind");
+    let out = murakumo(&[
+        "up",
+        "--dir",
+        site.dir(),
+        "--port",
+        &site.port.to_string(),
+        "--ops-port",
+        &site.ops_port.to_string(),
+        "--detach",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{}", site.port)), "{err}");
+    assert!(err.contains("--port"), "says which flag to change: {err}");
+    assert!(!site.dir.exists(), "nothing created");
+    drop(holder);
+    site.up();
+    assert_eq!(site.get("/").status, 200);
+
+    // A flag that contradicts the site's own configuration.
+    let out = murakumo(&["up", "--dir", site.dir(), "--port", &free_port().to_string()]);
+    assert!(out.status.success(), "a running site: up is a no-op");
+    site.down();
+    let out = murakumo(&["up", "--dir", site.dir(), "--port", &free_port().to_string()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("murakumo.toml: already sets `server.listen`"), "{err}");
+}
