@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # murakumo vs nginx fastcgi_cache, side by side, one run, same machine, same
-# WordPress on the same php-fpm pool. Reports requests/s and p99 for each
+# WordPress on the same php-fpm pool (the public pool of a `murakumo up`
+# site; its own edge stays idle on another port). Reports requests/s and p99 for each
 # workload and the ratio murakumo/nginx.
 #
 #   cached page, plain              murakumo HIT      vs nginx fastcgi_cache HIT
@@ -17,8 +18,9 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-10}"
 conns="${2:-64}"
 dir="$(mktemp -d /tmp/murakumo-bench.XXXXXX)"
-port_m=18480; port_n=18481; port_ng=18482; ops=18490
-host="localhost:$port_m"   # WordPress' home; both servers get this Host header
+port_m=18480; port_n=18481; port_ng=18482; ops=18490; port_up=18479; ops_up=18489
+host="localhost:$port_up"   # WordPress' home; both servers get this Host header
+site="$dir/site"
 
 "$repo/scripts/install-deps"
 missing=(); for p in nginx-light wrk; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
@@ -26,11 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninter
 service nginx stop >/dev/null 2>&1 || true
 (cd "$repo" && cargo build --release --locked -q)
 
-source "$repo/scripts/lib/stack.sh"
-trap 'stack_stop; rm -rf "$dir"' EXIT
-stack_mariadb
-stack_php_fpm "$ops"
-stack_wordpress "http://$host" >/dev/null
+trap '"$repo/target/release/murakumo" down --dir "$site" >/dev/null; rm -rf "$dir"' EXIT
+"$repo/target/release/murakumo" up --dir "$site" --port $port_up --ops-port $ops_up --detach >/dev/null
+mkdir -p "$dir/run" "$dir/logs"
+php_sock="$site/run/php-public/php.sock"
 
 cat > "$dir/murakumo.toml" <<TOML
 [server]
@@ -40,8 +41,8 @@ access_log = false
 [[site]]
 name = "bench"
 hosts = ["localhost"]
-root = "$dir/wordpress"
-php = ["unix:$dir/run/php.sock"]
+root = "$site/wordpress"
+php = ["unix:$php_sock"]
 php_max_conns = 8
 TOML
 
@@ -51,7 +52,7 @@ cat <<CONF
     server {
         listen 127.0.0.1:$1 reuseport;
         server_name localhost;
-        root $dir/wordpress;
+        root $site/wordpress;
         index index.php;
         gzip $2;
         gzip_types text/css application/javascript application/json image/svg+xml;
@@ -95,7 +96,7 @@ http {
     client_body_temp_path $dir/nginx-tmp;
     fastcgi_temp_path $dir/nginx-tmp;
     fastcgi_cache_path $dir/nginx-cache levels=1:2 keys_zone=wp:64m max_size=256m inactive=1h;
-    upstream php { server unix:$dir/run/php.sock; keepalive 8; }
+    upstream php { server unix:$php_sock; keepalive 8; }
 $(nginx_server $port_n off)
 $(nginx_server $port_ng on)
 }

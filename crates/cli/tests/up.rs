@@ -134,7 +134,8 @@ fn publish(site: &Site, jar: &Path, title: &str) {
     );
     assert_eq!(nonce.status, 200, "rest nonce: {}", nonce.text());
     let nonce_header = format!("X-WP-Nonce: {}", nonce.text().trim());
-    let body = format!(r#"{{"title":"{title}","content":"Published by the test.","status":"publish"}}"#);
+    let body =
+        format!(r#"{{"title":"{title}","content":"Published by the test.","status":"publish"}}"#);
     let created = curl(
         &site.url("/wp-json/wp/v2/posts"),
         &[
@@ -168,12 +169,23 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
     assert_eq!(mode(&site.dir.join("secrets/db-password")), 0o600);
     assert_eq!(mode(&site.dir.join("run/php-public.conf")), 0o600);
     let wp_config = std::fs::read_to_string(site.dir.join("wp-config.php")).expect("wp-config.php");
-    assert!(!wp_config.contains(&site.secret("db-password")), "no secret in wp-config.php");
+    assert!(
+        !wp_config.contains(&site.secret("db-password")),
+        "no secret in wp-config.php"
+    );
 
     // The home page through the edge: rendered once, then from the cache.
     let home = site.get("/");
-    assert_eq!((home.status, home.cache()), (200, "MISS"), "{}", home.text());
-    assert!(home.text().contains("Murakumo test"), "the title given to up");
+    assert_eq!(
+        (home.status, home.cache()),
+        (200, "MISS"),
+        "{}",
+        home.text()
+    );
+    assert!(
+        home.text().contains("Murakumo test"),
+        "the title given to up"
+    );
     assert_eq!(site.get("/").cache(), "HIT");
     let login_page = site.get("/wp-login.php");
     assert_eq!(login_page.status, 200);
@@ -184,17 +196,27 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
     let jar = site.dir.parent().expect("parent").join("cookies");
     let login = log_in(&site, &password, &jar);
     assert_eq!(login.status, 302, "login: {}", login.text());
-    assert!(login.header("set-cookie").unwrap_or("").contains("wordpress_logged_in_"));
+    assert!(login
+        .header("set-cookie")
+        .unwrap_or("")
+        .contains("wordpress_logged_in_"));
     publish(&site, &jar, "Posted through murakumo up");
     let home = site.get("/");
-    assert!(home.text().contains("Posted through murakumo up"), "purged: {}", home.cache());
+    assert!(
+        home.text().contains("Posted through murakumo up"),
+        "purged: {}",
+        home.cache()
+    );
 
     // A second `up` is a no-op: no new password, nothing restarted.
     let db_password = site.secret("db-password");
     let edge_pid = site.pid("edge");
     let again = site.up();
     assert!(again.contains("already running"), "{again}");
-    assert!(!again.contains("password: "), "the password is printed once");
+    assert!(
+        !again.contains("password: "),
+        "the password is printed once"
+    );
     assert_eq!(site.secret("db-password"), db_password);
     assert_eq!(site.pid("edge"), edge_pid);
     assert_eq!(site.status_code(), 0, "status: all running and ready");
@@ -216,7 +238,11 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
     // A killed pool is back within seconds, serving.
     let public = site.pid("php-public");
     assert!(public > 0);
-    assert!(Command::new("kill").args(["-9", &public.to_string()]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args(["-9", &public.to_string()])
+        .status()
+        .expect("kill")
+        .success());
     wait_until("php-public restarted", Duration::from_secs(20), || {
         let now = site.pid("php-public");
         now != public && now > 0 && site.get("/?after-kill=1").status == 200
@@ -226,13 +252,21 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
     site.down();
     assert_eq!(site.status_code(), 3, "status: stopped");
     let db_log = std::fs::read_to_string(site.dir.join("logs/mariadb.log")).expect("mariadb log");
-    assert!(db_log.trim_end().ends_with("Shutdown complete"), "clean shutdown:\n{db_log}");
+    assert!(
+        db_log.trim_end().ends_with("Shutdown complete"),
+        "clean shutdown:\n{db_log}"
+    );
     site.up();
     assert!(site.get("/").text().contains("Posted through murakumo up"));
 
     // Backup, then restore into a new directory: the same posts.
     let archive = site.dir.parent().expect("parent").join("site.tar.zst");
-    let out = murakumo(&["backup", "--dir", site.dir(), archive.to_str().expect("utf-8")]);
+    let out = murakumo(&[
+        "backup",
+        "--dir",
+        site.dir(),
+        archive.to_str().expect("utf-8"),
+    ]);
     assert!(out.status.success(), "backup: {}", text(&out.stderr));
     assert_eq!(mode(&archive), 0o600);
     site.down();
@@ -247,25 +281,47 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
         &copy.ops_port.to_string(),
         archive.to_str().expect("utf-8"),
     ]);
-    assert!(out.status.success(), "restore: {}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     copy.up();
     let home = copy.get("/");
     assert_eq!(home.status, 200);
-    assert!(home.text().contains("Posted through murakumo up"), "restored posts");
+    assert!(
+        home.text().contains("Posted through murakumo up"),
+        "restored posts"
+    );
     // Restored without secrets: the new admin password logs in.
     let jar2 = copy.dir.parent().expect("parent").join("cookies");
     let login = log_in(&copy, &copy.secret("admin-password"), &jar2);
-    assert_eq!(login.status, 302, "login on the restored site: {}", login.text());
+    assert_eq!(
+        login.status,
+        302,
+        "login on the restored site: {}",
+        login.text()
+    );
 }
 
 #[test]
 fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     // A missing package: named, with the command that installs it.
     let site = Site::new();
-    let out = murakumo(&["up", "--dir", site.dir(), "--wordpress", "/nonexistent/wordpress"]);
+    let out = murakumo(&[
+        "up",
+        "--dir",
+        site.dir(),
+        "--wordpress",
+        "/nonexistent/wordpress",
+    ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("WordPress core in /nonexistent/wordpress"), "{err}");
+    assert!(
+        err.contains("WordPress core in /nonexistent/wordpress"),
+        "{err}"
+    );
     assert!(!site.dir.exists(), "nothing created");
 
     // A directory that cannot be created.
@@ -300,7 +356,10 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{}", site.port)), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{}", site.port)),
+        "{err}"
+    );
     assert!(err.contains("--port"), "says which flag to change: {err}");
     assert!(!site.dir.exists(), "nothing created");
     drop(holder);
@@ -308,11 +367,26 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     assert_eq!(site.get("/").status, 200);
 
     // A flag that contradicts the site's own configuration.
-    let out = murakumo(&["up", "--dir", site.dir(), "--port", &free_port().to_string()]);
+    let out = murakumo(&[
+        "up",
+        "--dir",
+        site.dir(),
+        "--port",
+        &free_port().to_string(),
+    ]);
     assert!(out.status.success(), "a running site: up is a no-op");
     site.down();
-    let out = murakumo(&["up", "--dir", site.dir(), "--port", &free_port().to_string()]);
+    let out = murakumo(&[
+        "up",
+        "--dir",
+        site.dir(),
+        "--port",
+        &free_port().to_string(),
+    ]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("murakumo.toml: already sets `server.listen`"), "{err}");
+    assert!(
+        err.contains("murakumo.toml: already sets `server.listen`"),
+        "{err}"
+    );
 }

@@ -531,16 +531,23 @@ impl WordPress {
         );
 
         let admin_password = format!("pw-{}-{}", std::process::id(), port);
-        // The same installer `scripts/demo` uses, then the test's seed.
-        let installer =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/install-wordpress.php");
+        // The same installer `murakumo up` uses, then the test's seed.
+        let installer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack/src/php/install.php");
         let home = format!("http://{host}");
-        php_cli(&[
-            installer.as_os_str(),
-            root.as_os_str(),
-            home.as_ref(),
-            admin_password.as_ref(),
-        ]);
+        let wp_config = root.join("wp-config.php");
+        let out = Command::new("php8.2")
+            .env("MURAKUMO_ADMIN_PASSWORD", &admin_password)
+            .arg(&installer)
+            .arg(&wp_config)
+            .args([home.as_str(), "murakumo", "admin@example.com"])
+            .output()
+            .expect("php8.2 cli");
+        assert!(
+            out.status.success(),
+            "installing WordPress: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let seed = d.join("seed.php");
         std::fs::write(&seed, SEED_PHP).unwrap();
         let stdout = php_cli(&[seed.as_os_str(), root.as_os_str(), home.as_ref()]);
