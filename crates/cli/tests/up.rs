@@ -390,3 +390,100 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
         "{err}"
     );
 }
+
+/// What the public pool may write, as PHP itself reports it.
+fn write_probe(site: &Site) -> String {
+    let probe = site.dir.join("wordpress/murakumo-write-probe.php");
+    std::fs::write(
+        &probe,
+        "<?php\nfunction w($p) { return @file_put_contents(__DIR__ . $p, 'x') ? 'written' : 'denied'; }\n\
+         echo 'core:', w('/dropped.php'), ' plugins:', w('/wp-content/plugins/dropped.php'),\n\
+         ' uploads:', w('/wp-content/uploads/probe.txt');\n",
+    )
+    .expect("probe");
+    let answer = site.get("/murakumo-write-probe.php").text();
+    std::fs::remove_file(&probe).expect("remove probe");
+    answer
+}
+
+#[test]
+fn an_ordinary_user_runs_a_site_with_the_same_write_sandbox() {
+    if !support::is_root() {
+        // Run by an ordinary user, every other test here already is this test.
+        return;
+    }
+    let site = Site::new();
+    let tmp = site.dir.parent().expect("parent").to_path_buf();
+    // The binary is copied where `nobody` can reach it, wherever the checkout is.
+    let exe = tmp.join("murakumo");
+    std::fs::copy(env!("CARGO_BIN_EXE_murakumo"), &exe).expect("copy binary");
+    let chown = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(&tmp).status();
+    assert!(chown.expect("chown").success());
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let as_nobody = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&exe)
+            .args(args)
+            .current_dir(&tmp)
+            .output()
+            .expect("runuser")
+    };
+    let (port, ops) = (site.port.to_string(), site.ops_port.to_string());
+    let out = as_nobody(&["up", "--dir", site.dir(), "--port", &port, "--ops-port", &ops, "-d"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let owner = |p: &Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).expect("exists"));
+    assert_eq!(owner(&site.dir.join("db")), 65534, "nothing is given to another account");
+    assert_eq!(site.get("/").status, 200);
+    // Core and plugins belong to this user, yet the public pool cannot write them.
+    assert_eq!(write_probe(&site), "core:denied plugins:denied uploads:written");
+    let out = as_nobody(&["down", "--dir", site.dir()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn ctrl_c_on_a_foreground_up_stops_everything_cleanly() {
+    let site = Site::new();
+    let mut up = Command::new(env!("CARGO_BIN_EXE_murakumo"))
+        .args(["up", "--dir", site.dir(), "--port", &site.port.to_string()])
+        .args(["--ops-port", &site.ops_port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("murakumo up");
+    wait_until("the site answers", Duration::from_secs(120), || {
+        std::net::TcpStream::connect(("127.0.0.1", site.port)).is_ok() && site.get("/").status == 200
+    });
+    let mariadb = site.pid("mariadb");
+    assert!(Command::new("kill").args(["-INT", &up.id().to_string()]).status().expect("kill").success());
+    let status = up.wait().expect("up exits");
+    assert!(status.success(), "{status}");
+    assert!(!Path::new(&format!("/proc/{mariadb}")).exists(), "MariaDB stopped");
+    let db_log = std::fs::read_to_string(site.dir.join("logs/mariadb.log")).expect("log");
+    assert!(db_log.trim_end().ends_with("Shutdown complete"), "{db_log}");
+    assert_eq!(site.status_code(), 3);
+}
+
+#[test]
+fn a_crashed_mariadb_is_reported_not_restarted() {
+    let site = Site::new();
+    site.up();
+    let mariadb = site.pid("mariadb");
+    assert!(Command::new("kill").args(["-9", &mariadb.to_string()]).status().expect("kill").success());
+    wait_until("the crash is logged", Duration::from_secs(10), || {
+        std::fs::read_to_string(site.dir.join("logs/supervisor.log"))
+            .unwrap_or_default()
+            .contains("MariaDB EXITED UNEXPECTEDLY")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(site.pid("mariadb"), mariadb, "not restarted");
+    let out = murakumo(&["status", "--dir", site.dir()]);
+    assert_eq!(out.status.code(), Some(1), "degraded: {}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("mariadb     DOWN"), "{}", text(&out.stdout));
+    // The edge says it is not ready; `down` then `up` recovers.
+    let ready = curl(&format!("http://127.0.0.1:{}/readyz", site.ops_port), &[]);
+    assert_eq!(ready.status, 503);
+    site.down();
+    site.up();
+    assert_eq!(site.get("/").status, 200);
+}
