@@ -1,7 +1,8 @@
 //! Who runs what. As root, every process of the stack runs under an
-//! unprivileged system account: MariaDB as `mysql`, PHP as `www-data`, and
-//! the files each may write are given to that account. As an ordinary user,
-//! everything runs as that user and no file changes owner.
+//! unprivileged system account: MariaDB as `mysql`, PHP as `www-data`, the
+//! edge as `murakumo` (created on first use, like a package would), and the
+//! files each may write or must read are given to that account. As an
+//! ordinary user, everything runs as that user and no file changes owner.
 
 use std::path::Path;
 
@@ -21,7 +22,13 @@ pub struct Accounts {
     /// `None`: not root, everything runs as the current user.
     pub db: Option<Account>,
     pub web: Option<Account>,
+    /// The edge's own account: not PHP's, so a compromised PHP process can
+    /// neither signal nor trace the edge, nor read its secrets.
+    pub edge: Option<Account>,
 }
+
+/// The edge's system account.
+pub const EDGE_ACCOUNT: &str = "murakumo";
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -33,9 +40,14 @@ impl Accounts {
             return Ok(Accounts {
                 db: None,
                 web: None,
+                edge: None,
             });
         }
-        let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+        let mut passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+        if lookup(&passwd, EDGE_ACCOUNT).is_none() {
+            create_system_account(EDGE_ACCOUNT)?;
+            passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+        }
         let find = |name: &str, package: &str| {
             lookup(&passwd, name).with_context(|| {
                 format!(
@@ -47,6 +59,7 @@ impl Accounts {
         Ok(Accounts {
             db: Some(find("mysql", "mariadb-server")?),
             web: Some(find("www-data", "base-passwd")?),
+            edge: Some(find(EDGE_ACCOUNT, "passwd")?),
         })
     }
 
@@ -79,6 +92,25 @@ pub fn give_tree(path: &Path, account: Option<&Account>) -> anyhow::Result<()> {
             give_tree(&entry?.path(), account)?;
         }
     }
+    Ok(())
+}
+
+/// Creates a system account with its own group, no home and no shell.
+fn create_system_account(name: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("useradd")
+        .args(["--system", "--user-group", "--no-create-home"])
+        .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"])
+        .args(["--comment", "murakumo edge", name])
+        .output()
+        .context("running useradd (Debian package passwd)")?;
+    // Exit 9: it exists (created meanwhile by a concurrent `up`).
+    if !out.status.success() && out.status.code() != Some(9) {
+        anyhow::bail!(
+            "creating the system account `{name}` for the edge: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    tracing::info!("created the system account `{name}` for the edge");
     Ok(())
 }
 

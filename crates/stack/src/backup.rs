@@ -229,7 +229,7 @@ fn restore_into(
     if secrets_included {
         std::fs::rename(staging.join("secrets"), layout.secrets())?;
     }
-    secrets::ensure(layout)?;
+    secrets::ensure(layout, accounts)?;
 
     std::fs::rename(staging.join("content"), layout.content())
         .context("the backup has no content/")?;

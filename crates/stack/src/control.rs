@@ -294,7 +294,7 @@ fn start(
         None,
     );
     stop_leftovers(&layout);
-    let new_secrets = secrets::ensure(&layout)?;
+    let new_secrets = secrets::ensure(&layout, &stack.accounts)?;
     if !layout.config().exists() {
         secrets::write_new(
             &layout.config(),

@@ -112,6 +112,10 @@ pub fn render(
     if let Some(web) = &accounts.web {
         let _ = writeln!(conf, "user = {0}\ngroup = {0}", web.name);
     }
+    // Only the edge may talk FastCGI to the pool: whoever can, runs PHP.
+    if let Some(edge) = &accounts.edge {
+        let _ = writeln!(conf, "listen.owner = {0}\nlisten.group = {0}", edge.name);
+    }
     for (k, v) in env {
         let _ = writeln!(conf, "env[{k}] = {v}");
     }

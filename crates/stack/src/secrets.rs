@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::accounts::{self, Accounts};
 use crate::layout::Layout;
 
 /// WordPress's eight keys and salts, by their `wp-config.php` names.
@@ -42,14 +43,27 @@ fn all_names() -> Vec<String> {
     names
 }
 
+/// The secrets the edge reads itself (also on reload), given to its account.
+pub const EDGE_READS: [&str; 2] = [DB_PASSWORD, PURGE_TOKEN];
+
 /// Creates the secrets that do not exist yet. Returns whether any was new.
-pub fn ensure(layout: &Layout) -> anyhow::Result<bool> {
+/// With a separate edge account, the directory is 0711 (the edge may open
+/// the two files given to it by name, nobody may list it).
+pub fn ensure(layout: &Layout, accounts: &Accounts) -> anyhow::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = layout.secrets();
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
+    let dir_mode = if accounts.edge.is_some() {
+        0o711
+    } else {
+        0o700
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(dir_mode))
+        .with_context(|| format!("setting the mode of {}", dir.display()))?;
     let mut created = false;
     for name in all_names() {
         let path = dir.join(&name);
@@ -58,6 +72,9 @@ pub fn ensure(layout: &Layout) -> anyhow::Result<bool> {
             write_new(&path, &random_token(len)?)?;
             created = true;
         }
+    }
+    for name in EDGE_READS {
+        accounts::give(&dir.join(name), accounts.edge.as_ref())?;
     }
     Ok(created)
 }
@@ -125,7 +142,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let tmp = std::env::temp_dir().join(format!("murakumo-secrets-{}", std::process::id()));
         let layout = Layout::new(tmp.clone());
-        assert!(ensure(&layout).unwrap());
+        let accounts = Accounts {
+            db: None,
+            web: None,
+            edge: None,
+        };
+        assert!(ensure(&layout, &accounts).unwrap());
         let first = read(&layout, DB_PASSWORD).unwrap();
         let mode = std::fs::metadata(layout.secret(DB_PASSWORD))
             .unwrap()
@@ -137,7 +159,10 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
-        assert!(!ensure(&layout).unwrap(), "a second run creates nothing");
+        assert!(
+            !ensure(&layout, &accounts).unwrap(),
+            "a second run creates nothing"
+        );
         assert_eq!(read(&layout, DB_PASSWORD).unwrap(), first);
         std::fs::remove_dir_all(tmp).unwrap();
     }

@@ -109,12 +109,31 @@ impl Stack {
             ),
         };
         let mut cmd = Command::new(&self.exe);
+        if role == Role::Edge {
+            if let Some(edge) = self.edge_account() {
+                // As root, std also drops supplementary groups when it sets the uid.
+                cmd.uid(edge.uid).gid(edge.gid);
+            }
+        }
         cmd.arg("sandbox");
         for w in writable {
             cmd.arg("--allow-write").arg(w);
         }
         cmd.arg("--").arg(program).args(args);
         cmd
+    }
+
+    /// The account the edge runs as: its own, unless it must bind a
+    /// privileged port (then it stays root, which the log says).
+    fn edge_account(&self) -> Option<&crate::accounts::Account> {
+        let edge = self.accounts.edge.as_ref()?;
+        let privileged =
+            self.settings.listen.port() < 1024 || self.settings.ops_listen.port() < 1024;
+        if privileged {
+            tracing::warn!("the edge listens on a port below 1024, so it runs as root");
+            return None;
+        }
+        Some(edge)
     }
 
     /// Starts one process, its output appended to its log.
