@@ -50,12 +50,8 @@ enum StackCommand {
     Up {
         #[command(flatten)]
         site: SiteDir,
-        /// Public port (new sites; default 8080).
-        #[arg(long)]
-        port: Option<u16>,
-        /// Port of the ops listener: health, metrics, purge (new sites; default 9090).
-        #[arg(long)]
-        ops_port: Option<u16>,
+        #[command(flatten)]
+        ports: Ports,
         /// Address to listen on (new sites; default 127.0.0.1, this machine only).
         #[arg(long)]
         bind: Option<std::net::IpAddr>,
@@ -105,12 +101,8 @@ enum StackCommand {
     Restore {
         #[command(flatten)]
         site: SiteDir,
-        /// Public port of the restored site (default: the backed-up site's).
-        #[arg(long)]
-        port: Option<u16>,
-        /// Ops port of the restored site (default: the backed-up site's).
-        #[arg(long)]
-        ops_port: Option<u16>,
+        #[command(flatten)]
+        ports: Ports,
         /// WordPress core to copy (default: Debian's package).
         #[arg(long, default_value = murakumo_stack::DEBIAN_WORDPRESS)]
         wordpress: PathBuf,
@@ -125,6 +117,17 @@ enum StackCommand {
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
+}
+
+/// Ports of a new (or restored) site; an existing site keeps its own.
+#[derive(clap::Args)]
+struct Ports {
+    /// Public port (default 8080, or the backed-up site's).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Port of the ops listener: health, metrics, purge (default 9090, or the backed-up site's).
+    #[arg(long)]
+    ops_port: Option<u16>,
 }
 
 #[derive(clap::Args)]
@@ -211,8 +214,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
     match command {
         StackCommand::Up {
             site,
-            port,
-            ops_port,
+            ports,
             bind,
             host,
             title,
@@ -223,21 +225,20 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
         } => {
             let req = murakumo_stack::UpRequest {
                 dir: site.dir,
-                port,
-                ops_port,
+                port: ports.port,
+                ops_port: ports.ops_port,
                 bind,
                 host,
                 title,
                 admin_email,
                 wordpress,
-                detach,
+                mode: match (supervisor, detach) {
+                    (true, _) => murakumo_stack::UpMode::Supervisor,
+                    (false, true) => murakumo_stack::UpMode::Detach,
+                    (false, false) => murakumo_stack::UpMode::Foreground,
+                },
             };
-            if supervisor {
-                murakumo_stack::up_supervisor(&req, &exe)?;
-            } else {
-                murakumo_stack::up(&req, &exe)?;
-            }
-            Ok(ExitCode::SUCCESS)
+            murakumo_stack::up(&req, &exe).map(|()| ExitCode::SUCCESS)
         }
         StackCommand::Down { site } => murakumo_stack::down(&site.dir).map(|()| ExitCode::SUCCESS),
         StackCommand::Status { site } => murakumo_stack::status(&site.dir).map(ExitCode::from),
@@ -249,16 +250,15 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         StackCommand::Restore {
             site,
-            port,
-            ops_port,
+            ports,
             wordpress,
             archive,
         } => {
             let req = murakumo_stack::backup::RestoreRequest {
                 dir: site.dir,
                 archive,
-                port,
-                ops_port,
+                port: ports.port,
+                ops_port: ports.ops_port,
                 wordpress,
             };
             murakumo_stack::backup::restore(&req, &exe).map(|()| ExitCode::SUCCESS)

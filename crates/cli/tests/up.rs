@@ -46,20 +46,26 @@ impl Site {
         self.dir.to_str().expect("utf-8 temp path")
     }
 
-    /// `up --detach` with this site's ports; asserts success.
-    fn up(&self) -> String {
-        let out = murakumo(&[
+    /// `up --detach` with this site's ports and `extra` arguments.
+    fn try_up(&self, extra: &[&str]) -> Output {
+        let (port, ops) = (self.port.to_string(), self.ops_port.to_string());
+        let mut args = vec![
             "up",
             "--dir",
             self.dir(),
             "--port",
-            &self.port.to_string(),
+            &port,
             "--ops-port",
-            &self.ops_port.to_string(),
-            "--title",
-            "Murakumo test",
-            "--detach",
-        ]);
+            &ops,
+        ];
+        args.extend_from_slice(&["--title", "Murakumo test", "--detach"]);
+        args.extend_from_slice(extra);
+        murakumo(&args)
+    }
+
+    /// `up --detach` with this site's ports; asserts success.
+    fn up(&self) -> String {
+        let out = self.try_up(&[]);
         assert!(
             out.status.success(),
             "murakumo up failed:\n{}\n{}",
@@ -152,6 +158,14 @@ fn publish(site: &Site, jar: &Path, title: &str) {
     assert_eq!(created.status, 201, "publishing: {}", created.text());
 }
 
+fn kill(signal: &str, pid: u32) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+    assert!(sent.expect("kill").success(), "kill -{signal} {pid}");
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("exists").permissions().mode() & 0o777
 }
@@ -238,28 +252,17 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
     assert_eq!(site.pid("edge"), edge_pid);
     assert_eq!(site.status_code(), 0, "status: all running and ready");
 
-    // The public pool cannot write code, only uploads.
-    let probe = site.dir.join("wordpress/murakumo-write-probe.php");
-    std::fs::write(
-        &probe,
-        "<?php\n$core = @file_put_contents(__DIR__ . '/dropped.php', 'x') ? 'written' : 'denied';\n\
-         $up = @file_put_contents(__DIR__ . '/wp-content/uploads/probe.txt', 'x') ? 'written' : 'denied';\n\
-         echo \"core:$core uploads:$up\";\n",
-    )
-    .expect("probe");
-    let probed = site.get("/murakumo-write-probe.php");
-    assert_eq!(probed.text(), "core:denied uploads:written");
+    // The public pool cannot write code (core or plugins), only uploads.
+    assert_eq!(
+        write_probe(&site),
+        "core:denied plugins:denied uploads:written"
+    );
     assert!(!site.dir.join("wordpress/dropped.php").exists());
-    std::fs::remove_file(&probe).expect("remove probe");
 
     // A killed pool is back within seconds, serving.
     let public = site.pid("php-public");
     assert!(public > 0);
-    assert!(Command::new("kill")
-        .args(["-9", &public.to_string()])
-        .status()
-        .expect("kill")
-        .success());
+    kill("9", public as u32);
     wait_until("php-public restarted", Duration::from_secs(20), || {
         let now = site.pid("php-public");
         now != public && now > 0 && site.get("/?after-kill=1").status == 200
@@ -273,8 +276,17 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
         db_log.trim_end().ends_with("Shutdown complete"),
         "clean shutdown:\n{db_log}"
     );
+    // A changed secret takes effect at the next start (the DB user, the
+    // pools' environment and the edge's readiness check all follow it).
+    std::fs::write(
+        site.dir.join("secrets/db-password"),
+        "rotated-by-the-test\n",
+    )
+    .expect("rotate");
     site.up();
     assert!(site.get("/").text().contains("Posted through murakumo up"));
+    let ready = curl(&format!("http://127.0.0.1:{}/readyz", site.ops_port), &[]);
+    assert_eq!(ready.status, 200, "{}", ready.text());
 
     // Backup, then restore into a new directory: the same posts.
     let archive = site.dir.parent().expect("parent").join("site.tar.zst");
@@ -361,16 +373,7 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     // An occupied port: refused before anything is created; once it is
     // free, `up` in the same directory works.
     let holder = std::net::TcpListener::bind(("127.0.0.1", site.port)).expect("bind");
-    let out = murakumo(&[
-        "up",
-        "--dir",
-        site.dir(),
-        "--port",
-        &site.port.to_string(),
-        "--ops-port",
-        &site.ops_port.to_string(),
-        "--detach",
-    ]);
+    let out = site.try_up(&[]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
@@ -498,11 +501,7 @@ fn ctrl_c_on_a_foreground_up_stops_everything_cleanly() {
             && site.get("/").status == 200
     });
     let mariadb = site.pid("mariadb");
-    assert!(Command::new("kill")
-        .args(["-INT", &up.id().to_string()])
-        .status()
-        .expect("kill")
-        .success());
+    kill("INT", up.id());
     let status = up.wait().expect("up exits");
     assert!(status.success(), "{status}");
     assert!(
@@ -519,11 +518,7 @@ fn a_crashed_mariadb_is_reported_not_restarted() {
     let site = Site::new();
     site.up();
     let mariadb = site.pid("mariadb");
-    assert!(Command::new("kill")
-        .args(["-9", &mariadb.to_string()])
-        .status()
-        .expect("kill")
-        .success());
+    kill("9", mariadb as u32);
     wait_until("the crash is logged", Duration::from_secs(10), || {
         std::fs::read_to_string(site.dir.join("logs/supervisor.log"))
             .unwrap_or_default()

@@ -7,7 +7,7 @@
 //! changes nothing else. `--detach` runs the same steps in a background
 //! supervisor whose progress the command echoes until the site is ready.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,18 @@ pub struct UpRequest {
     pub title: String,
     pub admin_email: String,
     pub wordpress: PathBuf,
-    pub detach: bool,
+    pub mode: UpMode,
+}
+
+/// How `up` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpMode {
+    /// Supervises in the foreground; Ctrl-C stops everything.
+    Foreground,
+    /// Starts a background supervisor and returns once the site is ready.
+    Detach,
+    /// Is that background supervisor.
+    Supervisor,
 }
 
 pub const DEFAULT_PORT: u16 = 8080;
@@ -102,37 +113,36 @@ impl UpRequest {
 pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
     let layout = Layout::new(absolute(&req.dir)?);
     let programs = Programs::find(&req.wordpress)?;
-    if let Some(pid) = running_supervisor(&layout) {
-        let settings = site_config::load(&layout)?;
-        println!(
-            "murakumo is already running for {} (supervisor pid {pid}); nothing to do.",
-            layout.dir().display()
-        );
-        print_urls(&layout, &settings, false);
-        return Ok(());
-    }
-    let settings = req.settings(&layout)?;
-    for (what, addr) in [
-        ("--port", settings.listen),
-        ("--ops-port", settings.ops_listen),
-    ] {
-        if let Err(e) = std::net::TcpListener::bind(addr) {
-            bail!("cannot listen on {addr}: {e}; another program holds it? Choose another port with {what}");
+    // The background supervisor of `up --detach`: the command that started
+    // it checked the ports and created the directory.
+    let background = req.mode == UpMode::Supervisor;
+    if !background {
+        if let Some(pid) = running_supervisor(&layout) {
+            let settings = site_config::load(&layout)?;
+            println!(
+                "murakumo is already running for {} (supervisor pid {pid}); nothing to do.",
+                layout.dir().display()
+            );
+            print_urls(&layout, &settings);
+            return Ok(());
         }
     }
-    create_dir(&layout)?;
-    if req.detach {
-        return up_detached(req, &layout, exe);
+    let settings = req.settings(&layout)?;
+    if !background {
+        for (what, addr) in [
+            ("--port", settings.listen),
+            ("--ops-port", settings.ops_listen),
+        ] {
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                bail!("cannot listen on {addr}: {e}; another program holds it? Choose another port with {what}");
+            }
+        }
+        create_dir(&layout)?;
+        if req.mode == UpMode::Detach {
+            return up_detached(req, &layout, exe);
+        }
     }
-    run_supervisor(
-        req,
-        &layout,
-        programs,
-        settings,
-        exe,
-        Box::new(std::io::stdout()),
-        false,
-    )
+    run_supervisor(req, &layout, programs, settings, exe, background)
 }
 
 /// Creates the directory skeleton, saying clearly when it cannot.
@@ -223,7 +233,6 @@ pub fn run_supervisor(
     programs: Programs,
     settings: SiteSettings,
     exe: &Path,
-    out: Box<dyn Write + Send>,
     piped: bool,
 ) -> anyhow::Result<()> {
     let signals = Signals::register()?;
@@ -235,7 +244,7 @@ pub fn run_supervisor(
             layout.dir().display()
         ),
     };
-    let mut progress = Progress::new(out, STEPS);
+    let mut progress = Progress::new(Box::new(std::io::stdout()), STEPS);
     progress.say(&format!("murakumo up: {}", layout.dir().display()));
     let accounts = Accounts::detect()?;
     let mut running = Running::new();
@@ -296,11 +305,11 @@ fn start(
     stop_leftovers(&layout);
     let new_secrets = secrets::ensure(&layout, &stack.accounts)?;
     if !layout.config().exists() {
-        secrets::write_new(
+        crate::atomic::write_file(
             &layout.config(),
             &site_config::render(&layout, &stack.settings),
+            0o644,
         )?;
-        relax_mode(&layout.config(), 0o644)?;
     }
     let new_core = wordpress::install_core(&layout, &req.wordpress)?;
     wordpress::ensure_content(&layout, &req.wordpress, &stack.accounts)?;
@@ -381,12 +390,6 @@ fn start_role(
     ready
 }
 
-fn relax_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))
-}
-
 fn print_summary(progress: &mut Progress, stack: &Stack, installed_now: bool) {
     let home = stack.settings.home_url();
     let password_file = stack.layout.secret(secrets::ADMIN_PASSWORD);
@@ -419,7 +422,7 @@ fn print_summary(progress: &mut Progress, stack: &Stack, installed_now: bool) {
     progress.say("");
 }
 
-fn print_urls(layout: &Layout, settings: &SiteSettings, _installed: bool) {
+fn print_urls(layout: &Layout, settings: &SiteSettings) {
     let home = settings.home_url();
     println!("  site:   {home}/");
     println!(
@@ -539,21 +542,4 @@ pub fn status(dir: &Path) -> anyhow::Result<u8> {
     } else {
         1
     })
-}
-
-/// The background supervisor of `up --detach` (hidden `--supervisor`):
-/// the parent checked the ports and created the directory.
-pub fn up_supervisor(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
-    let layout = Layout::new(absolute(&req.dir)?);
-    let programs = Programs::find(&req.wordpress)?;
-    let settings = req.settings(&layout)?;
-    run_supervisor(
-        req,
-        &layout,
-        programs,
-        settings,
-        exe,
-        Box::new(std::io::stdout()),
-        true,
-    )
 }

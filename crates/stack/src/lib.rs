@@ -12,6 +12,7 @@
 //! on, so this crate uses `anyhow` with context on every step.
 
 pub mod accounts;
+pub mod atomic;
 pub mod backup;
 pub mod control;
 pub mod layout;
@@ -28,5 +29,5 @@ pub mod site_config;
 pub mod supervisor;
 pub mod wordpress;
 
-pub use control::{down, status, up, up_supervisor, UpRequest};
+pub use control::{down, status, up, UpMode, UpRequest};
 pub use prereq::DEBIAN_WORDPRESS;

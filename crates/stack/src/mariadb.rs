@@ -35,32 +35,29 @@ pub fn init(layout: &Layout, programs: &Programs, accounts: &Accounts) -> anyhow
             db.display()
         );
     }
-    let partial = layout.dir().join("db.partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial)
-            .with_context(|| format!("removing {}", partial.display()))?;
-    }
     prepare_dirs(layout, accounts)?;
     let log = layout.log("mariadb-install");
-    let out = Command::new(&programs.mariadb_install_db)
-        .arg("--no-defaults")
-        .arg(format!("--datadir={}", partial.display()))
-        .arg(format!("--tmpdir={}", layout.tmp("mariadb").display()))
-        .arg(format!("--user={}", accounts.db_user_name()))
-        .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", programs.mariadb_install_db.display()))?;
-    std::fs::write(&log, [out.stdout, out.stderr].concat())
-        .with_context(|| format!("writing {}", log.display()))?;
-    if !out.status.success() {
-        bail!(
-            "mariadb-install-db failed ({}); see {}",
-            out.status,
-            log.display()
-        );
-    }
-    std::fs::rename(&partial, &db).with_context(|| format!("creating {}", db.display()))?;
+    crate::atomic::create_dir(&db, |partial| {
+        let out = Command::new(&programs.mariadb_install_db)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", partial.display()))
+            .arg(format!("--tmpdir={}", layout.tmp("mariadb").display()))
+            .arg(format!("--user={}", accounts.db_user_name()))
+            .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", programs.mariadb_install_db.display()))?;
+        std::fs::write(&log, [out.stdout, out.stderr].concat())
+            .with_context(|| format!("writing {}", log.display()))?;
+        if !out.status.success() {
+            bail!(
+                "mariadb-install-db failed ({}); see {}",
+                out.status,
+                log.display()
+            );
+        }
+        Ok(())
+    })?;
     Ok(true)
 }
 
@@ -113,13 +110,20 @@ pub fn answers(layout: &Layout) -> bool {
     std::os::unix::net::UnixStream::connect(layout.mariadb_socket()).is_ok()
 }
 
-/// Runs SQL as the database administrator (unix-socket authentication).
+/// A client program (`mariadb`, `mariadb-dump`) connected as the database
+/// administrator: this process's user, by unix-socket authentication.
+fn client(program: &Path, layout: &Layout) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("--no-defaults")
+        .arg(format!("--socket={}", layout.mariadb_socket().display()))
+        .arg(format!("--user={}", accounts::current_user_name()));
+    cmd
+}
+
+/// Runs SQL as the database administrator.
 /// The SQL goes through stdin, so passwords never appear in `ps`.
 pub fn admin_sql(layout: &Layout, programs: &Programs, sql: &str) -> anyhow::Result<String> {
-    let mut child = Command::new(&programs.mariadb)
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", layout.mariadb_socket().display()))
-        .arg(format!("--user={}", accounts::current_user_name()))
+    let mut child = client(&programs.mariadb, layout)
         .args(["--batch", "--skip-column-names"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -157,10 +161,7 @@ pub fn ensure_database(layout: &Layout, programs: &Programs, password: &str) -> 
 /// Writes a consistent dump of the site's database to `out`.
 pub fn dump(layout: &Layout, programs: &Programs, out: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let status = Command::new(&programs.mariadb_dump)
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", layout.mariadb_socket().display()))
-        .arg(format!("--user={}", accounts::current_user_name()))
+    let status = client(&programs.mariadb_dump, layout)
         .args([
             "--single-transaction",
             "--quick",
@@ -186,10 +187,7 @@ pub fn dump(layout: &Layout, programs: &Programs, out: &Path) -> anyhow::Result<
 /// Loads a dump into the site's (empty) database.
 pub fn import(layout: &Layout, programs: &Programs, dump: &Path) -> anyhow::Result<()> {
     let input = std::fs::File::open(dump).with_context(|| format!("opening {}", dump.display()))?;
-    let out = Command::new(&programs.mariadb)
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", layout.mariadb_socket().display()))
-        .arg(format!("--user={}", accounts::current_user_name()))
+    let out = client(&programs.mariadb, layout)
         .arg(DATABASE)
         .stdin(input)
         .stdout(Stdio::null())

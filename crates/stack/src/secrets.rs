@@ -4,8 +4,7 @@
 //! nothing. Values are alphanumeric so they are safe in every config syntax
 //! they are written into (php-fpm `env[]`, SQL string literals, TOML).
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -87,22 +86,9 @@ pub fn read(layout: &Layout, name: &str) -> anyhow::Result<String> {
     Ok(text.trim_end().to_string())
 }
 
-/// Writes a file readable by its owner only, in full or not at all: the
-/// value goes to a temporary file that is renamed into place.
+/// Writes a file readable by its owner only, in full or not at all.
 pub fn write_new(path: &Path, value: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(value.as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("creating {}", path.display()))
+    crate::atomic::write_file(path, &format!("{value}\n"), 0o600)
 }
 
 /// A random alphanumeric string of `len` characters from the OS's CSPRNG.

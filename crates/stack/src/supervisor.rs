@@ -291,7 +291,15 @@ impl Running {
             .open(stack.layout.log("cron"));
         let Ok(log) = log else { return };
         let Ok(log2) = log.try_clone() else { return };
-        let spawned = wordpress::php_command(&stack.programs, &stack.accounts, &stack.env)
+        // In the admin pool's sandbox: cron jobs may update plugins.
+        let mut cmd = Command::new(&stack.exe);
+        cmd.arg("sandbox");
+        for w in php_fpm::writable(&stack.layout, Role::PhpAdmin) {
+            cmd.arg("--allow-write").arg(w);
+        }
+        cmd.arg("--").arg(&stack.programs.php);
+        wordpress::with_php_env(&mut cmd, &stack.accounts, &stack.env);
+        let spawned = cmd
             .arg(stack.layout.core().join("wp-cron.php"))
             .current_dir(stack.layout.core())
             .stdin(Stdio::null())

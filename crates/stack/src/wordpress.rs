@@ -33,15 +33,11 @@ pub fn install_core(layout: &Layout, source: &Path) -> anyhow::Result<bool> {
             core.display()
         );
     }
-    let partial = layout.dir().join("wordpress.partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial)
-            .with_context(|| format!("removing {}", partial.display()))?;
-    }
-    copy_tree(source, &partial, &NOT_CORE)?;
-    std::os::unix::fs::symlink("../content", partial.join("wp-content"))
-        .context("linking wordpress/wp-content to content/")?;
-    std::fs::rename(&partial, &core).with_context(|| format!("creating {}", core.display()))?;
+    crate::atomic::create_dir(&core, |partial| {
+        copy_tree(source, partial, &NOT_CORE)?;
+        std::os::unix::fs::symlink("../content", partial.join("wp-content"))
+            .context("linking wordpress/wp-content to content/")
+    })?;
     Ok(true)
 }
 
@@ -51,19 +47,14 @@ pub fn install_core(layout: &Layout, source: &Path) -> anyhow::Result<bool> {
 pub fn ensure_content(layout: &Layout, source: &Path, accounts: &Accounts) -> anyhow::Result<()> {
     let content = layout.content();
     if !content.is_dir() {
-        let partial = layout.dir().join("content.partial");
-        if partial.exists() {
-            std::fs::remove_dir_all(&partial)
-                .with_context(|| format!("removing {}", partial.display()))?;
-        }
         let seed = source.join("wp-content");
-        if seed.is_dir() {
-            copy_tree(&seed, &partial, &[])?;
-        } else {
-            std::fs::create_dir_all(&partial)?;
-        }
-        std::fs::rename(&partial, &content)
-            .with_context(|| format!("creating {}", content.display()))?;
+        crate::atomic::create_dir(&content, |partial| {
+            if seed.is_dir() {
+                copy_tree(&seed, partial, &[])
+            } else {
+                Ok(std::fs::create_dir_all(partial)?)
+            }
+        })?;
         accounts::give_tree(&content, accounts.web.as_ref())?;
     }
     for dir in [layout.uploads(), layout.mu_plugins()] {
@@ -74,7 +65,7 @@ pub fn ensure_content(layout: &Layout, source: &Path, accounts: &Accounts) -> an
     }
     // Ours, so rewritten on every start (an upgrade of murakumo upgrades it).
     let plugin = layout.mu_plugins().join("murakumo-purge.php");
-    write_replacing(&plugin, PURGE_PLUGIN, 0o644)
+    crate::atomic::write_file(&plugin, PURGE_PLUGIN, 0o644)
 }
 
 /// `wp-config.php`, one level above core (WordPress looks there), so it is
@@ -136,20 +127,25 @@ require_once ABSPATH . 'wp-settings.php';
 }
 
 pub fn write_wp_config(layout: &Layout) -> anyhow::Result<()> {
-    write_replacing(&layout.wp_config(), &render_wp_config(layout), 0o644)
+    crate::atomic::write_file(&layout.wp_config(), &render_wp_config(layout), 0o644)
 }
 
 /// A PHP CLI command with WordPress's environment, run as the web account.
 pub fn php_command(programs: &Programs, accounts: &Accounts, env: &[(String, String)]) -> Command {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&programs.php);
+    with_php_env(&mut cmd, accounts, env);
+    cmd
+}
+
+/// Gives `cmd` WordPress's environment (only it) and the web account.
+pub fn with_php_env(cmd: &mut Command, accounts: &Accounts, env: &[(String, String)]) {
+    use std::os::unix::process::CommandExt;
     cmd.env_clear().env("PATH", "/usr/bin:/bin");
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(web) = &accounts.web {
         // As root, std also drops supplementary groups when it sets the uid.
         cmd.uid(web.uid).gid(web.gid);
     }
-    cmd
 }
 
 /// Installs WordPress unless installed. Returns whether it installed now.
@@ -163,7 +159,7 @@ pub fn install(
     admin_email: &str,
 ) -> anyhow::Result<bool> {
     let script = layout.tmp("php-admin").join("install.php");
-    write_replacing(&script, INSTALLER, 0o644)?;
+    crate::atomic::write_file(&script, INSTALLER, 0o644)?;
     let out = php_command(programs, accounts, env)
         .env(
             "MURAKUMO_ADMIN_PASSWORD",
@@ -188,15 +184,6 @@ pub fn install(
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "installed")
-}
-
-/// Writes a whole file through a temporary and a rename.
-fn write_replacing(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Copies a tree, following symlinks (Debian's core links to its own
