@@ -18,6 +18,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-10}"
 conns="${2:-64}"
 dir="$(mktemp -d /tmp/murakumo-bench.XXXXXX)"
+chmod 755 "$dir"   # the stack's accounts (mysql, www-data, murakumo) must reach it
 port_m=18480; port_n=18481; port_ng=18482; ops=18490; port_up=18479; ops_up=18489
 host="localhost:$port_up"   # WordPress' home; both servers get this Host header
 site="$dir/site"

@@ -370,6 +370,23 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     let err = text(&out.stderr);
     assert!(err.contains("cannot create the site directory"), "{err}");
 
+    // As root, a directory the stack's accounts cannot reach (under a 0700
+    // parent, like /root): said before anything is created.
+    if support::is_root() {
+        let private = site.dir.parent().expect("parent").join("private");
+        std::fs::create_dir(&private).expect("mkdir");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let inside = private.join("site");
+        let out = murakumo(&["up", "--dir", inside.to_str().expect("utf-8"), "--detach"]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("is not searchable by other users (mode 700)"),
+            "{err}"
+        );
+        assert!(!inside.exists(), "nothing created");
+    }
+
     // An occupied port: refused before anything is created; once it is
     // free, `up` in the same directory works.
     let holder = std::net::TcpListener::bind(("127.0.0.1", site.port)).expect("bind");

@@ -73,6 +73,37 @@ impl Accounts {
     }
 }
 
+/// As root, the stack's accounts must be able to reach `dir`: every
+/// existing ancestor must be searchable by others (a site under `/root`,
+/// mode 0700, is not). Checked before anything is created.
+pub fn check_reachable(dir: &Path, accounts: &Accounts) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if accounts.web.is_none() {
+        return Ok(());
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue; // creating the directory fails, and says so
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o001 == 0 {
+            anyhow::bail!(
+                "{} is not searchable by other users (mode {:o}), so the accounts the stack runs as \
+                 (mysql, www-data, {EDGE_ACCOUNT}) cannot reach {}; choose a directory elsewhere \
+                 (e.g. /srv/murakumo/site) or run `chmod o+x {}`",
+                ancestor.display(),
+                mode & 0o777,
+                dir.display(),
+                ancestor.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Gives `path` (not recursively) to `account`; a no-op when `None`.
 pub fn give(path: &Path, account: Option<&Account>) -> anyhow::Result<()> {
     if let Some(a) = account {

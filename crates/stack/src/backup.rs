@@ -145,6 +145,7 @@ pub fn restore(req: &RestoreRequest, _exe: &Path) -> anyhow::Result<()> {
     }
     let programs = Programs::find(&req.wordpress)?;
     let accounts = Accounts::detect()?;
+    crate::accounts::check_reachable(layout.dir(), &accounts)?;
     let existed = layout.dir().exists();
     let result = restore_into(req, &layout, &programs, &accounts);
     if result.is_err() {
@@ -247,17 +248,17 @@ fn restore_into(
             &secrets::read(layout, secrets::DB_PASSWORD)?,
         )?;
         mariadb::import(layout, programs, &staging.join(DUMP))?;
-        let home = new.home_url();
+        let home = mariadb::sql_string(&new.home_url());
         let mut sql = format!(
-            "UPDATE `{db}`.wp_options SET option_value = '{home}' WHERE option_name IN ('home', 'siteurl');\n",
+            "UPDATE `{db}`.wp_options SET option_value = {home} WHERE option_name IN ('home', 'siteurl');\n",
             db = mariadb::DATABASE
         );
         if !secrets_included {
             // New secrets, so the admin gets the new password (WordPress
             // accepts an MD5 hash once and rehashes it at the next login).
-            let pw = secrets::read(layout, secrets::ADMIN_PASSWORD)?;
+            let pw = mariadb::sql_string(&secrets::read(layout, secrets::ADMIN_PASSWORD)?);
             sql.push_str(&format!(
-                "UPDATE `{db}`.wp_users SET user_pass = MD5('{pw}') WHERE user_login = 'admin';\n",
+                "UPDATE `{db}`.wp_users SET user_pass = MD5({pw}) WHERE user_login = 'admin';\n",
                 db = mariadb::DATABASE
             ));
         }

@@ -112,7 +112,13 @@ impl UpRequest {
 /// `murakumo up`.
 pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
     let layout = Layout::new(absolute(&req.dir)?);
-    let programs = Programs::find(&req.wordpress)?;
+    // A site with its core copied no longer needs the package it came from.
+    let core_source = if layout.core().join("wp-settings.php").is_file() {
+        layout.core()
+    } else {
+        req.wordpress.clone()
+    };
+    let programs = Programs::find(&core_source)?;
     // The background supervisor of `up --detach`: the command that started
     // it checked the ports and created the directory.
     let background = req.mode == UpMode::Supervisor;
@@ -137,6 +143,7 @@ pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
                 bail!("cannot listen on {addr}: {e}; another program holds it? Choose another port with {what}");
             }
         }
+        crate::accounts::check_reachable(layout.dir(), &Accounts::detect()?)?;
         create_dir(&layout)?;
         if req.mode == UpMode::Detach {
             return up_detached(req, &layout, exe);

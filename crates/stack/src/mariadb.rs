@@ -145,13 +145,19 @@ pub fn admin_sql(layout: &Layout, programs: &Programs, sql: &str) -> anyhow::Res
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A quoted SQL string literal (MariaDB escapes with backslashes too).
+pub fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// Creates the database and WordPress's user, and (re)sets its password
 /// from the secret, so a changed secret takes effect on the next start.
 pub fn ensure_database(layout: &Layout, programs: &Programs, password: &str) -> anyhow::Result<()> {
+    let password = sql_string(password);
     let sql = format!(
         "CREATE DATABASE IF NOT EXISTS `{DATABASE}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n\
-         CREATE USER IF NOT EXISTS '{USER}'@'localhost' IDENTIFIED BY '{password}';\n\
-         ALTER USER '{USER}'@'localhost' IDENTIFIED BY '{password}';\n\
+         CREATE USER IF NOT EXISTS '{USER}'@'localhost' IDENTIFIED BY {password};\n\
+         ALTER USER '{USER}'@'localhost' IDENTIFIED BY {password};\n\
          GRANT {PRIVILEGES} ON `{DATABASE}`.* TO '{USER}'@'localhost';\n"
     );
     admin_sql(layout, programs, &sql).context("creating the database and its user")?;
@@ -201,4 +207,16 @@ pub fn import(layout: &Layout, programs: &Programs, dump: &Path) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql_string;
+
+    #[test]
+    fn sql_strings_are_quoted_and_escaped() {
+        assert_eq!(sql_string("abc"), "'abc'");
+        assert_eq!(sql_string("it's"), "'it\\'s'");
+        assert_eq!(sql_string("a\\' OR 1=1 --"), "'a\\\\\\' OR 1=1 --'");
+    }
 }

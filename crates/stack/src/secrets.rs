@@ -78,12 +78,26 @@ pub fn ensure(layout: &Layout, accounts: &Accounts) -> anyhow::Result<bool> {
     Ok(created)
 }
 
-/// Reads a secret (without its trailing newline).
+/// Reads a secret (without its trailing newline). A secret someone wrote
+/// by hand must still be safe in every syntax it goes into, so only
+/// letters, digits and `.`, `_`, `-` are accepted.
 pub fn read(layout: &Layout, name: &str) -> anyhow::Result<String> {
     let path = layout.secret(name);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading secret {}", path.display()))?;
-    Ok(text.trim_end().to_string())
+    let value = text.trim_end();
+    if value.len() < 8
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        anyhow::bail!(
+            "{}: a secret must be at least 8 characters of letters, digits, '.', '_' or '-' \
+             (delete the file and `murakumo up` generates a new one)",
+            path.display()
+        );
+    }
+    Ok(value.to_string())
 }
 
 /// Writes a file readable by its owner only, in full or not at all.
