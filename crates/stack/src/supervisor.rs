@@ -253,7 +253,7 @@ impl Running {
         while !signals.stopping() {
             std::thread::sleep(Duration::from_millis(200));
             if signals.reload.swap(false, Ordering::Relaxed) {
-                self.forward_reload(stack);
+                self.forward_reload();
             }
             for p in &mut self.procs {
                 p.tick(stack);
@@ -263,14 +263,13 @@ impl Running {
         tracing::info!("stop requested");
     }
 
-    fn forward_reload(&self, stack: &Stack) {
+    fn forward_reload(&self) {
         for p in &self.procs {
             if let (Role::Edge, Some(child)) = (p.role, &p.child) {
                 tracing::info!("reloading the edge's configuration (SIGHUP)");
                 process::signal(child.id() as i32, Signal::HUP);
             }
         }
-        let _ = stack;
     }
 
     /// Runs `wp-cron.php` every minute, one run at a time.
