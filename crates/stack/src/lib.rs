@@ -17,6 +17,7 @@ pub mod backup;
 pub mod control;
 pub mod layout;
 pub mod lock;
+pub mod logs;
 pub mod mariadb;
 pub mod php_fpm;
 pub mod prereq;

@@ -29,6 +29,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A process that ran this long before dying starts again from the first backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const CRON_EVERY: Duration = Duration::from_secs(60);
+/// A process's log is rotated (one old copy kept) beyond this size.
+const LOG_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Signals the supervisor acts on, set from signal handlers.
 #[derive(Clone)]
@@ -284,6 +286,7 @@ impl Running {
             return;
         }
         self.next_cron = Instant::now() + CRON_EVERY;
+        rotate_logs(&stack.layout);
         let log = File::options()
             .create(true)
             .append(true)
@@ -390,6 +393,20 @@ impl Supervised {
         );
         self.restart_at = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Keeps each process's log below [`LOG_LIMIT`] (checked once a minute).
+fn rotate_logs(layout: &crate::layout::Layout) {
+    let mut logs: Vec<PathBuf> = Role::ALL.iter().map(|r| layout.log_of(*r)).collect();
+    logs.push(layout.log("cron"));
+    logs.push(layout.supervisor_log());
+    for log in logs {
+        match crate::logs::rotate_if_larger(&log, LOG_LIMIT) {
+            Ok(true) => tracing::info!(log = %log.display(), "rotated (previous part in .1)"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "log rotation failed"),
+        }
     }
 }
 
