@@ -261,7 +261,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
                 ops_port: ports.ops_port,
                 wordpress,
             };
-            murakumo_stack::backup::restore(&req, &exe).map(|()| ExitCode::SUCCESS)
+            murakumo_stack::backup::restore(&req).map(|()| ExitCode::SUCCESS)
         }
         StackCommand::Sandbox {
             allow_write,

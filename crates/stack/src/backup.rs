@@ -130,7 +130,7 @@ pub struct RestoreRequest {
 }
 
 /// `murakumo restore`: a new site directory from a backup.
-pub fn restore(req: &RestoreRequest, _exe: &Path) -> anyhow::Result<()> {
+pub fn restore(req: &RestoreRequest) -> anyhow::Result<()> {
     let layout = Layout::new(absolute(&req.dir)?);
     if layout.dir().exists()
         && std::fs::read_dir(layout.dir())
