@@ -246,7 +246,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
             site,
             with_secrets,
             out,
-        } => murakumo_stack::backup::backup(&site.dir, &out, with_secrets)
+        } => murakumo_stack::backup::backup(&site.dir, &out, with_secrets, &exe)
             .map(|()| ExitCode::SUCCESS),
         StackCommand::Restore {
             site,
@@ -261,7 +261,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
                 ops_port: ports.ops_port,
                 wordpress,
             };
-            murakumo_stack::backup::restore(&req).map(|()| ExitCode::SUCCESS)
+            murakumo_stack::backup::restore(&req, &exe).map(|()| ExitCode::SUCCESS)
         }
         StackCommand::Sandbox {
             allow_write,

@@ -10,23 +10,23 @@
 //! failure never leaves something half-made that looks whole.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::process::Child;
 
 use anyhow::{bail, Context};
 
 use crate::accounts::Accounts;
 use crate::control::absolute;
-use crate::layout::Layout;
+use crate::layout::{Layout, Role};
 use crate::prereq::Programs;
 use crate::site_config::{self, SiteSettings};
-use crate::{mariadb, process, secrets, supervisor, wordpress};
+use crate::supervisor::{Signals, Stack};
+use crate::{mariadb, secrets, supervisor, wordpress};
 
 const MANIFEST: &str = "murakumo-backup.txt";
 const DUMP: &str = "db.sql";
 
 /// `murakumo backup`.
-pub fn backup(dir: &Path, out: &Path, with_secrets: bool) -> anyhow::Result<()> {
+pub fn backup(dir: &Path, out: &Path, with_secrets: bool, exe: &Path) -> anyhow::Result<()> {
     let layout = Layout::new(absolute(dir)?);
     if !layout.config().exists() || !layout.db().is_dir() {
         bail!(
@@ -34,14 +34,20 @@ pub fn backup(dir: &Path, out: &Path, with_secrets: bool) -> anyhow::Result<()> 
             layout.dir().display()
         );
     }
-    let programs = Programs::find(&layout.core())?;
-    let accounts = Accounts::detect()?;
+    let stack = Stack {
+        layout: layout.clone(),
+        programs: Programs::find(&layout.core())?,
+        accounts: Accounts::detect()?,
+        settings: site_config::load(&layout)?,
+        env: Vec::new(),
+        exe: exe.to_path_buf(),
+    };
     let staging = layout.tmp("backup");
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let dump = staging.join(DUMP);
     {
-        let _db = DatabaseSession::open(&layout, &programs, &accounts)?;
-        mariadb::dump(&layout, &programs, &dump)?;
+        let _db = DatabaseSession::open(&stack)?;
+        mariadb::dump(&layout, &stack.programs, &dump)?;
     }
     let manifest = format!(
         "murakumo {}\nsite {}\nwordpress {}\nsecrets {}\n",
@@ -130,7 +136,7 @@ pub struct RestoreRequest {
 }
 
 /// `murakumo restore`: a new site directory from a backup.
-pub fn restore(req: &RestoreRequest) -> anyhow::Result<()> {
+pub fn restore(req: &RestoreRequest, exe: &Path) -> anyhow::Result<()> {
     let layout = Layout::new(absolute(&req.dir)?);
     if layout.dir().exists()
         && std::fs::read_dir(layout.dir())
@@ -147,7 +153,7 @@ pub fn restore(req: &RestoreRequest) -> anyhow::Result<()> {
     let accounts = Accounts::detect()?;
     crate::accounts::check_reachable(layout.dir(), &accounts)?;
     let existed = layout.dir().exists();
-    let result = restore_into(req, &layout, &programs, &accounts);
+    let result = restore_into(req, &layout, &programs, &accounts, exe);
     if result.is_err() {
         // Leave nothing that the next `up` or `restore` would take for a site.
         if existed {
@@ -169,6 +175,7 @@ fn restore_into(
     layout: &Layout,
     programs: &Programs,
     accounts: &Accounts,
+    exe: &Path,
 ) -> anyhow::Result<()> {
     for dir in [layout.dir().to_path_buf(), layout.run(), layout.logs()] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -239,9 +246,18 @@ fn restore_into(
     crate::accounts::give_tree(&layout.content(), accounts.web.as_ref())?;
     wordpress::write_wp_config(layout)?;
 
+    mariadb::prepare_dirs(layout, accounts)?;
     mariadb::init(layout, programs, accounts)?;
     {
-        let _db = DatabaseSession::open(layout, programs, accounts)?;
+        let stack = Stack {
+            layout: layout.clone(),
+            programs: programs.clone(),
+            accounts: accounts.clone(),
+            settings: new.clone(),
+            env: Vec::new(),
+            exe: exe.to_path_buf(),
+        };
+        let _db = DatabaseSession::open(&stack)?;
         mariadb::ensure_database(
             layout,
             programs,
@@ -294,19 +310,21 @@ fn wordpress_version(core: &Path) -> Option<String> {
 }
 
 /// The site's MariaDB for the length of a backup or restore: the running
-/// one, or a private one started for the purpose and shut down cleanly.
-struct DatabaseSession {
+/// one, or one started for the purpose as `up` starts it (sandboxed, under
+/// its account) and shut down cleanly.
+struct DatabaseSession<'a> {
+    stack: &'a Stack,
     started: Option<Child>,
 }
 
-impl DatabaseSession {
-    fn open(
-        layout: &Layout,
-        programs: &Programs,
-        accounts: &Accounts,
-    ) -> anyhow::Result<DatabaseSession> {
+impl<'a> DatabaseSession<'a> {
+    fn open(stack: &'a Stack) -> anyhow::Result<DatabaseSession<'a>> {
+        let layout = &stack.layout;
         if mariadb::answers(layout) {
-            return Ok(DatabaseSession { started: None });
+            return Ok(DatabaseSession {
+                stack,
+                started: None,
+            });
         }
         if crate::lock::holder(layout).is_some() {
             bail!(
@@ -314,47 +332,26 @@ impl DatabaseSession {
                 layout.mariadb_socket().display()
             );
         }
-        mariadb::prepare_dirs(layout, accounts)?;
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(layout.log("mariadb"))
-            .context("opening the MariaDB log")?;
-        let mut child = std::process::Command::new(&programs.mariadbd)
-            .args(mariadb::server_args(layout, accounts))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting MariaDB")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while !mariadb::answers(layout) {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "MariaDB exited ({status}); its log ends with:\n{}",
-                    supervisor::log_tail(&layout.log("mariadb"), 8)
-                );
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                bail!(
-                    "MariaDB did not start; see {}",
-                    layout.log("mariadb").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        mariadb::prepare_dirs(layout, &stack.accounts)?;
+        let mut child = stack.spawn(Role::Mariadb)?;
+        if let Err(e) = stack.wait_ready(Role::Mariadb, &mut child, &Signals::register()?) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(layout.pid_file(Role::Mariadb));
+            return Err(e);
         }
         Ok(DatabaseSession {
+            stack,
             started: Some(child),
         })
     }
 }
 
-impl Drop for DatabaseSession {
+impl Drop for DatabaseSession<'_> {
     fn drop(&mut self) {
-        if let Some(mut child) = self.started.take() {
-            process::signal(child.id() as i32, rustix::process::Signal::TERM);
-            let _ = child.wait();
+        if let Some(child) = self.started.take() {
+            supervisor::stop_child(self.stack, Role::Mariadb, child);
+            let _ = std::fs::remove_file(self.stack.layout.pid_file(Role::Mariadb));
         }
     }
 }

@@ -133,6 +133,7 @@ pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let accounts = Accounts::detect()?;
     let settings = req.settings(&layout)?;
     if !background {
         for (what, addr) in [
@@ -143,13 +144,21 @@ pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
                 bail!("cannot listen on {addr}: {e}; another program holds it? Choose another port with {what}");
             }
         }
-        crate::accounts::check_reachable(layout.dir(), &Accounts::detect()?)?;
+        crate::accounts::check_reachable(layout.dir(), &accounts)?;
         create_dir(&layout)?;
         if req.mode == UpMode::Detach {
             return up_detached(req, &layout, exe);
         }
     }
-    run_supervisor(req, &layout, programs, settings, exe, background)
+    let stack = Stack {
+        layout,
+        programs,
+        accounts,
+        settings,
+        env: Vec::new(),
+        exe: exe.to_path_buf(),
+    };
+    run_supervisor(req, stack, background)
 }
 
 /// Creates the directory skeleton, saying clearly when it cannot.
@@ -233,17 +242,11 @@ fn up_detached(req: &UpRequest, layout: &Layout, exe: &Path) -> anyhow::Result<(
 }
 
 /// The supervisor: provisions, starts, supervises, stops. `piped`: running
-/// detached, with `out` a pipe to the waiting `up`.
-pub fn run_supervisor(
-    req: &UpRequest,
-    layout: &Layout,
-    programs: Programs,
-    settings: SiteSettings,
-    exe: &Path,
-    piped: bool,
-) -> anyhow::Result<()> {
+/// detached, its stdout a pipe to the waiting `up`.
+pub fn run_supervisor(req: &UpRequest, mut stack: Stack, piped: bool) -> anyhow::Result<()> {
     let signals = Signals::register()?;
-    let _lock = match SupervisorLock::acquire(layout)? {
+    let layout = stack.layout.clone();
+    let _lock = match SupervisorLock::acquire(&layout)? {
         Ok(lock) => lock,
         Err(pid) => bail!(
             "another murakumo supervisor (pid {}) runs {}",
@@ -253,16 +256,7 @@ pub fn run_supervisor(
     };
     let mut progress = Progress::new(Box::new(std::io::stdout()), STEPS);
     progress.say(&format!("murakumo up: {}", layout.dir().display()));
-    let accounts = Accounts::detect()?;
     let mut running = Running::new();
-    let mut stack = Stack {
-        layout: layout.clone(),
-        programs,
-        accounts,
-        settings,
-        env: Vec::new(),
-        exe: exe.to_path_buf(),
-    };
     let result = start(req, &mut stack, &mut running, &mut progress, &signals);
     let installed_now = match result {
         Ok(installed_now) => installed_now,
@@ -330,13 +324,13 @@ fn start(
     });
 
     progress.begin("MariaDB", Some(&stack.waits_for(Role::Mariadb)));
+    mariadb::prepare_dirs(&layout, &stack.accounts)?;
     let fresh = mariadb::init(&layout, &stack.programs, &stack.accounts).with_context(|| {
         format!(
             "initialising the data directory; see {}",
             layout.log("mariadb-install").display()
         )
     })?;
-    mariadb::prepare_dirs(&layout, &stack.accounts)?;
     start_role(stack, running, Role::Mariadb, signals)?;
     mariadb::ensure_database(
         &layout,

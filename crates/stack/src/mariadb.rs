@@ -21,7 +21,7 @@ pub const USER: &str = "wp";
 const PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP, \
      CREATE TEMPORARY TABLES, LOCK TABLES, REFERENCES";
 
-/// Initialises the data directory unless it exists. The new directory is
+/// Initialises the data directory unless it exists ([`prepare_dirs`] first). The new directory is
 /// built beside its final place and renamed in, so a failed initialisation
 /// never leaves a half-made `db/` that the next `up` would trust.
 pub fn init(layout: &Layout, programs: &Programs, accounts: &Accounts) -> anyhow::Result<bool> {
@@ -35,7 +35,6 @@ pub fn init(layout: &Layout, programs: &Programs, accounts: &Accounts) -> anyhow
             db.display()
         );
     }
-    prepare_dirs(layout, accounts)?;
     let log = layout.log("mariadb-install");
     crate::atomic::create_dir(&db, |partial| {
         let out = Command::new(&programs.mariadb_install_db)
@@ -97,12 +96,8 @@ pub fn server_args(layout: &Layout, accounts: &Accounts) -> Vec<String> {
 
 /// Where a stack's MariaDB may write.
 pub fn writable(layout: &Layout) -> Vec<std::path::PathBuf> {
-    vec![
-        layout.db(),
-        layout.tmp("mariadb"),
-        layout.mariadb_run(),
-        layout.logs(),
-    ]
+    // Its log is the descriptor the supervisor opened for it.
+    vec![layout.db(), layout.tmp("mariadb"), layout.mariadb_run()]
 }
 
 /// Whether the server answers on its socket.

@@ -422,7 +422,8 @@ fn stop_plan(role: Role) -> (Signal, Duration) {
     }
 }
 
-fn stop_child(stack: &Stack, role: Role, mut child: Child) {
+/// Asks one process to stop and waits (killing it only past its time).
+pub fn stop_child(stack: &Stack, role: Role, mut child: Child) {
     let (sig, limit) = stop_plan(role);
     process::signal(child.id() as i32, sig);
     let deadline = Instant::now() + limit;
