@@ -44,6 +44,8 @@ pub struct Config {
     pub server: Server,
     #[serde(default)]
     pub site: Vec<Site>,
+    /// Automatic certificates, for sites with `tls = { acme = true }`.
+    pub acme: Option<Acme>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -71,6 +73,106 @@ pub struct Server {
     pub log_format: LogFormat,
     #[serde(default = "yes")]
     pub access_log: bool,
+    /// HTTPS listeners (TLS 1.3 and 1.2, ALPN h2 and http/1.1).
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS (ACME challenges
+    /// excepted).
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Send `Strict-Transport-Security` on HTTPS answers: `true` for one
+    /// year, or a max-age such as "180d".
+    #[serde(default)]
+    pub hsts: Hsts,
+    /// Peers (load balancers) whose `X-Forwarded-For`/`X-Forwarded-Proto`
+    /// and PROXY protocol v2 header are believed; nobody else's are.
+    #[serde(default, deserialize_with = "units::networks")]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+}
+
+/// `Strict-Transport-Security`: off, or on with a max-age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hsts(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for Hsts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Age(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(Hsts(None)),
+            Raw::Flag(true) => Ok(Hsts(Some(Duration::from_secs(365 * 86400)))),
+            Raw::Age(s) => parse_duration(&s)
+                .map(|d| Hsts(Some(d)))
+                .map_err(|e| serde::de::Error::custom(format!("{e}, or true for one year"))),
+        }
+    }
+}
+
+/// Where a site's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteTls {
+    /// PEM certificate chain (leaf first); relative paths are relative to
+    /// the configuration file.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Obtain and renew the certificate from the `[acme]` directory.
+    #[serde(default)]
+    pub acme: bool,
+    /// Generate a certificate at start (local use: browsers will warn).
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+/// What kind of certificate source a site's `tls` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    Files { cert: PathBuf, key: PathBuf },
+    Acme,
+    SelfSigned,
+}
+
+impl SiteTls {
+    /// The source this table names (valid after [`Config::validate`]).
+    pub fn source(&self) -> Option<TlsSource> {
+        match (&self.cert, &self.key, self.acme, self.self_signed) {
+            (Some(cert), Some(key), false, false) => Some(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None, true, false) => Some(TlsSource::Acme),
+            (None, None, false, true) => Some(TlsSource::SelfSigned),
+            _ => None,
+        }
+    }
+}
+
+/// The ACME account and where certificates are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// Contact address given to the CA (expiry warnings, policy changes).
+    pub email: Option<String>,
+    /// The CA's directory URL; Let's Encrypt by default.
+    #[serde(default = "default_acme_directory")]
+    pub directory: String,
+    /// Directory for the account key and certificates (created 0700; keys
+    /// are written 0600); relative paths are relative to the configuration.
+    pub storage: PathBuf,
+    /// A PEM root to trust for the directory's own HTTPS (a private or test
+    /// CA such as pebble); the system roots otherwise.
+    pub ca_root: Option<PathBuf>,
+}
+
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+fn default_acme_directory() -> String {
+    LETS_ENCRYPT.to_string()
 }
 
 impl Default for Server {
@@ -83,6 +185,10 @@ impl Default for Server {
             purge_token_file: None,
             log_format: LogFormat::Text,
             access_log: true,
+            tls_listen: Vec::new(),
+            redirect_https: false,
+            hsts: Hsts::default(),
+            trusted_proxies: None,
         }
     }
 }
@@ -113,6 +219,8 @@ pub struct Site {
     pub php_timeout: Duration,
     #[serde(default)]
     pub cache: Cache,
+    /// The site's certificate, for `server.tls_listen`.
+    pub tls: Option<SiteTls>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,7 +378,38 @@ impl Config {
             file: file.clone(),
             source,
         })?;
-        Config::parse(&text, &file)
+        let mut config = Config::parse(&text, &file)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_relative(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes certificate and ACME paths absolute against `dir`, the
+    /// configuration file's directory.
+    pub fn resolve_relative(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        for site in &mut self.site {
+            if let Some(tls) = &mut site.tls {
+                tls.cert.as_mut().map(fix);
+                tls.key.as_mut().map(fix);
+            }
+        }
+        if let Some(acme) = &mut self.acme {
+            fix(&mut acme.storage);
+            acme.ca_root.as_mut().map(fix);
+        }
+    }
+
+    /// Whether any site obtains its certificate by ACME.
+    pub fn wants_acme(&self) -> bool {
+        self.site
+            .iter()
+            .any(|s| s.tls.as_ref().and_then(SiteTls::source) == Some(TlsSource::Acme))
     }
 
     /// Parses and validates configuration text; `file` names it in errors.
@@ -301,6 +440,39 @@ impl Config {
                 "server.ops_listen".into(),
                 format!("{} is also a public listener; health, metrics and purge must be on their own address", self.server.ops_listen),
             ));
+        }
+        for addr in &self.server.tls_listen {
+            if self.server.listen.contains(addr) || *addr == self.server.ops_listen {
+                return Err(err(
+                    "server.tls_listen".into(),
+                    format!("{addr} is also in server.listen or server.ops_listen; each address serves one protocol"),
+                ));
+            }
+        }
+        if self.server.redirect_https && self.server.tls_listen.is_empty() {
+            return Err(err(
+                "server.redirect_https".into(),
+                "is true but server.tls_listen is empty; add an HTTPS listener such as \"0.0.0.0:443\"".into(),
+            ));
+        }
+        if let Some(acme) = &self.acme {
+            if !(acme.directory.starts_with("https://") || acme.directory.starts_with("http://")) {
+                return Err(err(
+                    "acme.directory".into(),
+                    format!(
+                        "{:?} is not a URL; give the CA's directory, e.g. \"{LETS_ENCRYPT}\"",
+                        acme.directory
+                    ),
+                ));
+            }
+            if let Some(email) = &acme.email {
+                if !email.contains('@') || email.contains(char::is_whitespace) {
+                    return Err(err(
+                        "acme.email".into(),
+                        format!("{email:?} is not an e-mail address"),
+                    ));
+                }
+            }
         }
         if self.site.is_empty() {
             return Err(err(
@@ -365,6 +537,34 @@ impl Config {
             }
             if site.php_max_conns == 0 {
                 return Err(err(key("php_max_conns"), "must be at least 1".into()));
+            }
+            if let Some(tls) = &site.tls {
+                let source = tls.source().ok_or_else(|| {
+                    err(
+                        key("tls"),
+                        "must name exactly one source: { cert = \"fullchain.pem\", key = \"key.pem\" }, { acme = true } or { self_signed = true }".into(),
+                    )
+                })?;
+                if self.server.tls_listen.is_empty() {
+                    return Err(err(
+                        key("tls"),
+                        "is set but server.tls_listen is empty; add an HTTPS listener such as \"0.0.0.0:443\"".into(),
+                    ));
+                }
+                if source == TlsSource::Acme {
+                    if self.acme.is_none() {
+                        return Err(err(
+                            key("tls"),
+                            "asks for acme but there is no [acme] section; add one with at least storage = \"/var/lib/murakumo/acme\"".into(),
+                        ));
+                    }
+                    if let Some(h) = site.hosts.iter().find(|h| h.starts_with("*.")) {
+                        return Err(err(
+                            key("tls"),
+                            format!("acme cannot obtain {h:?}: wildcard names need a DNS-01 challenge; give the wildcard a certificate file"),
+                        ));
+                    }
+                }
             }
             let c = &site.cache;
             if c.max_entry_size > c.max_memory {

@@ -138,3 +138,94 @@ proptest::proptest! {
         let _ = Config::parse(&text, "fuzz.toml");
     }
 }
+
+const TLS: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+tls_listen = ["127.0.0.1:8443"]
+redirect_https = true
+hsts = "180d"
+trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]
+
+[acme]
+email = "ops@example.com"
+storage = "acme"
+
+[[site]]
+name = "blog"
+hosts = ["blog.example.com"]
+root = "/srv/blog"
+php = ["127.0.0.1:9000"]
+tls = { acme = true }
+
+[[site]]
+name = "shop"
+hosts = ["*.shop.example"]
+root = "/srv/shop"
+php = ["127.0.0.1:9000"]
+tls = { cert = "certs/fullchain.pem", key = "/etc/keys/key.pem" }
+"#;
+
+#[test]
+fn tls_sources_and_relative_paths() {
+    let mut c = Config::parse(TLS, "m.toml").unwrap();
+    c.resolve_relative(Path::new("/etc/murakumo"));
+    assert_eq!(c.server.hsts, Hsts(Some(Duration::from_secs(180 * 86400))));
+    assert_eq!(c.server.trusted_proxies.as_ref().unwrap().len(), 2);
+    assert!(c.wants_acme());
+    let acme = c.acme.as_ref().unwrap();
+    assert_eq!(acme.directory, LETS_ENCRYPT);
+    assert_eq!(acme.storage, Path::new("/etc/murakumo/acme"));
+    assert_eq!(
+        c.site[1].tls.as_ref().unwrap().source(),
+        Some(TlsSource::Files {
+            cert: "/etc/murakumo/certs/fullchain.pem".into(),
+            key: "/etc/keys/key.pem".into()
+        })
+    );
+    let on = TLS.replace("hsts = \"180d\"", "hsts = true");
+    let c = Config::parse(&on, "m.toml").unwrap();
+    assert_eq!(c.server.hsts, Hsts(Some(Duration::from_secs(365 * 86400))));
+}
+
+#[test]
+fn tls_mistakes_are_named() {
+    let e = invalid(&TLS.replace(
+        "tls = { acme = true }",
+        "tls = { acme = true, self_signed = true }",
+    ));
+    assert!(
+        e.contains("site[0].tls") && e.contains("exactly one"),
+        "{e}"
+    );
+    let e = invalid(&TLS.replace("tls = { acme = true }", "tls = { cert = \"a.pem\" }"));
+    assert!(e.contains("site[0].tls"), "{e}");
+    let e = invalid(&TLS.replace("tls_listen = [\"127.0.0.1:8443\"]", ""));
+    assert!(e.contains("server.redirect_https"), "{e}");
+    let no_redirect = TLS
+        .replace("tls_listen = [\"127.0.0.1:8443\"]", "")
+        .replace("redirect_https = true", "");
+    let e = invalid(&no_redirect);
+    assert!(e.contains("site[0].tls") && e.contains("tls_listen"), "{e}");
+    let e = invalid(&TLS.replace("[acme]", "[unused]"));
+    assert!(e.contains("unused") || e.contains("[acme]"), "{e}");
+    let no_acme = TLS.replace(
+        "[acme]\nemail = \"ops@example.com\"\nstorage = \"acme\"\n",
+        "",
+    );
+    let e = invalid(&no_acme);
+    assert!(e.contains("site[0].tls") && e.contains("[acme]"), "{e}");
+    let e = invalid(&TLS.replace("\"blog.example.com\"", "\"*.example.com\""));
+    assert!(e.contains("wildcard") && e.contains("DNS-01"), "{e}");
+    let e = invalid(&TLS.replace("hsts = \"180d\"", "hsts = \"forever\""));
+    assert!(e.contains("hsts") && e.contains("true for one year"), "{e}");
+    let e = invalid(&TLS.replace("\"127.0.0.1:8443\"", "\"127.0.0.1:8080\""));
+    assert!(e.contains("server.tls_listen"), "{e}");
+    let e = invalid(&TLS.replace("ops@example.com", "not an address"));
+    assert!(e.contains("acme.email"), "{e}");
+    let e = invalid(&TLS.replace("\"10.0.0.0/8\"", "\"ten\""));
+    assert!(
+        e.contains("trusted_proxies") || e.contains("not an IP network"),
+        "{e}"
+    );
+}

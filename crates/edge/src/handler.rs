@@ -59,25 +59,53 @@ pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
+/// Where ACME CAs look for HTTP-01 answers.
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
 pub async fn handle(
     edge: Arc<Edge>,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
+    let config = edge.config();
+    // HTTP/2 carries the host in `:authority`; the rest of the pipeline
+    // (router, cache key, CGI) reads the Host header.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    let proxies = config.server.trusted_proxies.as_deref().unwrap_or(&[]);
+    let conn = crate::forwarded::effective(conn, req.headers_mut(), proxies);
     let method = req.method().clone();
     // Cheap clones (reference-counted): kept for the access log.
     let uri = req.uri().clone();
     let host_value = req.headers().get(header::HOST).cloned();
-    let host = match &host_value {
-        Some(h) => h.to_str().ok(),
-        None => uri.authority().map(|a| a.as_str()),
-    };
+    let host = host_value.as_ref().and_then(|h| h.to_str().ok());
     let mut outcome = Outcome::default();
-    let mut resp = route(&edge, conn, req, host, &mut outcome).await;
+    let mut resp = if let Some(token) = uri.path().strip_prefix(ACME_CHALLENGE) {
+        acme_answer(&edge, token)
+    } else if config.server.redirect_https && !conn.https {
+        to_https(&config.server, host, &uri)
+    } else {
+        route(&edge, conn, req, host, &mut outcome).await
+    };
     if let Some(label) = outcome.cache {
         resp.headers_mut()
             .insert("x-cache", HeaderValue::from_static(label));
+    }
+    if conn.https {
+        if let Some(age) = config.server.hsts.0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", age.as_secs())) {
+                resp.headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, v);
+            }
+        }
     }
     if method == Method::HEAD {
         *resp.body_mut() = Body::empty();
@@ -89,7 +117,7 @@ pub async fn handle(
     if let Some(up) = outcome.upstream {
         edge.metrics.upstream_time(&site, up);
     }
-    if edge.access_log() {
+    if config.server.access_log {
         tracing::info!(
             target: "murakumo::access",
             client = %conn.remote.ip(),
@@ -104,6 +132,48 @@ pub async fn handle(
         );
     }
     Ok(resp)
+}
+
+/// The key authorization for an HTTP-01 token, if an order waits on it.
+fn acme_answer(edge: &Edge, token: &str) -> Response<Body> {
+    match edge.certs.challenges.answer(token) {
+        Some(answer) => {
+            let mut r = Response::new(Body::full(Bytes::from(answer)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        None => plain(StatusCode::NOT_FOUND, "no such ACME challenge"),
+    }
+}
+
+/// 308 to the same URL over HTTPS (308 keeps the method and body).
+fn to_https(
+    server: &murakumo_config::Server,
+    host: Option<&str>,
+    uri: &http::Uri,
+) -> Response<Body> {
+    let Some(host) = host else {
+        return plain(StatusCode::BAD_REQUEST, "missing Host header");
+    };
+    let name = murakumo_cache::key::host_without_port(host);
+    let port = server.tls_listen.first().map_or(443, |a| a.port());
+    let authority = if port == 443 {
+        name.to_string()
+    } else {
+        format!("{name}:{port}")
+    };
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    match HeaderValue::from_str(&format!("https://{authority}{target}")) {
+        Ok(location) => {
+            let mut r = plain(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS");
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Err(_) => plain(StatusCode::BAD_REQUEST, "bad Host header"),
+    }
 }
 
 async fn route(

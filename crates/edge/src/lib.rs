@@ -4,10 +4,15 @@
 //! static file or PHP → page cache (`cached`) → FastCGI pool (`php`).
 //! Operations (`ops`): health, readiness, metrics, purge on their own listener.
 //! Lifecycle (`server`): drain on SIGTERM, reload on SIGHUP.
+//! HTTPS (`server`, `certificates`): TLS 1.3/1.2 with h2 and http/1.1,
+//! certificates by SNI from files, self-signed or ACME; `forwarded`: the
+//! real client behind trusted proxies.
 
 pub mod body;
 pub mod cached;
+pub mod certificates;
 pub mod cgi;
+pub mod forwarded;
 pub mod guard;
 pub mod handler;
 pub mod metrics;

@@ -27,6 +27,7 @@ pub struct Metrics {
     requests: Mutex<HashMap<RequestLabels, u64>>,
     upstream: Mutex<HashMap<Arc<str>, Histogram>>,
     pub purges: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -88,8 +89,13 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# TYPE murakumo_purged_requests_total counter\nmurakumo_purge_requests_total {}",
+            "# TYPE murakumo_purge_requests_total counter\nmurakumo_purge_requests_total {}",
             self.purges.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE murakumo_tls_handshake_failures_total counter\nmurakumo_tls_handshake_failures_total {}",
+            self.tls_handshake_failures.load(Ordering::Relaxed)
         );
     }
 }

@@ -1,14 +1,14 @@
 //! The ops listener, never the public one: `/healthz` (the process serves),
 //! `/readyz` (php answers, the database answers `SELECT 1`, not draining),
-//! `/metrics` (Prometheus text) and `POST /purge` (bearer token, or loopback
-//! only when no token is configured).
+//! `/metrics` (Prometheus text), `POST /purge` and `POST /acme/renew?site=`
+//! (bearer token, or loopback only when no token is configured).
 
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -33,12 +33,13 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "/readyz") => readyz(&edge).await,
         (&Method::GET, "/metrics") => metrics(&edge),
         (&Method::POST, "/purge") => purge(&edge, remote, &req),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/purge") => {
+        (&Method::POST, "/acme/renew") => acme_renew(&edge, remote, &req).await,
+        (_, "/healthz" | "/readyz" | "/metrics" | "/purge" | "/acme/renew") => {
             plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => plain(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz, /metrics or POST /purge",
+            "not found; try /healthz, /readyz, /metrics, POST /purge or POST /acme/renew?site=NAME",
         ),
     };
     Ok(resp)
@@ -81,9 +82,32 @@ async fn readyz(edge: &Edge) -> Response<Body> {
             }
         }
     }
+    // Certificates are reported, never a reason to be unready: the CA
+    // validates through this very edge, and a load balancer that drops
+    // unready edges would block the order that fixes the problem.
+    let mut notes = Vec::new();
+    if let Some(acme) = edge.certs.acme() {
+        for (site, status) in acme.statuses() {
+            match (&status.last_error, status.not_after) {
+                (Some(e), Some(_)) => notes.push(format!(
+                    "site {site}: certificate renewal failing ({e}); the current certificate serves until {}",
+                    httpdate::fmt_http_date(status.not_after.unwrap_or(SystemTime::UNIX_EPOCH))
+                )),
+                (Some(e), None) => notes.push(format!("site {site}: no certificate, HTTPS fails: {e}")),
+                (None, None) => notes.push(format!("site {site}: no certificate yet (ACME order under way)")),
+                (None, Some(_)) => {}
+            }
+        }
+    }
     if problems.is_empty() {
-        plain(StatusCode::OK, "ready")
+        let mut text = "ready".to_string();
+        for n in &notes {
+            text.push_str("\nwarning: ");
+            text.push_str(n);
+        }
+        plain(StatusCode::OK, &text)
     } else {
+        problems.extend(notes);
         plain(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("not ready:\n{}", problems.join("\n")),
@@ -156,6 +180,36 @@ fn metrics(edge: &Edge) -> Response<Body> {
             );
         }
     }
+    if let Some(acme) = edge.certs.acme() {
+        out.push_str("# HELP murakumo_certificate_expiry_seconds When the site's ACME certificate expires (Unix time).\n# TYPE murakumo_certificate_expiry_seconds gauge\n");
+        out.push_str("# TYPE murakumo_acme_renewal_failing gauge\n# TYPE murakumo_acme_failures_total counter\n# TYPE murakumo_acme_certificates_issued_total counter\n");
+        for (site, s) in acme.statuses() {
+            let unix = |t: Option<SystemTime>| {
+                t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs())
+            };
+            let _ = writeln!(
+                out,
+                "murakumo_certificate_expiry_seconds{{site=\"{site}\"}} {}",
+                unix(s.not_after)
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_acme_renewal_failing{{site=\"{site}\"}} {}",
+                u8::from(s.last_error.is_some())
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_acme_failures_total{{site=\"{site}\"}} {}",
+                s.failures
+            );
+            let _ = writeln!(
+                out,
+                "murakumo_acme_certificates_issued_total{{site=\"{site}\"}} {}",
+                s.issued
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# TYPE murakumo_draining gauge\nmurakumo_draining {}",
@@ -183,6 +237,36 @@ fn authorised(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> bool 
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
         None => remote.ip().is_loopback() || remote.ip().to_canonical().is_loopback(),
+    }
+}
+
+/// `POST /acme/renew?site=NAME`: renews now and answers with the outcome.
+async fn acme_renew(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+    if !authorised(edge, remote, req) {
+        return plain(
+            StatusCode::UNAUTHORIZED,
+            "renewal needs Authorization: Bearer <token>",
+        );
+    }
+    let Some(acme) = edge.certs.acme() else {
+        return plain(StatusCode::NOT_FOUND, "no site uses tls = { acme = true }");
+    };
+    let site = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("site="))
+        .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned());
+    let Some(site) = site else {
+        return plain(StatusCode::BAD_REQUEST, "say which site: ?site=NAME");
+    };
+    match acme.renew(&site).await {
+        Ok(()) => plain(StatusCode::OK, &format!("site {site}: certificate renewed")),
+        Err(e) => plain(
+            StatusCode::BAD_GATEWAY,
+            &format!("site {site}: renewal failed: {e}; the current certificate keeps serving"),
+        ),
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use murakumo_config::Config;
 
+use crate::certificates::{CertError, Certificates};
 use crate::metrics::Metrics;
 use crate::site::{SiteError, Sites};
 use crate::static_files::FileCache;
@@ -20,12 +21,15 @@ pub struct Edge {
     pub draining: AtomicBool,
     pub metrics: Metrics,
     pub files: FileCache,
+    pub certs: Certificates,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
     Site(#[from] SiteError),
+    #[error(transparent)]
+    Cert(#[from] CertError),
     #[error("{path}: cannot read the purge token")]
     Token {
         path: String,
@@ -58,7 +62,9 @@ impl Edge {
     pub fn new(config: Config, config_path: PathBuf) -> Result<Edge, StateError> {
         let sites = Sites::build(&config, None)?;
         let token = read_token(config.server.purge_token_file.as_deref())?;
+        let certs = Certificates::new(&config)?;
         Ok(Edge {
+            certs,
             sites: RwLock::new(Arc::new(sites)),
             config: RwLock::new(Arc::new(config)),
             purge_token: RwLock::new(token),
@@ -94,10 +100,13 @@ impl Edge {
     }
 
     /// Swaps in a new configuration. Listener addresses cannot change
-    /// without a restart; the caller warns about that.
+    /// without a restart; the caller warns about that. Certificates are
+    /// re-read; ACME tasks are started or updated (so this must run within
+    /// the tokio runtime).
     pub fn apply(&self, config: Config) -> Result<(), StateError> {
         let sites = Sites::build(&config, Some(&self.sites()))?;
         let token = read_token(config.server.purge_token_file.as_deref())?;
+        self.certs.apply(&config)?;
         *self.sites.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sites);
         *self.purge_token.write().unwrap_or_else(|e| e.into_inner()) = token;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);

@@ -109,6 +109,8 @@ impl Drop for Proc {
 /// An HTTP response as curl saw it (body not decoded).
 #[derive(Debug)]
 pub struct Resp {
+    /// As on the status line: "HTTP/1.1", "HTTP/2".
+    pub version: String,
     pub status: u16,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
@@ -152,9 +154,15 @@ pub fn curl(url: &str, args: &[&str]) -> Resp {
         .unwrap_or("")
         .to_string();
     let mut lines = block.lines();
-    let status = lines
+    let status_line = lines.next().unwrap_or("");
+    let version = status_line
+        .split_whitespace()
         .next()
-        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let mut headers = HashMap::new();
@@ -172,6 +180,7 @@ pub fn curl(url: &str, args: &[&str]) -> Resp {
         }
     }
     Resp {
+        version,
         status,
         headers,
         body: std::fs::read(body.path()).unwrap_or_default(),
@@ -466,6 +475,24 @@ pub struct WordPress {
     pub admin_password: String,
     pub app_password: String,
     pub post_url: String,
+    /// The HTTPS port, for configurations that use `{tls_port}`.
+    pub tls_port: u16,
+}
+
+/// How [`WordPress::start_with`] sets up the site.
+#[derive(Default)]
+pub struct WpOptions<'a> {
+    /// Appended to `[server]`; may use `{tls_port}`.
+    pub server_extra: &'a str,
+    /// Appended to `[[site]]`.
+    pub site_extra: &'a str,
+    /// Appended to `[site.cache]`.
+    pub cache: &'a str,
+    /// Install with an `https://wp.test:{tls_port}` home URL.
+    pub https: bool,
+    /// Appended at the end (more `[[site]]` tables); may use `{root}`,
+    /// `{php}` (the pool's address) and `{tls_port}`.
+    pub tail: &'a str,
 }
 
 pub const SEEDED_TITLE: &str = "Hello from murakumo";
@@ -474,6 +501,21 @@ impl WordPress {
     /// Installs WordPress; `site_extra` is appended to the `[[site]]` table
     /// (e.g. `admin_allow = [...]`) and `cache` to `[site.cache]`.
     pub fn start(site_extra: &str, cache: &str) -> WordPress {
+        WordPress::start_with(WpOptions {
+            site_extra,
+            cache,
+            ..WpOptions::default()
+        })
+    }
+
+    pub fn start_with(o: WpOptions<'_>) -> WordPress {
+        let WpOptions {
+            server_extra,
+            site_extra,
+            cache,
+            https,
+            tail,
+        } = o;
         let dir = tempfile::Builder::new()
             .prefix("murakumo-wp-")
             .tempdir()
@@ -519,7 +561,12 @@ impl WordPress {
         // The edge's ports must be known before install (the home URL has
         // the port), so pick them here and hand them to Edge::start.
         let port = free_port();
-        let host = format!("wp.test:{port}");
+        let tls_port = free_port();
+        let host = if https {
+            format!("wp.test:{tls_port}")
+        } else {
+            format!("wp.test:{port}")
+        };
         let ops_port = free_port();
         let fpm = PhpFpm::start(
             d,
@@ -533,7 +580,7 @@ impl WordPress {
         let admin_password = format!("pw-{}-{}", std::process::id(), port);
         // The same installer `murakumo up` uses, then the test's seed.
         let installer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack/src/php/install.php");
-        let home = format!("http://{host}");
+        let home = format!("{}://{host}", if https { "https" } else { "http" });
         let wp_config = root.join("wp-config.php");
         let out = Command::new("php8.2")
             .env("MURAKUMO_ADMIN_PASSWORD", &admin_password)
@@ -556,12 +603,16 @@ impl WordPress {
             .unwrap_or_else(|e| panic!("install output {stdout:?}: {e}"));
 
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nops_listen = \"127.0.0.1:{ops_port}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n\n[[site]]\nname = \"blog\"\nhosts = [\"wp.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ndb = \"mysql://wp@localhost/wordpress?socket={dbsock}\"\ndb_password_file = \"{pwfile}\"\n{site_extra}\n[site.cache]\n{cache}\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nops_listen = \"127.0.0.1:{ops_port}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"blog\"\nhosts = [\"wp.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ndb = \"mysql://wp@localhost/wordpress?socket={dbsock}\"\ndb_password_file = \"{pwfile}\"\n{site_extra}\n[site.cache]\n{cache}\n",
             root = root.display(),
             sock = fpm.socket.display(),
             dbsock = db.socket.display(),
             pwfile = d.join("db-password").display(),
         );
+        let tail = tail
+            .replace("{root}", &root.display().to_string())
+            .replace("{php}", &format!("unix:{}", fpm.socket.display()));
+        let config = (config + &tail).replace("{tls_port}", &tls_port.to_string());
         let mut f = std::fs::File::create(d.join("db-password")).unwrap();
         writeln!(f, "wp-secret").unwrap();
         let edge = Edge::start_on(d, &config, port, ops_port);
@@ -577,6 +628,7 @@ impl WordPress {
                 .unwrap_or_default()
                 .to_string(),
             post_url: installed["post"].as_str().unwrap_or_default().to_string(),
+            tls_port,
             dir,
         }
     }

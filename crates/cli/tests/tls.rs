@@ -1,0 +1,485 @@
+//! HTTPS end to end through the murakumo binary, with real clients (curl,
+//! nghttp, openssl s_client) and a real ACME CA (Debian's pebble): h2 and
+//! http/1.1 by ALPN, SNI (exact, second site, wildcard), refused old TLS
+//! versions, redirect and HSTS, reload without dropping connections,
+//! certificates obtained, renewed and failing to renew over ACME, and
+//! `X-Forwarded-*` believed only from trusted proxies.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use support::{curl, free_port, wait_until, Proc, Resp, WordPress, WpOptions};
+
+/// A test CA made with the openssl CLI, signing leaf certificates.
+struct Pki {
+    dir: PathBuf,
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is not installed; run scripts/test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let dir = dir.join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = |f: &str| dir.join(f).display().to_string();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=murakumo test CA",
+        ]);
+        Pki { dir }
+    }
+
+    fn ca(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+
+    /// Signs a leaf for `names`; returns (fullchain, key) paths.
+    fn leaf(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let p = |f: String| self.dir.join(f).display().to_string();
+        let ext = self.dir.join(format!("{file}.ext"));
+        let sans: Vec<String> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{n}"),
+                Err(_) => format!("DNS:{n}"),
+            })
+            .collect();
+        std::fs::write(&ext, format!("subjectAltName={}\n", sans.join(","))).unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &p(format!("{file}.key")),
+            "-out",
+            &p(format!("{file}.csr")),
+            "-subj",
+            &format!("/CN={}", names[0]),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p(format!("{file}.csr")),
+            "-CA",
+            &p("ca.pem".into()),
+            "-CAkey",
+            &p("ca.key".into()),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &p(format!("{file}.pem")),
+            "-extfile",
+            &ext.display().to_string(),
+        ]);
+        (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        )
+    }
+}
+
+/// The SHA-256 fingerprint of the certificate the server presents for `name`.
+fn served_fingerprint(port: u16, name: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect 127.0.0.1:{port} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn https_get(host: &str, port: u16, path: &str, ca: &str, args: &[&str]) -> Resp {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let mut all = vec!["--cacert", ca, "--resolve", resolve.as_str()];
+    all.extend_from_slice(args);
+    curl(&format!("https://{host}:{port}{path}"), &all)
+}
+
+#[test]
+fn wordpress_over_h2_with_sni_redirect_hsts_and_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let (blog_cert, blog_key) = pki.leaf("blog", &["wp.test"]);
+    let (shop_cert, shop_key) = pki.leaf("shop", &["shop.test"]);
+    let (wild_cert, wild_key) = pki.leaf("wild", &["*.wild.test"]);
+    let tail = format!(
+        "\n[[site]]\nname = \"shop\"\nhosts = [\"shop.test\"]\nroot = \"{{root}}\"\nphp = [\"{{php}}\"]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n[[site]]\nname = \"wild\"\nhosts = [\"*.wild.test\"]\nroot = \"{{root}}\"\nphp = [\"{{php}}\"]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+        shop_cert.display(),
+        shop_key.display(),
+        wild_cert.display(),
+        wild_key.display()
+    );
+    let site_tls = format!(
+        "tls = {{ cert = \"{}\", key = \"{}\" }}",
+        blog_cert.display(),
+        blog_key.display()
+    );
+    let wp = WordPress::start_with(WpOptions {
+        server_extra: "tls_listen = [\"127.0.0.1:{tls_port}\"]\nredirect_https = true\nhsts = true",
+        site_extra: &site_tls,
+        https: true,
+        tail: &tail,
+        ..WpOptions::default()
+    });
+    let (port, ca) = (wp.tls_port, pki.ca());
+
+    // A cached WordPress page over h2, the certificate verified by curl.
+    let first = https_get("wp.test", port, "/", &ca, &["--http2"]);
+    assert_eq!(
+        (first.status, first.version.as_str()),
+        (200, "HTTP/2"),
+        "{}",
+        first.text()
+    );
+    assert!(first.text().contains(support::SEEDED_TITLE));
+    assert_eq!(first.cache(), "MISS");
+    assert_eq!(
+        first.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let again = https_get("wp.test", port, "/", &ca, &["--http2"]);
+    assert_eq!((again.status, again.cache()), (200, "HIT"));
+    // http/1.1 over TLS too.
+    let h1 = https_get("wp.test", port, "/", &ca, &["--http1.1"]);
+    assert_eq!((h1.version.as_str(), h1.cache()), ("HTTP/1.1", "HIT"));
+
+    // nghttp, an h2-only client, gets the cached page.
+    let out = Command::new("nghttp")
+        .args(["-nv", "-H", &format!(":authority: wp.test:{port}")])
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .output()
+        .expect("nghttp is not installed; run scripts/test");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nghttp: {log}");
+    assert!(log.contains("The negotiated protocol: h2"), "{log}");
+    assert!(
+        log.contains(":status: 200") && log.contains("x-cache: HIT"),
+        "{log}"
+    );
+
+    // SNI: each name gets its own certificate (curl verifies the name).
+    for host in ["shop.test", "a.wild.test"] {
+        let r = https_get(host, port, "/wp-login.php", &ca, &["-o", "/dev/null"]);
+        assert!(r.status == 200 || r.status == 302, "{host}: {}", r.status);
+    }
+    let fp = |name: &str| served_fingerprint(port, name);
+    let (blog_fp, shop_fp, wild_fp) = (fp("wp.test"), fp("shop.test"), fp("x.wild.test"));
+    assert!(blog_fp.starts_with("sha256 Fingerprint="), "{blog_fp}");
+    assert!(blog_fp != shop_fp && shop_fp != wild_fp && blog_fp != wild_fp);
+    // Deeper names pick the wildcard too (the site answers them; a client
+    // decides whether one label of `*` may cover two); unknown names and
+    // clients without SNI get the default (first) certificate.
+    assert_eq!(fp("deep.b.wild.test"), wild_fp);
+    assert_eq!(fp("unknown.test"), blog_fp);
+
+    // TLS 1.0 and 1.1 are refused by the server (the client offers them).
+    for version in ["-tls1", "-tls1_1"] {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                version,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+                "-servername",
+                "wp.test",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{version} was accepted: {text}");
+        // An alert from the server (rustls sends handshake_failure): the
+        // client did offer the old version, the server said no.
+        assert!(text.contains("SSL alert number"), "{version}: {text}");
+    }
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-tls1_2",
+            "-servername",
+            "wp.test",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "TLS 1.2 refused");
+
+    // Plain HTTP redirects to HTTPS, keeping the path and query.
+    let r = wp.get("/?p=1", &[]);
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://wp.test:{port}/?p=1").as_str())
+    );
+    assert!(r.header("strict-transport-security").is_none());
+
+    // Reload with a new certificate: a connection open across the reload
+    // keeps working; new handshakes get the new certificate.
+    let (new_cert, new_key) = pki.leaf("blog2", &["wp.test"]);
+    std::fs::copy(&new_cert, &blog_cert).unwrap();
+    std::fs::copy(&new_key, &blog_key).unwrap();
+    let url = format!("https://wp.test:{port}/");
+    let resolve = format!("wp.test:{port}:127.0.0.1");
+    let mut slow = Command::new("curl");
+    slow.args([
+        "-sS",
+        "--http2",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "--rate",
+        "2/s",
+        "-w",
+        "%{http_code} %{num_connects}\n",
+    ]);
+    for _ in 0..6 {
+        slow.args(["-o", "/dev/null", &url]);
+    }
+    let child = slow.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    wp.edge.proc.signal("HUP");
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout).to_string();
+    let results: Vec<&str> = lines.lines().collect();
+    assert_eq!(results.len(), 6, "{lines}");
+    assert!(results.iter().all(|l| l.starts_with("200 ")), "{lines}");
+    let connects: usize = results
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(
+        connects, 1,
+        "the connection was dropped by the reload: {lines}"
+    );
+    wait_until("the new certificate", Duration::from_secs(5), || {
+        fp("wp.test") != blog_fp
+    });
+    // A reload naming a broken certificate is refused; the current one serves.
+    let new_fp = fp("wp.test");
+    std::fs::write(&blog_key, "not a key").unwrap();
+    wp.edge.proc.signal("HUP");
+    wait_until("the refused reload", Duration::from_secs(5), || {
+        wp.edge.log_text().contains("reload refused")
+    });
+    assert_eq!(fp("wp.test"), new_fp);
+    assert_eq!(https_get("wp.test", port, "/", &ca, &[]).status, 200);
+}
+
+/// Debian's pebble (an ACME CA for tests) with its DNS stub,
+/// pebble-challtestsrv, answering every name with 127.0.0.1. Pebble
+/// validates HTTP-01 on `http_port`: the edge's plain listener.
+struct Pebble {
+    _dns: Proc,
+    ca: Proc,
+    acme_port: u16,
+    mgmt_port: u16,
+}
+
+impl Pebble {
+    fn start(dir: &Path, pki: &Pki, http_port: u16) -> Pebble {
+        let (cert, key) = pki.leaf("pebble", &["localhost", "127.0.0.1"]);
+        let (dns_port, dns_mgmt, acme_port, mgmt_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let dns_addr = format!("127.0.0.1:{dns_port}");
+        let dns = Proc::spawn(
+            "pebble-challtestsrv",
+            Command::new("pebble-challtestsrv").args([
+                "-dns01",
+                &dns_addr,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{dns_mgmt}"),
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ]),
+            &dir.join("challtestsrv.log"),
+        );
+        let config = serde_json::json!({ "pebble": {
+            "listenAddress": format!("127.0.0.1:{acme_port}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+            "certificate": cert, "privateKey": key,
+            "httpPort": http_port, "tlsPort": free_port(),
+            "ocspResponderURL": "", "externalAccountBindingRequired": false,
+        }});
+        let config_path = dir.join("pebble.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let ca = Proc::spawn(
+            "pebble",
+            Command::new("pebble")
+                .arg("-config")
+                .arg(&config_path)
+                .args(["-dnsserver", &dns_addr])
+                // No random sleeps, no nonce rejections, a fresh
+                // validation for every order.
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0"),
+            &dir.join("pebble.log"),
+        );
+        let pebble = Pebble {
+            _dns: dns,
+            ca,
+            acme_port,
+            mgmt_port,
+        };
+        let dir_url = pebble.directory();
+        wait_until("pebble's directory", Duration::from_secs(20), || {
+            Command::new("curl")
+                .args(["-skf", "--max-time", "1", &dir_url])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        pebble
+    }
+
+    fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.acme_port)
+    }
+
+    /// The root that pebble (re)generated at start, as PEM in `dir`.
+    fn root(&self, dir: &Path) -> String {
+        let r = curl(
+            &format!("https://127.0.0.1:{}/roots/0", self.mgmt_port),
+            &["-k"],
+        );
+        assert_eq!(r.status, 200);
+        let path = dir.join("pebble-root.pem");
+        std::fs::write(&path, &r.body).unwrap();
+        path.display().to_string()
+    }
+}
+
+fn metric(edge: &support::Edge, line_start: &str) -> Option<f64> {
+    let m = curl(&edge.ops("/metrics"), &[]).text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn acme_obtains_renews_and_survives_a_failing_ca() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d);
+    let (port, tls_port, ops_port) = (free_port(), free_port(), free_port());
+    let pebble = Pebble::start(d, &pki, port);
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "served over ACME").unwrap();
+    let fpm = support::PhpFpm::start(d, "acme", &[]);
+    // Relative paths: against the configuration's directory.
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\nops_listen = \"127.0.0.1:{ops_port}\"\ndrain_delay = \"0s\"\n\n[acme]\nemail = \"ops@acme.test\"\ndirectory = \"{dir}\"\nstorage = \"acme-storage\"\nca_root = \"pki/ca.pem\"\n\n[[site]]\nname = \"shop\"\nhosts = [\"acme.test\", \"www.acme.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ntls = {{ acme = true }}\n",
+        dir = pebble.directory(),
+        root = root.display(),
+        sock = fpm.socket.display(),
+    );
+    let mut edge = support::Edge::start_on(d, &config, port, ops_port);
+    let issued = "murakumo_acme_certificates_issued_total{site=\"shop\"} ";
+    wait_until("the first certificate", Duration::from_secs(60), || {
+        metric(&edge, issued) == Some(1.0)
+    });
+    let pebble_root = pebble.root(d);
+    for host in ["acme.test", "www.acme.test"] {
+        let r = https_get(host, tls_port, "/index.html", &pebble_root, &[]);
+        assert_eq!((r.status, r.text().as_str()), (200, "served over ACME"));
+    }
+    assert!(metric(&edge, "murakumo_certificate_expiry_seconds{site=\"shop\"} ").unwrap() > 1e9);
+    let storage = d.join("acme-storage");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&storage), 0o700);
+    assert_eq!(mode(&storage.join("account.json")), 0o600);
+    assert_eq!(mode(&storage.join("sites/shop/key.pem")), 0o600);
+    assert!(
+        !edge.log_text().contains("PRIVATE KEY"),
+        "a key reached the log"
+    );
+
+    // Forced renewal: a new certificate, served without a restart.
+    let first = served_fingerprint(tls_port, "acme.test");
+    let renew = edge.ops("/acme/renew?site=shop");
+    let r = curl(&renew, &["-X", "POST"]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(metric(&edge, issued), Some(2.0));
+    let second = served_fingerprint(tls_port, "acme.test");
+    assert_ne!(first, second);
+    assert!(curl(&edge.ops("/readyz"), &[]).text().starts_with("ready"));
+
+    // The CA goes away: renewal fails, is reported, the certificate serves.
+    drop(pebble.ca);
+    let r = curl(&renew, &["-X", "POST"]);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("keeps serving"), "{}", r.text());
+    assert_eq!(
+        metric(&edge, "murakumo_acme_renewal_failing{site=\"shop\"} "),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&edge, "murakumo_acme_failures_total{site=\"shop\"} "),
+        Some(1.0)
+    );
+    let ready = curl(&edge.ops("/readyz"), &[]);
+    assert_eq!(ready.status, 200, "a renewal failure is not unreadiness");
+    assert!(ready.text().contains("renewal failing"), "{}", ready.text());
+    assert!(edge.log_text().contains("ACME: renewal failed"));
+    assert_eq!(served_fingerprint(tls_port, "acme.test"), second);
+    let r = https_get("acme.test", tls_port, "/index.html", &pebble_root, &[]);
+    assert_eq!(r.status, 200);
+
+    // A restart serves the stored certificate without asking the CA.
+    edge.proc.signal("TERM");
+    assert!(edge.proc.wait_exit(Duration::from_secs(20)).is_some());
+    let edge = support::Edge::start_on(d, &config, port, ops_port);
+    assert_eq!(served_fingerprint(tls_port, "acme.test"), second);
+    assert_eq!(metric(&edge, issued), Some(0.0));
+    assert_eq!(
+        metric(&edge, "murakumo_acme_renewal_failing{site=\"shop\"} "),
+        Some(0.0)
+    );
+}

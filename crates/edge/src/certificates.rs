@@ -1,0 +1,130 @@
+//! The edge's certificates: the SNI table built from each site's `tls`
+//! (files loaded and checked, self-signed generated once per host list,
+//! ACME slots filled by the ACME manager), rebuilt on reload; the rustls
+//! settings of the HTTPS listeners; the ACME manager and its HTTP-01
+//! answers.
+//!
+//! A reload that names an unreadable or mismatched certificate is refused
+//! as a whole (the old table keeps serving); connections already open keep
+//! their certificate, new handshakes see the new table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use murakumo_config::{Config, TlsSource};
+use murakumo_tls::acme::{Challenges, Manager};
+use murakumo_tls::sni::{Resolver, Slot, Table};
+use murakumo_tls::{keypair, self_signed, settings, TlsError};
+use rustls::ServerConfig;
+
+pub struct Certificates {
+    resolver: Arc<Resolver>,
+    pub server_config: Arc<ServerConfig>,
+    pub challenges: Challenges,
+    acme: Mutex<Option<Arc<Manager>>>,
+    /// Self-signed certificates by site: kept across reloads while the
+    /// site's hosts are unchanged, so clients that pinned one keep working.
+    self_signed: Mutex<HashMap<String, (Vec<String>, Slot)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("site {site}: {source}")]
+    Site { site: String, source: TlsError },
+    #[error("TLS settings: {0}")]
+    Settings(#[from] rustls::Error),
+}
+
+impl Certificates {
+    /// Loads every file and generates self-signed certificates; ACME sites
+    /// have empty slots until [`Certificates::start_acme`].
+    pub fn new(config: &Config) -> Result<Certificates, CertError> {
+        let resolver = Arc::new(Resolver::default());
+        let certs = Certificates {
+            server_config: settings::server_config(resolver.clone())?,
+            resolver,
+            challenges: Challenges::default(),
+            acme: Mutex::new(None),
+            self_signed: Mutex::new(HashMap::new()),
+        };
+        certs
+            .resolver
+            .replace(certs.table(config, &HashMap::new())?);
+        Ok(certs)
+    }
+
+    fn table(
+        &self,
+        config: &Config,
+        acme_slots: &HashMap<String, Slot>,
+    ) -> Result<Table, CertError> {
+        let mut table = Table::default();
+        let mut self_signed = self.self_signed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = HashMap::new();
+        for site in &config.site {
+            let Some(source) = site.tls.as_ref().and_then(|t| t.source()) else {
+                continue;
+            };
+            let fail = |source| CertError::Site {
+                site: site.name.clone(),
+                source,
+            };
+            let slot = match source {
+                TlsSource::Files { cert, key } => {
+                    Slot::new(Some(keypair::load_files(&cert, &key).map_err(fail)?))
+                }
+                TlsSource::SelfSigned => {
+                    let slot = match self_signed.get(&site.name) {
+                        Some((hosts, slot)) if *hosts == site.hosts => slot.clone(),
+                        _ => Slot::new(Some(self_signed::generate(&site.hosts).map_err(fail)?)),
+                    };
+                    kept.insert(site.name.clone(), (site.hosts.clone(), slot.clone()));
+                    slot
+                }
+                TlsSource::Acme => acme_slots.get(&site.name).cloned().unwrap_or_default(),
+            };
+            table.add(&site.hosts, &slot);
+        }
+        *self_signed = kept;
+        Ok(table)
+    }
+
+    /// Starts (or, on reload, updates) the ACME manager for the sites with
+    /// `tls = { acme = true }`, and rebuilds the table with their slots.
+    /// Must run within the tokio runtime.
+    pub fn apply(&self, config: &Config) -> Result<(), CertError> {
+        let manager = {
+            let mut acme = self.acme.lock().unwrap_or_else(|e| e.into_inner());
+            let same = match (acme.as_ref(), &config.acme) {
+                (Some(m), Some(c)) => m.config() == c,
+                _ => false,
+            };
+            if !same {
+                if let Some(old) = acme.take() {
+                    old.shutdown();
+                }
+                if let (true, Some(c)) = (config.wants_acme(), &config.acme) {
+                    *acme = Some(Arc::new(Manager::new(c.clone(), self.challenges.clone())));
+                }
+            }
+            acme.clone()
+        };
+        let acme_sites: Vec<(String, Vec<String>)> = config
+            .site
+            .iter()
+            .filter(|s| s.tls.as_ref().and_then(|t| t.source()) == Some(TlsSource::Acme))
+            .map(|s| (s.name.clone(), s.hosts.clone()))
+            .collect();
+        let slots = match &manager {
+            Some(m) => m.sync(&acme_sites),
+            None => HashMap::new(),
+        };
+        let table = self.table(config, &slots)?;
+        self.resolver.replace(table);
+        Ok(())
+    }
+
+    pub fn acme(&self) -> Option<Arc<Manager>> {
+        self.acme.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
