@@ -483,3 +483,117 @@ fn acme_obtains_renews_and_survives_a_failing_ca() {
         Some(0.0)
     );
 }
+
+/// Sends raw bytes and returns everything the edge answered.
+fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A PROXY v2 header saying the client is `src` (IPv4, TCP).
+fn proxy_v2(src: [u8; 4], port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend([0x21, 0x11, 0, 12]);
+    h.extend(src);
+    h.extend([127, 0, 0, 1]);
+    h.extend(port.to_be_bytes());
+    h.extend(80u16.to_be_bytes());
+    h
+}
+
+#[test]
+fn forwarded_headers_and_proxy_protocol_only_from_trusted_proxies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("info.php"),
+        "<?php header('Cache-Control: no-store'); echo json_encode(['addr' => $_SERVER['REMOTE_ADDR'], 'https' => $_SERVER['HTTPS'] ?? '', 'scheme' => $_SERVER['REQUEST_SCHEME'], 'xff' => $_SERVER['HTTP_X_FORWARDED_FOR'] ?? '']);",
+    )
+    .unwrap();
+    let fpm = support::PhpFpm::start(d, "fwd", &[]);
+    let edge_for = |name: &str, trusted: &str| {
+        let dir = d.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tls_port = free_port();
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"0s\"\nredirect_https = true\ntrusted_proxies = [\"{trusted}\"]\n\n[[site]]\nname = \"fwd\"\nhosts = [\"fwd.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ntls = {{ self_signed = true }}\n",
+            root = root.display(),
+            sock = fpm.socket.display(),
+        );
+        (support::Edge::start(&dir, &config), tls_port)
+    };
+    let info = |r: &Resp| -> serde_json::Value {
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+    };
+    let claim = [
+        "-H",
+        "Host: fwd.test",
+        "-H",
+        "X-Forwarded-For: 6.6.6.6, 198.51.100.7",
+        "-H",
+        "X-Forwarded-Proto: https",
+    ];
+
+    // The load balancer on 127.0.0.1 is trusted.
+    let (edge, tls_port) = edge_for("trusted", "127.0.0.1/32");
+    let r = curl(&edge.url("/info.php"), &claim);
+    assert_eq!(r.status, 200, "HTTPS at the balancer: no redirect");
+    let v = info(&r);
+    assert_eq!(v["addr"], "198.51.100.7");
+    assert_eq!(
+        (v["https"].as_str(), v["scheme"].as_str()),
+        (Some("on"), Some("https"))
+    );
+    assert_eq!(v["xff"], "6.6.6.6, 198.51.100.7");
+    let r = curl(&edge.url("/info.php"), &["-H", "Host: fwd.test"]);
+    assert_eq!(r.status, 308, "plain HTTP at the balancer is redirected");
+    // Over the edge's own TLS, WordPress sees HTTPS=on.
+    let r = curl(
+        &format!("https://127.0.0.1:{tls_port}/info.php"),
+        &["-k", "-H", "Host: fwd.test"],
+    );
+    assert_eq!(info(&r)["https"], "on");
+    // PROXY protocol v2 from the trusted balancer names the client.
+    let mut bytes = proxy_v2([203, 0, 113, 5], 40000);
+    bytes.extend_from_slice(b"GET /info.php HTTP/1.1\r\nHost: fwd.test\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n");
+    // The client behind an L4 balancer is not trusted itself: its
+    // X-Forwarded-Proto is ignored (so: redirected), and the access log
+    // names it, not the balancer.
+    let answer = raw_exchange(edge.port, &bytes);
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+    wait_until("the access log line", Duration::from_secs(5), || {
+        edge.log_text().contains("client=203.0.113.5")
+    });
+    // ... and a connection without the header still works.
+    let answer = raw_exchange(
+        edge.port,
+        b"GET /info.php HTTP/1.1\r\nHost: fwd.test\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.contains("\"addr\":\"127.0.0.1\""), "{answer}");
+
+    // The same requests from an untrusted peer claim nothing.
+    let (edge, tls_port) = edge_for("untrusted", "10.0.0.0/8");
+    let r = curl(&edge.url("/info.php"), &claim);
+    assert_eq!(
+        r.status, 308,
+        "X-Forwarded-Proto from a stranger is ignored"
+    );
+    let mut https_claim = vec!["-k"];
+    https_claim.extend_from_slice(&claim);
+    let r = curl(
+        &format!("https://127.0.0.1:{tls_port}/info.php"),
+        &https_claim,
+    );
+    let v = info(&r);
+    assert_eq!(v["addr"], "127.0.0.1");
+    assert_eq!(v["xff"], "", "spoofable headers are removed before PHP");
+    let answer = raw_exchange(edge.port, &bytes);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod ops;
 pub mod path;
 pub mod php;
+pub mod proxy_protocol;
 pub mod resolve;
 pub mod router;
 pub mod server;

@@ -141,6 +141,29 @@ where
     }
 }
 
+/// The client's address: from a PROXY v2 header when a trusted proxy
+/// sends one, the peer's otherwise; `None` drops a connection whose header
+/// is broken.
+async fn client_behind_proxy(
+    edge: &Edge,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<SocketAddr> {
+    let config = edge.config();
+    let trusted = config.server.trusted_proxies.as_deref().unwrap_or(&[]);
+    let ip = peer.ip().to_canonical();
+    if !trusted.iter().any(|n| n.contains(&ip)) {
+        return Some(peer);
+    }
+    match crate::proxy_protocol::read(stream).await {
+        Ok(client) => Some(client.unwrap_or(peer)),
+        Err(e) => {
+            tracing::warn!(peer = %peer, error = %e, "dropping a connection from a trusted proxy");
+            None
+        }
+    }
+}
+
 async fn serve_tls(edge: Arc<Edge>, stream: TcpStream, info: ConnInfo, watcher: Watcher) {
     let acceptor = TlsAcceptor::from(edge.certs.server_config.clone());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -196,9 +219,12 @@ pub async fn run(edge: Arc<Edge>) -> Result<(), ServeError> {
         loops.push(tokio::spawn(accept_loop(
             listener,
             stop_rx.clone(),
-            move |stream, remote, local| {
+            move |mut stream, remote, local| {
                 let (edge, watcher) = (edge.clone(), graceful.watcher());
                 async move {
+                    let Some(remote) = client_behind_proxy(&edge, &mut stream, remote).await else {
+                        return;
+                    };
                     match protocol {
                         Protocol::Http => {
                             let info = ConnInfo {
