@@ -58,6 +58,13 @@ enum StackCommand {
         /// Host name of the site's URL (new sites; default localhost).
         #[arg(long)]
         host: Option<String>,
+        /// Serve HTTPS with a self-signed certificate and redirect HTTP to it
+        /// (new sites; port 8443 unless --https-port).
+        #[arg(long)]
+        https: bool,
+        /// Port of the HTTPS listener (implies --https).
+        #[arg(long)]
+        https_port: Option<u16>,
         /// Site title (used when WordPress is installed).
         #[arg(long, default_value = "murakumo")]
         title: String,
@@ -217,6 +224,8 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
             ports,
             bind,
             host,
+            https,
+            https_port,
             title,
             admin_email,
             wordpress,
@@ -229,6 +238,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
                 ops_port: ports.ops_port,
                 bind,
                 host,
+                https_port: https_port.or(https.then_some(murakumo_stack::DEFAULT_HTTPS_PORT)),
                 title,
                 admin_email,
                 wordpress,

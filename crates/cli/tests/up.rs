@@ -562,3 +562,60 @@ fn a_crashed_mariadb_is_reported_not_restarted() {
     site.up();
     assert_eq!(site.get("/").status, 200);
 }
+
+#[test]
+fn up_https_serves_the_site_over_h2_with_a_self_signed_certificate() {
+    let site = Site::new();
+    let https_port = free_port().to_string();
+    let out = site.try_up(&["--https-port", &https_port]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let home = format!("https://localhost:{https_port}");
+    assert!(
+        text(&out.stdout).contains(&format!("site:   {home}/")),
+        "{}",
+        text(&out.stdout)
+    );
+    let config = std::fs::read_to_string(site.dir.join("murakumo.toml")).unwrap();
+    assert!(config.contains("self_signed = true") && config.contains("redirect_https = true"));
+
+    let get = |path: &str| curl(&format!("{home}{path}"), &["-k", "--http2"]);
+    let first = get("/");
+    assert_eq!(
+        (first.status, first.version.as_str()),
+        (200, "HTTP/2"),
+        "{}",
+        first.text()
+    );
+    assert!(
+        first.text().contains(&format!("{home}/")),
+        "WordPress links use https"
+    );
+    assert_eq!(get("/").cache(), "HIT");
+    assert!(get("/wp-login.php").text().contains("user_login"));
+    // Plain HTTP is redirected to the HTTPS URL.
+    let r = site.get("/?p=1");
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some(format!("{home}/?p=1").as_str()));
+    // The certificate names the host (and is not from a real CA).
+    let chain = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect 127.0.0.1:{https_port} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -subject -ext subjectAltName"))
+        .output()
+        .unwrap();
+    let chain = text(&chain.stdout);
+    assert!(
+        chain.contains("murakumo self-signed") && chain.contains("DNS:localhost"),
+        "{chain}"
+    );
+    // Another HTTPS port contradicts the site's murakumo.toml: refused,
+    // naming the key.
+    site.down();
+    let other = free_port().to_string();
+    let refused = site.try_up(&["--https-port", &other]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("server.tls_listen"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

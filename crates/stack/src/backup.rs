@@ -218,6 +218,7 @@ fn restore_into(
             req.ops_port.unwrap_or(old.ops_listen.port()),
         ),
         host: old.host.clone(),
+        tls_listen: old.tls_listen,
     };
     let config = old_config
         .replace(&old_dir, &layout.dir().display().to_string())

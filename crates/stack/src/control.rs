@@ -35,6 +35,8 @@ pub struct UpRequest {
     pub ops_port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub host: Option<String>,
+    /// Serve HTTPS (self-signed) on this port, redirecting plain HTTP.
+    pub https_port: Option<u16>,
     pub title: String,
     pub admin_email: String,
     pub wordpress: PathBuf,
@@ -54,6 +56,7 @@ pub enum UpMode {
 
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_OPS_PORT: u16 = 9090;
+pub const DEFAULT_HTTPS_PORT: u16 = 8443;
 const STEPS: usize = 5;
 
 /// Makes `dir` absolute without requiring it to exist.
@@ -75,6 +78,7 @@ impl UpRequest {
                     self.ops_port.unwrap_or(DEFAULT_OPS_PORT),
                 ),
                 host: self.host.clone().unwrap_or_else(|| "localhost".into()),
+                tls_listen: self.https_port.map(|p| SocketAddr::new(bind, p)),
             });
         }
         let have = site_config::load(layout)?;
@@ -100,6 +104,17 @@ impl UpRequest {
                 "--ops-port",
                 "server.ops_listen",
                 have.ops_listen.to_string(),
+            ));
+        }
+        if self
+            .https_port
+            .is_some_and(|p| have.tls_listen.map(|a| a.port()) != Some(p))
+        {
+            return Err(conflict(
+                "--https/--https-port",
+                "server.tls_listen",
+                have.tls_listen
+                    .map_or_else(|| "(none)".to_string(), |a| a.to_string()),
             ));
         }
         if self.host.as_ref().is_some_and(|h| *h != have.host) {
@@ -136,10 +151,14 @@ pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
     let accounts = Accounts::detect()?;
     let settings = req.settings(&layout)?;
     if !background {
-        for (what, addr) in [
+        let mut addrs = vec![
             ("--port", settings.listen),
             ("--ops-port", settings.ops_listen),
-        ] {
+        ];
+        if let Some(tls) = settings.tls_listen {
+            addrs.push(("--https-port", tls));
+        }
+        for (what, addr) in addrs {
             if let Err(e) = std::net::TcpListener::bind(addr) {
                 bail!("cannot listen on {addr}: {e}; another program holds it? Choose another port with {what}");
             }
@@ -212,6 +231,9 @@ fn up_detached(req: &UpRequest, layout: &Layout, exe: &Path) -> anyhow::Result<(
     }
     if let Some(h) = &req.host {
         cmd.arg("--host").arg(h);
+    }
+    if let Some(p) = req.https_port {
+        cmd.arg("--https-port").arg(p.to_string());
     }
     cmd.arg("--title").arg(&req.title);
     cmd.arg("--admin-email").arg(&req.admin_email);

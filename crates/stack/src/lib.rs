@@ -30,5 +30,5 @@ pub mod site_config;
 pub mod supervisor;
 pub mod wordpress;
 
-pub use control::{down, status, up, UpMode, UpRequest};
+pub use control::{down, status, up, UpMode, UpRequest, DEFAULT_HTTPS_PORT};
 pub use prereq::DEBIAN_WORDPRESS;

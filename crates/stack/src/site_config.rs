@@ -19,16 +19,22 @@ pub struct SiteSettings {
     pub ops_listen: SocketAddr,
     /// The host name in the site's URL.
     pub host: String,
+    /// The HTTPS listener (`up --https`: a self-signed certificate, plain
+    /// HTTP redirected).
+    pub tls_listen: Option<SocketAddr>,
 }
 
 impl SiteSettings {
     /// The site's home URL, as WordPress stores it.
     pub fn home_url(&self) -> String {
-        let port = self.listen.port();
-        if port == 80 {
-            format!("http://{}", self.host)
+        let (scheme, port, default) = match self.tls_listen {
+            Some(tls) => ("https", tls.port(), 443),
+            None => ("http", self.listen.port(), 80),
+        };
+        if port == default {
+            format!("{scheme}://{}", self.host)
         } else {
-            format!("http://{}:{port}", self.host)
+            format!("{scheme}://{}:{port}", self.host)
         }
     }
 
@@ -48,6 +54,16 @@ pub fn render(layout: &Layout, settings: &SiteSettings) -> String {
     if settings.host == "localhost" {
         hosts.push(quoted("127.0.0.1"));
     }
+    let (tls_server, tls_site) = match settings.tls_listen {
+        Some(addr) => (
+            format!(
+                "# `up --https`: a self-signed certificate (browsers warn); for a real\n# one use tls = {{ acme = true }} with an [acme] section, or cert/key files.\ntls_listen = [{}]\nredirect_https = true\n",
+                quoted(&addr.to_string())
+            ),
+            "tls = { self_signed = true }\n".to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
     let db_url = format!(
         "mysql://wp@localhost/wordpress?socket={}",
         layout.mariadb_socket().display()
@@ -59,7 +75,7 @@ pub fn render(layout: &Layout, settings: &SiteSettings) -> String {
 [server]
 listen = [{listen}]
 ops_listen = {ops}
-purge_token_file = {token}
+{tls_server}purge_token_file = {token}
 # One machine: nothing to drain for, stop at once.
 drain_delay = "0s"
 grace = "10s"
@@ -77,7 +93,7 @@ php_max_conns = {public_children}
 admin_allow = ["127.0.0.1/32", "::1/128"]
 db = {db}
 db_password_file = {db_password}
-"#,
+{tls_site}"#,
         listen = quoted(&settings.listen.to_string()),
         ops = quoted(&settings.ops_listen.to_string()),
         token = path(layout.secret(secrets::PURGE_TOKEN)),
@@ -122,6 +138,7 @@ pub fn load(layout: &Layout) -> anyhow::Result<SiteSettings> {
         listen,
         ops_listen: config.server.ops_listen,
         host,
+        tls_listen: config.server.tls_listen.first().copied(),
     })
 }
 
@@ -138,12 +155,27 @@ mod tests {
             listen: "127.0.0.1:8088".parse().unwrap(),
             ops_listen: "127.0.0.1:9099".parse().unwrap(),
             host: "localhost".into(),
+            tls_listen: None,
         };
         std::fs::write(layout.config(), render(&layout, &settings)).unwrap();
         assert_eq!(load(&layout).unwrap(), settings);
         let config = Config::load(&layout.config()).unwrap();
         assert_eq!(config.site[0].hosts, ["localhost", "127.0.0.1"]);
         assert_eq!(settings.home_url(), "http://localhost:8088");
+
+        let https = SiteSettings {
+            tls_listen: Some("127.0.0.1:8443".parse().unwrap()),
+            ..settings
+        };
+        std::fs::write(layout.config(), render(&layout, &https)).unwrap();
+        assert_eq!(load(&layout).unwrap(), https);
+        let config = Config::load(&layout.config()).unwrap();
+        assert!(config.server.redirect_https);
+        assert_eq!(
+            config.site[0].tls.as_ref().and_then(|t| t.source()),
+            Some(murakumo_config::TlsSource::SelfSigned)
+        );
+        assert_eq!(https.home_url(), "https://localhost:8443");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

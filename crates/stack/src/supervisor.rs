@@ -129,8 +129,9 @@ impl Stack {
     /// privileged port (then it stays root, which the log says).
     fn edge_account(&self) -> Option<&crate::accounts::Account> {
         let edge = self.accounts.edge.as_ref()?;
-        let privileged =
-            self.settings.listen.port() < 1024 || self.settings.ops_listen.port() < 1024;
+        let privileged = self.settings.listen.port() < 1024
+            || self.settings.ops_listen.port() < 1024
+            || self.settings.tls_listen.is_some_and(|a| a.port() < 1024);
         if privileged {
             tracing::warn!("the edge listens on a port below 1024, so it runs as root");
             return None;
