@@ -111,7 +111,7 @@ done
 h2() { # port -> req/s
     h2load -D "$secs" -c 32 -m 16 -t 2 -H ":authority: $host" "https://localhost:$1/" 2>&1 |
         awk '/^finished in/ {for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) {gsub(/,/, "", $(i-1)); print $(i-1)}}
-             /^requests:/ && $8 + 0 > 0 {print "  (" $0 ")" > "/dev/stderr"}'
+             /^requests:/ && $10 + $12 + $14 > 0 {print "  (" $0 ")" > "/dev/stderr"}'
 }
 wrk_rps() { # port path [header] -> req/s
     local out
