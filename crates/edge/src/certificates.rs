@@ -2,7 +2,7 @@
 //! (files loaded and checked, self-signed generated once per host list,
 //! ACME slots filled by the ACME manager), rebuilt on reload; the rustls
 //! settings of the HTTPS listeners; the ACME manager and its HTTP-01
-//! answers.
+//! answers; OCSP stapling for certificates that name a responder.
 //!
 //! A reload that names an unreadable or mismatched certificate is refused
 //! as a whole (the old table keeps serving); connections already open keep
@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use murakumo_config::{Config, TlsSource};
 use murakumo_tls::acme::{Challenges, Manager};
-use murakumo_tls::sni::{Resolver, Slot, Table};
-use murakumo_tls::{keypair, self_signed, settings, TlsError};
+use murakumo_tls::sni::{Resolver, Slot, Table, WeakSlot};
+use murakumo_tls::{keypair, ocsp, self_signed, settings, TlsError};
 use rustls::ServerConfig;
 
 pub struct Certificates {
@@ -25,6 +25,8 @@ pub struct Certificates {
     /// Self-signed certificates by site: kept across reloads while the
     /// site's hosts are unchanged, so clients that pinned one keep working.
     self_signed: Mutex<HashMap<String, (Vec<String>, Slot)>>,
+    /// Slots with an OCSP task (which ends when its slot is dropped).
+    stapling: Mutex<Vec<WeakSlot>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +48,11 @@ impl Certificates {
             challenges: Challenges::default(),
             acme: Mutex::new(None),
             self_signed: Mutex::new(HashMap::new()),
+            stapling: Mutex::new(Vec::new()),
         };
         certs
             .resolver
-            .replace(certs.table(config, &HashMap::new())?);
+            .replace(certs.table(config, &HashMap::new())?.0);
         Ok(certs)
     }
 
@@ -57,8 +60,9 @@ impl Certificates {
         &self,
         config: &Config,
         acme_slots: &HashMap<String, Slot>,
-    ) -> Result<Table, CertError> {
+    ) -> Result<(Table, Vec<(String, Slot)>), CertError> {
         let mut table = Table::default();
+        let mut named = Vec::new();
         let mut self_signed = self.self_signed.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept = HashMap::new();
         for site in &config.site {
@@ -84,9 +88,29 @@ impl Certificates {
                 TlsSource::Acme => acme_slots.get(&site.name).cloned().unwrap_or_default(),
             };
             table.add(&site.hosts, &slot);
+            named.push((site.name.clone(), slot));
         }
         *self_signed = kept;
-        Ok(table)
+        Ok((table, named))
+    }
+
+    /// Starts an OCSP stapling task for each slot that has none yet.
+    fn staple(&self, slots: &[(String, Slot)]) {
+        let mut tasks = self.stapling.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|w| w.upgrade().is_some());
+        for (name, slot) in slots {
+            if tasks
+                .iter()
+                .any(|w| w.upgrade().is_some_and(|s| s.same(slot)))
+            {
+                continue;
+            }
+            tasks.push(slot.downgrade());
+            tokio::spawn(ocsp::keep_stapled(
+                slot.downgrade(),
+                Arc::from(name.as_str()),
+            ));
+        }
     }
 
     /// Starts (or, on reload, updates) the ACME manager for the sites with
@@ -119,8 +143,9 @@ impl Certificates {
             Some(m) => m.sync(&acme_sites),
             None => HashMap::new(),
         };
-        let table = self.table(config, &slots)?;
+        let (table, named) = self.table(config, &slots)?;
         self.resolver.replace(table);
+        self.staple(&named);
         Ok(())
     }
 

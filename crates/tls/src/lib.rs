@@ -6,12 +6,14 @@
 //! before wildcard) and is swapped whole on reload; [`acme`] obtains and
 //! renews certificates over HTTP-01 with `instant-acme`, answering the CA's
 //! challenges through [`acme::Challenges`]; [`settings`] is the rustls server
-//! configuration (TLS 1.3 and 1.2 only, ALPN h2 and http/1.1).
+//! configuration (TLS 1.3 and 1.2 only, ALPN h2 and http/1.1); [`ocsp`]
+//! staples the CA's signed status for certificates that name a responder.
 //!
 //! The crypto provider is aws-lc-rs, rustls' default, throughout.
 
 pub mod acme;
 pub mod keypair;
+pub mod ocsp;
 pub mod self_signed;
 pub mod settings;
 pub mod sni;

@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
+use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -32,6 +33,29 @@ impl Slot {
     pub fn get(&self) -> Option<Loaded> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+    /// Attaches an OCSP response, if the slot still holds `leaf`.
+    pub fn staple(&self, leaf: &CertificateDer<'_>, ocsp: Vec<u8>) -> bool {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some(loaded) if loaded.key.cert.first() == Some(leaf) => {
+                let mut key = CertifiedKey::clone(&loaded.key);
+                key.ocsp = Some(ocsp);
+                loaded.key = Arc::new(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn downgrade(&self) -> WeakSlot {
+        WeakSlot(Arc::downgrade(&self.0))
+    }
+
+    /// Whether two slots are the same one.
+    pub fn same(&self, other: &Slot) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     fn key(&self) -> Option<Arc<CertifiedKey>> {
         self.0
             .read()
@@ -48,6 +72,17 @@ impl fmt::Debug for Slot {
         } else {
             "Slot(empty)"
         })
+    }
+}
+
+/// A slot that does not keep its certificate alive: background tasks
+/// (OCSP) hold these and stop once the table no longer uses the slot.
+#[derive(Clone)]
+pub struct WeakSlot(Weak<RwLock<Option<Loaded>>>);
+
+impl WeakSlot {
+    pub fn upgrade(&self) -> Option<Slot> {
+        self.0.upgrade().map(Slot)
     }
 }
 
@@ -77,6 +112,17 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.default.is_none()
+    }
+
+    /// Every distinct slot in the table.
+    pub fn slots(&self) -> Vec<Slot> {
+        let mut out: Vec<Slot> = Vec::new();
+        for s in self.exact.values().chain(self.wildcard.values()) {
+            if !out.iter().any(|o| o.same(s)) {
+                out.push(s.clone());
+            }
+        }
+        out
     }
 
     /// The slot for a server name, falling back to the default.
