@@ -538,6 +538,12 @@ impl Config {
             if site.php_max_conns == 0 {
                 return Err(err(key("php_max_conns"), "must be at least 1".into()));
             }
+            if site.tls.is_none() && self.server.redirect_https {
+                return Err(err(
+                    key("tls"),
+                    "is missing while server.redirect_https = true: this site's visitors would be sent to HTTPS and get another site's certificate; give it tls = { acme = true } (or cert/key files)".into(),
+                ));
+            }
             if let Some(tls) = &site.tls {
                 let source = tls.source().ok_or_else(|| {
                     err(

@@ -221,6 +221,11 @@ fn tls_mistakes_are_named() {
     assert!(e.contains("hsts") && e.contains("true for one year"), "{e}");
     let e = invalid(&TLS.replace("\"127.0.0.1:8443\"", "\"127.0.0.1:8080\""));
     assert!(e.contains("server.tls_listen"), "{e}");
+    let e = invalid(&TLS.replace("tls = { acme = true }", ""));
+    assert!(
+        e.contains("site[0].tls") && e.contains("redirect_https"),
+        "{e}"
+    );
     let e = invalid(&TLS.replace("ops@example.com", "not an address"));
     assert!(e.contains("acme.email"), "{e}");
     let e = invalid(&TLS.replace("\"10.0.0.0/8\"", "\"ten\""));

@@ -31,7 +31,7 @@ pub struct Certificates {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("site {site}: {source}")]
+    #[error("site {site}")]
     Site { site: String, source: TlsError },
     #[error("TLS settings: {0}")]
     Settings(#[from] rustls::Error),
@@ -39,7 +39,8 @@ pub enum CertError {
 
 impl Certificates {
     /// Loads every file and generates self-signed certificates; ACME sites
-    /// have empty slots until [`Certificates::start_acme`].
+    /// have empty slots until [`Certificates::apply`] starts the ACME
+    /// manager (within the runtime).
     pub fn new(config: &Config) -> Result<Certificates, CertError> {
         let resolver = Arc::new(Resolver::default());
         let certs = Certificates {
