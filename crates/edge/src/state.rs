@@ -91,14 +91,6 @@ impl Edge {
         self.draining.load(Ordering::SeqCst)
     }
 
-    pub fn access_log(&self) -> bool {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .server
-            .access_log
-    }
-
     /// Swaps in a new configuration. Listener addresses cannot change
     /// without a restart; the caller warns about that. Certificates are
     /// re-read; ACME tasks are started or updated (so this must run within
