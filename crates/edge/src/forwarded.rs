@@ -23,7 +23,8 @@ const SPOOFABLE: [&str; 4] = [
     "x-real-ip",
 ];
 
-fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+/// Whether `ip` (IPv4-mapped IPv6 counted as IPv4) is a trusted proxy.
+pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     let ip = ip.to_canonical();
     proxies.iter().any(|n| n.contains(&ip))
 }

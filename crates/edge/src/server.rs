@@ -151,8 +151,7 @@ async fn client_behind_proxy(
 ) -> Option<SocketAddr> {
     let config = edge.config();
     let trusted = config.server.trusted_proxies.as_deref().unwrap_or(&[]);
-    let ip = peer.ip().to_canonical();
-    if !trusted.iter().any(|n| n.contains(&ip)) {
+    if !crate::forwarded::trusted(peer.ip(), trusted) {
         return Some(peer);
     }
     match crate::proxy_protocol::read(stream).await {
