@@ -6,6 +6,7 @@
 //! checks meaning (addresses parse, names are unique, durations agree). Every
 //! error names the file, the key, what is wrong and what would be right.
 
+mod limits;
 mod units;
 
 use std::collections::HashSet;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use limits::{parse_rate, Limits, Rate, RateLimit};
 pub use units::{parse_duration, parse_size};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,9 @@ pub struct Server {
     /// and PROXY protocol v2 header are believed; nobody else's are.
     #[serde(default, deserialize_with = "units::networks")]
     pub trusted_proxies: Option<Vec<IpNet>>,
+    /// `[server.limits]`: timeouts against slow clients, connection caps.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// `Strict-Transport-Security`: off, or on with a max-age.
@@ -189,6 +194,7 @@ impl Default for Server {
             redirect_https: false,
             hsts: Hsts::default(),
             trusted_proxies: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -215,8 +221,30 @@ pub struct Site {
     /// Connections per php-fpm member; keep at or below `pm.max_children`.
     #[serde(default = "default_php_max_conns")]
     pub php_max_conns: usize,
+    /// How long PHP may take to send a response head.
     #[serde(default = "default_php_timeout", with = "units::duration")]
     pub php_timeout: Duration,
+    /// How long connecting to a php-fpm member may take.
+    #[serde(default = "default_php_connect_timeout", with = "units::duration")]
+    pub php_connect_timeout: Duration,
+    /// Requests that may wait for a busy php pool; more get 503 at once.
+    #[serde(default = "default_php_queue")]
+    pub php_queue: usize,
+    /// How long a request waits for a busy php pool before a 503.
+    #[serde(default = "default_php_queue_timeout", with = "units::duration")]
+    pub php_queue_timeout: Duration,
+    /// Largest request body (uploads); larger ones get 413. PHP's own
+    /// `post_max_size` must be at least this.
+    #[serde(default = "default_max_body", with = "units::size")]
+    pub max_body: u64,
+    /// Login attempts per client address: `POST /wp-login.php` and
+    /// `/xmlrpc.php`; beyond it 429 with `Retry-After`. "off" disables it.
+    #[serde(default = "limits::default_login_limit")]
+    pub login_limit: RateLimit,
+    /// Requests per client address to this site (off by default); beyond
+    /// it 429 with `Retry-After`.
+    #[serde(default = "no_rate_limit")]
+    pub rate_limit: RateLimit,
     #[serde(default)]
     pub cache: Cache,
     /// The site's certificate, for `server.tls_listen`.
@@ -319,6 +347,22 @@ fn default_php_max_conns() -> usize {
 }
 fn default_php_timeout() -> Duration {
     Duration::from_secs(60)
+}
+fn default_php_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_php_queue() -> usize {
+    128
+}
+fn default_php_queue_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+/// Like WordPress' and PHP's "64M" (mebibytes).
+fn default_max_body() -> u64 {
+    64 << 20
+}
+fn no_rate_limit() -> RateLimit {
+    RateLimit(None)
 }
 fn default_ttl() -> Duration {
     Duration::from_secs(600)
@@ -449,6 +493,22 @@ impl Config {
                 ));
             }
         }
+        let limits = &self.server.limits;
+        if limits.max_connections == 0 || limits.max_connections_per_client == 0 {
+            return Err(err(
+                "server.limits".into(),
+                "max_connections and max_connections_per_client must be at least 1".into(),
+            ));
+        }
+        if limits.max_connections_per_client > limits.max_connections {
+            return Err(err(
+                "server.limits.max_connections_per_client".into(),
+                format!(
+                    "{} is above max_connections ({}); one client could take every connection",
+                    limits.max_connections_per_client, limits.max_connections
+                ),
+            ));
+        }
         if self.server.redirect_https && self.server.tls_listen.is_empty() {
             return Err(err(
                 "server.redirect_https".into(),
@@ -537,6 +597,13 @@ impl Config {
             }
             if site.php_max_conns == 0 {
                 return Err(err(key("php_max_conns"), "must be at least 1".into()));
+            }
+            if site.max_body == 0 {
+                return Err(err(
+                    key("max_body"),
+                    "is 0, which refuses every form and upload; give a size such as \"64MiB\""
+                        .into(),
+                ));
             }
             if site.tls.is_none() && self.server.redirect_https {
                 return Err(err(

@@ -15,7 +15,8 @@ use murakumo_fastcgi::params::Params;
 
 use crate::body::Body;
 use crate::handler::{php_error, upstream_response, Outcome, PhpTarget};
-use crate::php::{self, PhpPool, RequestBody, Upstream};
+use crate::php::{self, PhpPool, Upstream};
+use crate::request_body::SpooledBody;
 use crate::site::{Site, SiteCache};
 use crate::static_files::etag_matches;
 
@@ -117,14 +118,14 @@ pub async fn serve(
                 Lookup::Miss => {
                     outcome.cache = Some("MISS");
                     target
-                        .pass_through(&params(), RequestBody::Empty, outcome)
+                        .pass_through(&params(), SpooledBody::Empty, outcome)
                         .await
                 }
             }
         }
         Turn::Lead(lead) => {
             outcome.cache = Some("MISS");
-            let up = match target.exchange(&params(), RequestBody::Empty).await {
+            let up = match target.exchange(&params(), SpooledBody::Empty).await {
                 Ok(up) => up,
                 Err(e) => return php_error(site, &e),
             };
@@ -203,7 +204,7 @@ async fn refresh(
     let up = match php::exchange(
         &pool,
         &params,
-        RequestBody::Empty,
+        SpooledBody::Empty,
         site.config.php_timeout,
         site.name.clone(),
     )

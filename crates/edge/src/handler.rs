@@ -13,20 +13,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::cgi::{self, CgiRequest};
 use crate::guard::{self, Verdict};
-use crate::php::{self, RequestBody};
+use crate::php;
+use crate::request_body::{self, SpooledBody};
 use crate::resolve::{self, Target};
 use crate::site::Site;
 use crate::state::Edge;
-
-/// Largest chunked request body buffered to learn its length (php-fpm needs
-/// `CONTENT_LENGTH`); bodies with a length are streamed whatever their size.
-const MAX_CHUNKED_BODY: usize = 64 << 20;
 
 /// What the client is connected to.
 #[derive(Debug, Clone, Copy)]
@@ -83,12 +79,15 @@ pub async fn handle(
     let proxies = config.server.trusted_proxies.as_deref().unwrap_or(&[]);
     let conn = crate::forwarded::effective(conn, req.headers_mut(), proxies);
     let method = req.method().clone();
+    let version = req.version();
     // Cheap clones (reference-counted): kept for the access log.
     let uri = req.uri().clone();
     let host_value = req.headers().get(header::HOST).cloned();
     let host = host_value.as_ref().and_then(|h| h.to_str().ok());
     let mut outcome = Outcome::default();
-    let mut resp = if let Some(token) = uri.path().strip_prefix(ACME_CHALLENGE) {
+    let mut resp = if let Some(why) = ambiguous(&uri, req.headers()) {
+        plain(StatusCode::BAD_REQUEST, why)
+    } else if let Some(token) = uri.path().strip_prefix(ACME_CHALLENGE) {
         acme_answer(&edge, token)
     } else if config.server.redirect_https && !conn.https {
         to_https(&config.server, host, &uri)
@@ -109,6 +108,12 @@ pub async fn handle(
     }
     if method == Method::HEAD {
         *resp.body_mut() = Body::empty();
+    }
+    // Draining: kept-alive HTTP/1 clients reconnect, reaching a successor
+    // process or another replica.
+    if edge.is_draining() && version <= http::Version::HTTP_11 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();
     let site = outcome.site.clone().unwrap_or_else(|| Arc::from("-"));
@@ -132,6 +137,34 @@ pub async fn handle(
         );
     }
     Ok(resp)
+}
+
+/// Requests whose framing or target two parties could read differently
+/// (request smuggling, cache or routing confusion) are refused.
+fn ambiguous(uri: &http::Uri, headers: &HeaderMap) -> Option<&'static str> {
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Some("more than one Content-Length header");
+    }
+    if headers.get_all(header::HOST).iter().count() > 1 {
+        return Some("more than one Host header");
+    }
+    // An absolute-form target (or h2's :authority) naming another host than
+    // the Host header.
+    if let (Some(authority), Some(host)) = (uri.authority(), headers.get(header::HOST)) {
+        if !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
+        {
+            return Some("the request target and the Host header name different hosts");
+        }
+    }
+    None
 }
 
 /// The key authorization for an HTTP-01 token, if an order waits on it.
@@ -183,9 +216,6 @@ async fn route(
     host: Option<&str>,
     outcome: &mut Outcome,
 ) -> Response<Body> {
-    if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return plain(StatusCode::BAD_REQUEST, "more than one Host header");
-    }
     let Some(host) = host else {
         return plain(StatusCode::BAD_REQUEST, "missing Host header");
     };
@@ -205,6 +235,9 @@ async fn route(
             return plain(status, status.canonical_reason().unwrap_or("refused"));
         }
     };
+    if let Some(resp) = rate_limited(edge, &site, req.method(), &path, conn) {
+        return resp;
+    }
     let (method, https) = (req.method(), conn.https);
     // Hot paths that need neither the filesystem nor PHP: a fresh cached
     // page, a static file checked within the last second.
@@ -258,9 +291,38 @@ async fn route(
                 path_info: &path_info,
                 admin,
             };
-            php_request(&target, req, outcome).await
+            let body_timeout = edge.config().server.limits.body_timeout;
+            php_request(&target, req, body_timeout, outcome).await
         }
     }
+}
+
+/// Login attempts past `login_limit`, requests past `rate_limit`: 429 with
+/// `Retry-After`.
+fn rate_limited(
+    edge: &Edge,
+    site: &Site,
+    method: &Method,
+    path: &str,
+    conn: ConnInfo,
+) -> Option<Response<Body>> {
+    let ip = conn.remote.ip();
+    let login = *method == Method::POST && matches!(path, "/wp-login.php" | "/xmlrpc.php");
+    let (limit, wait) = match (&site.login_limiter, &site.rate_limiter) {
+        (Some(l), _) if login => ("login", l.check(ip).err()?),
+        (_, Some(r)) => ("site", r.check(ip).err()?),
+        _ => return None,
+    };
+    edge.metrics.rate_limited(&site.name, limit);
+    tracing::info!(site = %site.name, client = %ip, limit, "rate limit reached");
+    let mut r = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests; try again later",
+    );
+    let secs = crate::rate_limit::retry_after_secs(wait);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    Some(r)
 }
 
 /// Everything needed to build the CGI environment of a request.
@@ -278,7 +340,7 @@ impl PhpTarget<'_> {
     pub async fn exchange(
         &self,
         params: &murakumo_fastcgi::params::Params,
-        body: RequestBody,
+        body: SpooledBody,
     ) -> Result<php::Upstream, php::PhpError> {
         let site = self.site;
         php::exchange(
@@ -295,7 +357,7 @@ impl PhpTarget<'_> {
     pub async fn pass_through(
         &self,
         params: &murakumo_fastcgi::params::Params,
-        body: RequestBody,
+        body: SpooledBody,
         outcome: &mut Outcome,
     ) -> Response<Body> {
         match self.exchange(params, body).await {
@@ -342,6 +404,7 @@ impl PhpTarget<'_> {
 async fn php_request(
     target: &PhpTarget<'_>,
     req: Request<Incoming>,
+    body_timeout: Duration,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let site = target.site;
@@ -363,29 +426,27 @@ async fn php_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let (body, length) = if chunked {
-        match http_body_util::Limited::new(incoming, MAX_CHUNKED_BODY)
-            .collect()
-            .await
-        {
-            Ok(c) => {
-                let b = c.to_bytes();
-                let len = b.len() as u64;
-                (RequestBody::Buffered(b), Some(len))
+    let max = site.config.max_body;
+    if declared.is_some_and(|n| n > max) {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than this site's limit ({max} bytes)"),
+        );
+    }
+    let (body, length) = if chunked || declared.is_some_and(|n| n > 0) {
+        match request_body::read(incoming, max, body_timeout).await {
+            Ok(b) => {
+                let len = b.len();
+                (b, Some(len))
             }
-            Err(_) => {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large or broken",
-                )
+            Err(e) => {
+                tracing::info!(site = %site.name, client = %target.conn.remote.ip(), error = %e, "request body refused");
+                let status = e.status();
+                return plain(status, &e.to_string());
             }
         }
     } else {
-        match declared {
-            Some(n) if n > 0 => (RequestBody::Stream(incoming), Some(n)),
-            Some(_) => (RequestBody::Empty, Some(0)),
-            None => (RequestBody::Empty, None),
-        }
+        (SpooledBody::Empty, declared)
     };
     let params = target.params(&parts.method, &parts.uri, &parts.headers, length, false);
     target.pass_through(&params, body, outcome).await

@@ -7,7 +7,11 @@
 //! HTTPS (`server`, `certificates`): TLS 1.3/1.2 with h2 and http/1.1,
 //! certificates by SNI from files, self-signed or ACME; `forwarded`: the
 //! real client behind trusted proxies.
+//! Limits: `rate_limit` (login and per-site rates), `request_body` (bodies
+//! read whole, bounded and timed, before PHP), `server` (timeouts and
+//! connection caps, `SO_REUSEPORT` handover).
 
+pub mod admission;
 pub mod body;
 pub mod cached;
 pub mod certificates;
@@ -20,12 +24,15 @@ pub mod ops;
 pub mod path;
 pub mod php;
 pub mod proxy_protocol;
+pub mod rate_limit;
+pub mod request_body;
 pub mod resolve;
 pub mod router;
 pub mod server;
 pub mod site;
 pub mod state;
 pub mod static_files;
+pub mod watchdog;
 
 pub use server::{run, ServeError};
 pub use state::{Edge, StateError};

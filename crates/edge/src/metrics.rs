@@ -26,14 +26,27 @@ type RequestLabels = (Arc<str>, u16, &'static str);
 pub struct Metrics {
     requests: Mutex<HashMap<RequestLabels, u64>>,
     upstream: Mutex<HashMap<Arc<str>, Histogram>>,
+    rate_limited: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     pub purges: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// Connections closed at once: one client had too many open.
+    pub connections_refused_per_client: AtomicU64,
+    /// Connections cut because the client left a response unread.
+    pub slow_readers_cut: AtomicU64,
+    /// Connections closed for having no request in progress too long.
+    pub idle_closed: AtomicU64,
 }
 
 impl Metrics {
     pub fn request(&self, site: &Arc<str>, status: u16, cache: &'static str) {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((site.clone(), status, cache)).or_default() += 1;
+    }
+
+    /// A request refused by a rate limit (`limit`: "login" or "site").
+    pub fn rate_limited(&self, site: &Arc<str>, limit: &'static str) {
+        let mut m = self.rate_limited.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((site.clone(), limit)).or_default() += 1;
     }
 
     pub fn upstream_time(&self, site: &Arc<str>, d: Duration) {
@@ -97,5 +110,40 @@ impl Metrics {
             "# TYPE murakumo_tls_handshake_failures_total counter\nmurakumo_tls_handshake_failures_total {}",
             self.tls_handshake_failures.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP murakumo_rate_limited_total Requests refused with 429, by site and limit (login or site).\n# TYPE murakumo_rate_limited_total counter\n");
+        let limited = self.rate_limited.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = limited.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for ((site, limit), n) in rows {
+            let _ = writeln!(
+                out,
+                "murakumo_rate_limited_total{{site=\"{site}\",limit=\"{limit}\"}} {n}"
+            );
+        }
+        drop(limited);
+        let counters: [(&str, &str, &AtomicU64); 3] = [
+            (
+                "murakumo_connections_refused_per_client_total",
+                "Connections closed at once because their client had max_connections_per_client open.",
+                &self.connections_refused_per_client,
+            ),
+            (
+                "murakumo_slow_readers_cut_total",
+                "Connections cut because the client left a response unread for send_timeout.",
+                &self.slow_readers_cut,
+            ),
+            (
+                "murakumo_idle_connections_closed_total",
+                "Connections closed after idle_timeout without a request in progress.",
+                &self.idle_closed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
     }
 }

@@ -137,6 +137,7 @@ fn metrics(edge: &Edge) -> Response<Body> {
     }
     out.push_str("# HELP murakumo_php_member_up Whether a php-fpm member accepts connections.\n# TYPE murakumo_php_member_up gauge\n");
     out.push_str("# TYPE murakumo_fastcgi_connections_opened_total counter\n# TYPE murakumo_fastcgi_connections_reused_total counter\n");
+    out.push_str("# HELP murakumo_php_saturated_total Requests answered 503 because the php pool stayed busy or its queue was full.\n# TYPE murakumo_php_saturated_total counter\n# HELP murakumo_php_queued Requests waiting for a php-fpm connection.\n# TYPE murakumo_php_queued gauge\n");
     for site in &sites.list {
         let mut pools = vec![&site.public];
         if !Arc::ptr_eq(&site.public, &site.admin) {
@@ -178,6 +179,12 @@ fn metrics(edge: &Edge) -> Response<Body> {
                 "murakumo_fastcgi_connect_failures_total{{{labels}}} {}",
                 s.connect_failures.load(Ordering::Relaxed)
             );
+            let _ = writeln!(
+                out,
+                "murakumo_php_saturated_total{{{labels}}} {}",
+                s.saturated.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(out, "murakumo_php_queued{{{labels}}} {}", p.pool.queued());
         }
     }
     if let Some(acme) = edge.certs.acme() {
@@ -214,6 +221,11 @@ fn metrics(edge: &Edge) -> Response<Body> {
         out,
         "# TYPE murakumo_draining gauge\nmurakumo_draining {}",
         u8::from(edge.is_draining())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP murakumo_connections_open Client connections open now.\n# TYPE murakumo_connections_open gauge\nmurakumo_connections_open {}",
+        edge.admission.open()
     );
     let mut r = Response::new(Body::full(out));
     r.headers_mut().insert(

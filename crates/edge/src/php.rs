@@ -3,7 +3,8 @@
 //! Retry rule: a request moves to another member when connecting fails (the
 //! pool does that), and is resent once on a fresh connection when a *reused*
 //! keep-alive connection (php-fpm may have closed it while idle) fails:
-//! - while being written, before any of a streamed body was consumed;
+//! - while being written (bodies are read whole beforehand, see
+//!   [`crate::request_body`], so they can be sent again);
 //! - on its first read, for GET and HEAD only: php-fpm may have run the
 //!   script before dying, and running a POST twice is worse than a 502.
 //!
@@ -14,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use murakumo_fastcgi::params::Params;
 use murakumo_fastcgi::response::{parse_response_head, HeadError};
 use murakumo_fastcgi::{Event, Pool, PoolError, PooledConnection};
+use tokio::io::AsyncReadExt;
 
 use crate::body::Body;
+use crate::request_body::SpooledBody;
 
 /// Most body bytes gathered into one chunk from records already received.
 const COALESCE: usize = 64 * 1024;
@@ -28,13 +30,6 @@ const COALESCE: usize = 64 * 1024;
 pub struct PhpPool {
     pub role: &'static str,
     pub pool: Pool,
-}
-
-/// The request body to send as FCGI_STDIN.
-pub enum RequestBody {
-    Empty,
-    Buffered(Bytes),
-    Stream(hyper::body::Incoming),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,16 +44,18 @@ pub enum PhpError {
     Head(#[from] HeadError),
     #[error("php-fpm ended the request without a response")]
     Empty,
-    #[error("reading the request body from the client: {0}")]
-    ClientBody(String),
+    #[error("reading the spooled request body: {0}")]
+    Spool(std::io::Error),
 }
 
 impl PhpError {
     pub fn status(&self) -> StatusCode {
         match self {
-            PhpError::Pool(PoolError::Saturated(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PhpError::Pool(PoolError::Saturated(_) | PoolError::QueueFull(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             PhpError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            PhpError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            PhpError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -94,62 +91,34 @@ async fn next_event(conn: &mut PooledConnection, timeout: Duration) -> Result<Ev
 pub async fn exchange(
     php: &PhpPool,
     params: &Params,
-    body: RequestBody,
+    mut body: SpooledBody,
     timeout: Duration,
     site: Arc<str>,
 ) -> Result<Upstream, PhpError> {
     let started = Instant::now();
     let idempotent = matches!(params.get("REQUEST_METHOD"), Some(b"GET" | b"HEAD"));
-    let mut body = Some(body);
     let mut fresh = false;
     loop {
         let mut conn = php.pool.checkout(fresh).await?;
         let retryable = conn.reused() && !fresh;
-        if let Err(e) = conn.begin(params).await {
-            if retryable {
+        let sent = match conn.begin(params).await {
+            Ok(()) => send_body(&mut conn, &mut body).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = sent {
+            if retryable && !matches!(e, PhpError::Spool(_)) {
                 fresh = true;
+                body.rewind().await.map_err(PhpError::Spool)?;
                 continue;
             }
-            return Err(e.into());
-        }
-        let streamed = matches!(body, Some(RequestBody::Stream(_)));
-        match body.take().unwrap_or(RequestBody::Empty) {
-            RequestBody::Empty => {}
-            RequestBody::Buffered(b) => {
-                let sent = conn.write_stdin(&b).await;
-                body = Some(RequestBody::Buffered(b));
-                if let Err(e) = sent {
-                    if retryable {
-                        fresh = true;
-                        continue;
-                    }
-                    return Err(e.into());
-                }
-            }
-            RequestBody::Stream(mut incoming) => {
-                while let Some(frame) = incoming.frame().await {
-                    let frame = frame.map_err(|e| PhpError::ClientBody(e.to_string()))?;
-                    if let Ok(data) = frame.into_data() {
-                        conn.write_stdin(&data).await?;
-                    }
-                }
-            }
-        }
-        if let Err(e) = conn.end_stdin().await {
-            if retryable && !streamed {
-                fresh = true;
-                continue;
-            }
-            return Err(e.into());
+            return Err(e);
         }
         let mut head_buf = BytesMut::new();
         let mut first_event = true;
         loop {
             let ev = match next_event(&mut conn, timeout).await {
                 Ok(ev) => ev,
-                Err(PhpError::Protocol(e))
-                    if first_event && retryable && !streamed && idempotent =>
-                {
+                Err(PhpError::Protocol(e)) if first_event && retryable && idempotent => {
                     tracing::debug!(%site, error = %e, "kept-alive php-fpm connection was closed; resending on a new one");
                     break;
                 }
@@ -197,7 +166,27 @@ pub async fn exchange(
             }
         }
         fresh = true;
+        body.rewind().await.map_err(PhpError::Spool)?;
     }
+}
+
+/// Sends the body as FCGI_STDIN and ends it.
+async fn send_body(conn: &mut PooledConnection, body: &mut SpooledBody) -> Result<(), PhpError> {
+    match body {
+        SpooledBody::Empty => {}
+        SpooledBody::Memory(b) => conn.write_stdin(b).await?,
+        SpooledBody::File { file, .. } => {
+            let mut buf = vec![0u8; COALESCE];
+            loop {
+                let n = file.read(&mut buf).await.map_err(PhpError::Spool)?;
+                if n == 0 {
+                    break;
+                }
+                conn.write_stdin(&buf[..n]).await?;
+            }
+        }
+    }
+    Ok(conn.end_stdin().await?)
 }
 
 fn convert_head(head: murakumo_fastcgi::ResponseHead, site: &str) -> (StatusCode, HeaderMap) {

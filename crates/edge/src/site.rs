@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use murakumo_cache::{Coalescer, PageCache, Policy};
-use murakumo_config::{Config, HostPattern};
+use murakumo_config::{Config, HostPattern, Rate};
 use murakumo_fastcgi::{Address, Pool, PoolConfig};
 
 use crate::guard::GuardOptions;
 use crate::php::PhpPool;
+use crate::rate_limit::Limiter;
 use crate::router::Router;
 
 /// The page cache of one site.
@@ -30,6 +31,10 @@ pub struct Site {
     pub admin: Arc<PhpPool>,
     pub cache: Option<Arc<SiteCache>>,
     pub db: Option<mysql_async::Pool>,
+    /// `login_limit`: POST /wp-login.php and /xmlrpc.php per client.
+    pub login_limiter: Option<Arc<Limiter>>,
+    /// `rate_limit`: every request per client.
+    pub rate_limiter: Option<Arc<Limiter>>,
 }
 
 /// All sites and the host router over them.
@@ -54,13 +59,24 @@ fn build_pool(
     let addresses = members.iter().filter_map(|m| Address::parse(m)).collect();
     let config = PoolConfig {
         max_conns: site.php_max_conns,
-        queue_timeout: site.php_timeout,
+        connect_timeout: site.php_connect_timeout,
+        queue_timeout: site.php_queue_timeout,
+        max_queue: site.php_queue,
         ..PoolConfig::default()
     };
     Arc::new(PhpPool {
         role,
         pool: Pool::new(addresses, config),
     })
+}
+
+/// A limiter for `rate`, the old one (with its counts) if the rate is the same.
+fn limiter(rate: Option<Rate>, old: Option<&Arc<Limiter>>) -> Option<Arc<Limiter>> {
+    let rate = rate?;
+    match old {
+        Some(o) if o.rate == rate => Some(o.clone()),
+        _ => Some(Arc::new(Limiter::new(rate))),
+    }
 }
 
 fn build_db(site: &murakumo_config::Site) -> Result<Option<mysql_async::Pool>, SiteError> {
@@ -104,7 +120,9 @@ impl Sites {
             let same_php = old.is_some_and(|o| {
                 o.config.php == sc.php
                     && o.config.php_max_conns == sc.php_max_conns
-                    && o.config.php_timeout == sc.php_timeout
+                    && o.config.php_connect_timeout == sc.php_connect_timeout
+                    && o.config.php_queue == sc.php_queue
+                    && o.config.php_queue_timeout == sc.php_queue_timeout
             });
             let same_admin = old.is_some_and(|o| o.config.admin_php == sc.admin_php && same_php);
             let public = match old {
@@ -151,6 +169,11 @@ impl Sites {
                 admin,
                 cache,
                 db,
+                login_limiter: limiter(
+                    sc.login_limit.0,
+                    old.and_then(|o| o.login_limiter.as_ref()),
+                ),
+                rate_limiter: limiter(sc.rate_limit.0, old.and_then(|o| o.rate_limiter.as_ref())),
             }));
         }
         let router = Router::new(list.iter().flat_map(|s| {

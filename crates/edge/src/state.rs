@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use murakumo_config::Config;
 
+use crate::admission::Admission;
 use crate::certificates::{CertError, Certificates};
 use crate::metrics::Metrics;
 use crate::site::{SiteError, Sites};
@@ -22,6 +23,8 @@ pub struct Edge {
     pub metrics: Metrics,
     pub files: FileCache,
     pub certs: Certificates,
+    /// Connection caps; `max_connections` is fixed at start.
+    pub admission: Arc<Admission>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,7 @@ impl Edge {
         let certs = Certificates::new(&config)?;
         Ok(Edge {
             certs,
+            admission: Admission::new(config.server.limits.max_connections),
             sites: RwLock::new(Arc::new(sites)),
             config: RwLock::new(Arc::new(config)),
             purge_token: RwLock::new(token),

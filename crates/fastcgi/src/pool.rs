@@ -45,6 +45,10 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// How long a request waits for a free connection before giving up.
     pub queue_timeout: Duration,
+    /// Requests that may wait for a free connection at once; more are
+    /// refused at once ([`PoolError::QueueFull`]), so a saturated pool
+    /// cannot gather an unbounded crowd of waiting requests.
+    pub max_queue: usize,
 }
 
 impl Default for PoolConfig {
@@ -55,6 +59,7 @@ impl Default for PoolConfig {
             down_for: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),
             queue_timeout: Duration::from_secs(30),
+            max_queue: 128,
         }
     }
 }
@@ -65,6 +70,8 @@ pub enum PoolError {
     Unavailable { addr: String, source: io::Error },
     #[error("all php-fpm connections stayed busy for {0:?}")]
     Saturated(Duration),
+    #[error("all php-fpm connections are busy and {0} requests already wait")]
+    QueueFull(usize),
     #[error("the pool has no members")]
     Empty,
 }
@@ -97,6 +104,8 @@ pub struct PoolStats {
     pub opened: AtomicU64,
     pub reused: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Requests refused because the pool stayed busy or its queue was full.
+    pub saturated: AtomicU64,
 }
 
 /// The health of one member, for `/metrics` and `/readyz`.
@@ -114,6 +123,8 @@ pub struct Pool {
     config: PoolConfig,
     stats: Arc<PoolStats>,
     next: AtomicUsize,
+    /// Requests waiting for a connection slot.
+    queued: AtomicUsize,
 }
 
 impl Pool {
@@ -136,6 +147,7 @@ impl Pool {
             config,
             stats: Arc::new(PoolStats::default()),
             next: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -209,6 +221,39 @@ impl Pool {
         }
     }
 
+    /// A request slot on `member`: at once if one is free, else after
+    /// waiting in the bounded queue.
+    async fn wait_for_slot(&self, member: &Member) -> Result<OwnedSemaphorePermit, PoolError> {
+        if let Ok(p) = member.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let max = self.config.max_queue;
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= max {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.stats.saturated.fetch_add(1, Ordering::Relaxed);
+            return Err(PoolError::QueueFull(max));
+        }
+        let waited = tokio::time::timeout(
+            self.config.queue_timeout,
+            member.permits.clone().acquire_owned(),
+        )
+        .await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(PoolError::Empty),
+            Err(_) => {
+                self.stats.saturated.fetch_add(1, Ordering::Relaxed);
+                Err(PoolError::Saturated(self.config.queue_timeout))
+            }
+        }
+    }
+
+    /// Requests waiting for a connection now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     /// Takes a connection: an idle one if the chosen member has one (unless
     /// `fresh`), else a new one. Moves to the next member when a connect fails.
     pub async fn checkout(&self, fresh: bool) -> Result<PooledConnection, PoolError> {
@@ -216,16 +261,7 @@ impl Pool {
         for member in self.candidates() {
             member.outstanding.fetch_add(1, Ordering::Relaxed);
             let guard = Outstanding(member.clone());
-            let permit = match tokio::time::timeout(
-                self.config.queue_timeout,
-                member.permits.clone().acquire_owned(),
-            )
-            .await
-            {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return Err(PoolError::Empty),
-                Err(_) => return Err(PoolError::Saturated(self.config.queue_timeout)),
-            };
+            let permit = self.wait_for_slot(&member).await?;
             if !fresh {
                 if let Some(conn) = self.take_idle(&member) {
                     self.stats.reused.fetch_add(1, Ordering::Relaxed);

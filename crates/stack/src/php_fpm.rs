@@ -52,12 +52,17 @@ pub fn render(
     accounts: &Accounts,
     env: &[(String, String)],
 ) -> String {
+    // `max_execution_time` counts CPU time on Linux: a script waiting on a
+    // slow API or a lock never reaches it. `request_terminate_timeout` is
+    // wall-clock and frees the worker a little after the edge has given up
+    // (`php_timeout`, 60 s) and answered 504.
     let (pool, pm) = match role {
         Role::PhpAdmin => (
             "admin",
             format!(
                 "pm = ondemand\npm.max_children = {ADMIN_CHILDREN}\npm.process_idle_timeout = 60s\n\
-                 php_admin_value[max_execution_time] = 300\n"
+                 php_admin_value[max_execution_time] = 300\n\
+                 request_terminate_timeout = 305s\n"
             ),
         ),
         _ => (
@@ -65,7 +70,8 @@ pub fn render(
             format!(
                 "pm = dynamic\npm.max_children = {PUBLIC_CHILDREN}\npm.start_servers = 2\n\
                  pm.min_spare_servers = 1\npm.max_spare_servers = 4\n\
-                 php_admin_value[max_execution_time] = 60\n"
+                 php_admin_value[max_execution_time] = 60\n\
+                 request_terminate_timeout = 65s\n"
             ),
         ),
     };
@@ -80,6 +86,7 @@ pub fn render(
          [global]\n\
          error_log = {log}\n\
          daemonize = no\n\
+         process_control_timeout = 10s\n\
          \n\
          [{pool}]\n\
          listen = {sock}\n\

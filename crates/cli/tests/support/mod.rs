@@ -3,6 +3,8 @@
 //! stopped when the test ends. HTTP goes through `curl`, a real client.
 #![allow(dead_code)]
 
+pub mod php_site;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
