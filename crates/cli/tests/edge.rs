@@ -4,11 +4,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::php_site::{write, PhpSite, HOST};
+use support::php_site::{PhpSite, HOST};
 use support::{curl, Resp};
 
 fn json(r: &Resp) -> serde_json::Value {

@@ -27,10 +27,18 @@ fn deny(status: StatusCode, reason: &'static str) -> Verdict {
     Verdict::Deny { status, reason }
 }
 
+/// Whether a normalised path runs `script` (e.g. "/xmlrpc.php"): the
+/// script itself, or the script with PATH_INFO after it
+/// ("/xmlrpc.php/anything" runs xmlrpc.php too).
+pub fn runs_script(path: &str, script: &str) -> bool {
+    path.strip_prefix(script)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Whether a normalised path is in the admin area. `admin-ajax.php` serves
 /// anonymous front-end requests and stays public.
 pub fn is_admin_path(path: &str) -> bool {
-    if path == "/wp-login.php" {
+    if runs_script(path, "/wp-login.php") {
         return true;
     }
     (path.starts_with("/wp-admin/") || path == "/wp-admin") && path != "/wp-admin/admin-ajax.php"
@@ -66,7 +74,7 @@ pub fn check(path: &str, opts: &GuardOptions, client: IpAddr) -> Verdict {
     {
         return deny(StatusCode::FORBIDDEN, "php in uploads");
     }
-    if lower == "/xmlrpc.php" && !opts.xmlrpc {
+    if runs_script(&lower, "/xmlrpc.php") && !opts.xmlrpc {
         return deny(StatusCode::FORBIDDEN, "xmlrpc disabled");
     }
     if is_admin_path(path) {
@@ -139,6 +147,10 @@ mod tests {
     #[test]
     fn xmlrpc_off_unless_enabled() {
         assert!(denied("/xmlrpc.php"));
+        // With PATH_INFO it still runs xmlrpc.php.
+        assert!(denied("/xmlrpc.php/"));
+        assert!(denied("/xmlrpc.php/x"));
+        assert!(!denied("/xmlrpc.php.txt"));
         let on = GuardOptions {
             xmlrpc: true,
             ..Default::default()
@@ -172,6 +184,11 @@ mod tests {
         ));
         assert!(matches!(
             check("/wp-login.php", &opts, ip("8.8.8.8")),
+            Verdict::Deny { .. }
+        ));
+        // PATH_INFO after the script does not take it out of the admin area.
+        assert!(matches!(
+            check("/wp-login.php/x", &opts, ip("8.8.8.8")),
             Verdict::Deny { .. }
         ));
         assert_eq!(

@@ -307,7 +307,8 @@ fn rate_limited(
     conn: ConnInfo,
 ) -> Option<Response<Body>> {
     let ip = conn.remote.ip();
-    let login = *method == Method::POST && matches!(path, "/wp-login.php" | "/xmlrpc.php");
+    let login = *method == Method::POST
+        && (guard::runs_script(path, "/wp-login.php") || guard::runs_script(path, "/xmlrpc.php"));
     let (limit, wait) = match (&site.login_limiter, &site.rate_limiter) {
         (Some(l), _) if login => ("login", l.check(ip).err()?),
         (_, Some(r)) => ("site", r.check(ip).err()?),

@@ -391,6 +391,31 @@ impl PhpFpm {
         }
     }
 
+    /// Kills php-fpm at once (SIGKILL to the master, workers included), as a
+    /// crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            // Workers first listed, then the master killed (so it cannot
+            // replace them), then the workers, which hold the socket too.
+            let out = Command::new("pgrep")
+                .args(["-P", &p.pid().to_string()])
+                .output()
+                .expect("pgrep (procps)");
+            p.signal("KILL");
+            for worker in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", worker]).status();
+            }
+            let _ = p.wait_exit(Duration::from_secs(10));
+        }
+    }
+
+    /// Sends a signal to the php-fpm master ("USR2": graceful reload).
+    pub fn signal(&self, sig: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
+        }
+    }
+
     /// Lines of the access log containing `needle`.
     pub fn requests_for(&self, needle: &str) -> usize {
         std::fs::read_to_string(&self.access_log)

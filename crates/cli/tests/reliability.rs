@@ -1,0 +1,632 @@
+//! End to end: what keeps the edge serving through hostile clients, a
+//! saturated or dead php-fpm and replacement of the edge itself. Real
+//! php-fpm, the murakumo binary, raw sockets for the malformed requests and
+//! the slow clients, `wrk` for load.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::php_site::{write, PhpSite, HOST};
+use support::{curl, wait_until, Edge, Proc};
+
+/// Sends `request` on a new connection and returns the status of the first
+/// answer, or `None` if the edge closed the connection without one.
+fn raw_status(port: u16, request: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(2).any(|w| w == b"\r\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("no answer within 10 s (a hang): {e}"),
+        }
+    }
+    let line = String::from_utf8_lossy(&got);
+    line.split_whitespace().nth(1).and_then(|s| s.parse().ok())
+}
+
+/// Whether the edge closes `s` (EOF or reset) within `within`.
+fn closed_by_edge(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'r' => out.push(b'\r'),
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'0' => out.push(0),
+                b'\\' => out.push(b'\\'),
+                b'x' => {
+                    out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
+                    i += 2;
+                }
+                c => panic!("unknown escape \\{}", c as char),
+            }
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn metric(edge: &Edge, line_start: &str) -> f64 {
+    let text = curl(&edge.ops("/metrics"), &[]).text();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn corpus(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn no_panic(s: &mut PhpSite) {
+    assert!(
+        s.edge.proc.is_running(),
+        "the edge died: {}",
+        s.edge.log_text()
+    );
+    assert!(
+        !s.edge.log_text().contains("panicked"),
+        "the edge panicked: {}",
+        s.edge.log_text()
+    );
+}
+
+#[test]
+fn malformed_and_smuggling_requests_get_the_documented_status() {
+    let mut s = PhpSite::start("max_body = \"1MiB\"", "");
+    let (mut tried, mut wrong) = (0, Vec::new());
+    for line in corpus("requests.txt").lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut parts = line.splitn(3, ' ');
+        let (expected, name, request) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let got = raw_status(s.edge.port, &unescape(request));
+        let label = got.map_or("close".to_string(), |c| c.to_string());
+        if !expected.split(',').any(|e| e == label) {
+            wrong.push(format!("{name}: expected {expected}, got {label}"));
+        }
+        tried += 1;
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(tried >= 40, "corpus too small: {tried}");
+    // Content-Length with Transfer-Encoding: framed by the chunked encoding
+    // alone and the connection closed after the answer (RFC 9112 6.1), so
+    // a request hidden after the chunked body is never read.
+    let mut c = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "POST /info.php HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(
+        !answer.contains("color: red"),
+        "the smuggled request was served"
+    );
+    // Oversized heads: 431 for headers, 414 or 431 for the target.
+    let big_header = format!(
+        "GET /style.css HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(512 << 10)
+    );
+    assert_eq!(raw_status(s.edge.port, big_header.as_bytes()), Some(431));
+    let many_headers = format!(
+        "GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    assert_eq!(raw_status(s.edge.port, many_headers.as_bytes()), Some(431));
+    let long_target = format!(
+        "GET /{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let got = raw_status(s.edge.port, long_target.as_bytes());
+    assert!(matches!(got, Some(414 | 431)), "long target: {got:?}");
+    // Of the requests to PHP, only the well-framed ones reached it: the
+    // three framed by chunked encoding (cl-and-te, te-and-cl, the smuggling
+    // check) and two-equal-content-lengths.
+    assert_eq!(s.fpm.requests_for("info.php"), 4);
+    no_panic(&mut s);
+}
+
+#[test]
+fn path_tricks_never_reach_a_denied_file() {
+    let mut s = PhpSite::start("", "");
+    write(&s.root(), ".env", "DB_PASSWORD=secret");
+    write(&s.root(), ".htaccess", "# secret");
+    write(&s.root(), ".htpasswd", "admin:secret");
+    write(&s.root(), "wp-content/debug.log", "PHP Warning: secret");
+    let mut tried = 0;
+    for path in corpus("paths.txt").lines() {
+        if path.starts_with('#') || path.trim().is_empty() {
+            continue;
+        }
+        let mut c = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        let status = text.split_whitespace().nth(1).unwrap_or("none");
+        // A 200 may only be WordPress' front controller (a page that does not
+        // exist is index.php's to answer), never the file asked for.
+        assert!(
+            status != "200" || text.contains("front controller:"),
+            "{path} answered 200: {text}"
+        );
+        assert!(
+            !text.contains("secret") && !text.contains("EXECUTED"),
+            "{path} leaked: {text}"
+        );
+        tried += 1;
+    }
+    assert!(tried >= 70, "corpus too small: {tried}");
+    assert_eq!(s.fpm.requests_for("evil"), 0, "PHP ran a file in uploads");
+    no_panic(&mut s);
+}
+
+#[test]
+fn request_bodies_are_bounded_timed_and_spooled() {
+    let s = PhpSite::start(
+        "max_body = \"1MiB\"",
+        "[server.limits]\nbody_timeout = \"1s\"",
+    );
+    write(
+        &s.root(),
+        "upload.php",
+        "<?php header('Cache-Control: no-store'); $b = file_get_contents('php://input'); echo strlen($b), ' ', md5($b);",
+    );
+    // 600 KiB: beyond what stays in memory, so it is spooled to a file.
+    let body: Vec<u8> = (0..600u32 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let file = s.dir.path().join("upload.bin");
+    std::fs::write(&file, &body).unwrap();
+    let md5 =
+        String::from_utf8(Command::new("md5sum").arg(&file).output().unwrap().stdout).unwrap();
+    let md5 = md5.split_whitespace().next().unwrap();
+    let data = format!("@{}", file.display());
+    let expected = format!("{} {md5}", body.len());
+    let r = s.get("/upload.php", &["--data-binary", &data]);
+    assert_eq!((r.status, r.text()), (200, expected.clone()));
+    let r = s.get(
+        "/upload.php",
+        &["--data-binary", &data, "-H", "Transfer-Encoding: chunked"],
+    );
+    assert_eq!((r.status, r.text()), (200, expected), "chunked upload");
+
+    // Too large, declared or chunked: 413, PHP never runs.
+    let big = s.dir.path().join("big-upload.bin");
+    std::fs::write(&big, vec![b'x'; 2 << 20]).unwrap();
+    let big_data = format!("@{}", big.display());
+    assert_eq!(
+        s.get("/upload.php", &["--data-binary", &big_data]).status,
+        413
+    );
+    let r = s.get(
+        "/upload.php",
+        &[
+            "--data-binary",
+            &big_data,
+            "-H",
+            "Transfer-Encoding: chunked",
+        ],
+    );
+    assert_eq!(r.status, 413);
+
+    // A client that stops sending its body: 408, PHP never runs.
+    let mut c = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    write!(
+        c,
+        "POST /upload.php HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n\r\n0123456789"
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(s.fpm.requests_for("upload.php"), 2);
+}
+
+#[test]
+fn slow_and_idle_clients_are_cut_while_others_are_served() {
+    let s = PhpSite::start(
+        "",
+        "[server.limits]\nheader_timeout = \"2s\"\nsend_timeout = \"1s\"\nidle_timeout = \"1s\"",
+    );
+    let huge: Vec<u8> = vec![b'z'; 64 << 20];
+    write(&s.root(), "huge.bin", &huge);
+
+    // Slowloris: half a request head, then nothing.
+    let mut loris = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    write!(loris, "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-a: b\r\n").unwrap();
+    // Slow read: asks for 64 MiB and reads none of it.
+    let mut reader = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    write!(reader, "GET /huge.bin HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+    // Idle: one request, then silence.
+    let mut idle = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    write!(idle, "GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+
+    // Meanwhile a normal client is served.
+    for _ in 0..5 {
+        assert_eq!(s.get("/style.css", &[]).status, 200);
+    }
+    assert!(
+        closed_by_edge(&mut loris, Duration::from_secs(15)),
+        "slowloris kept"
+    );
+    assert!(
+        closed_by_edge(&mut idle, Duration::from_secs(15)),
+        "idle connection kept"
+    );
+    wait_until("the slow reader to be cut", Duration::from_secs(20), || {
+        metric(&s.edge, "murakumo_slow_readers_cut_total") >= 1.0
+    });
+    assert!(metric(&s.edge, "murakumo_idle_connections_closed_total") >= 1.0);
+    drop(reader);
+    assert_eq!(s.get("/style.css", &[]).status, 200);
+}
+
+#[test]
+fn connections_are_capped_per_client() {
+    let s = PhpSite::start("", "[server.limits]\nmax_connections_per_client = 3");
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap())
+        .collect();
+    wait_until("3 connections admitted", Duration::from_secs(10), || {
+        metric(&s.edge, "murakumo_connections_open") >= 3.0
+    });
+    let mut fourth = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    assert!(
+        closed_by_edge(&mut fourth, Duration::from_secs(10)),
+        "a fourth connection from one client was kept"
+    );
+    assert_eq!(
+        metric(&s.edge, "murakumo_connections_refused_per_client_total"),
+        1.0
+    );
+    drop(held);
+    wait_until(
+        "a new connection to be served",
+        Duration::from_secs(10),
+        || {
+            raw_status(
+                s.edge.port,
+                format!("GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes(),
+            ) == Some(200)
+        },
+    );
+}
+
+#[test]
+fn login_attempts_and_site_requests_are_rate_limited_per_client() {
+    let s = PhpSite::start(
+        "rate_limit = \"20/min\"",
+        "trusted_proxies = [\"127.0.0.1\"]",
+    );
+    write(
+        &s.root(),
+        "wp-login.php",
+        "<?php header('Cache-Control: no-store'); echo 'login form';",
+    );
+    let from = |ip: &str| format!("X-Forwarded-For: {ip}");
+    let (a, b) = (from("203.0.113.5"), from("203.0.113.6"));
+    for i in 0..5 {
+        let r = s.get("/wp-login.php", &["-H", &a, "-d", "log=admin&pwd=guess"]);
+        assert_eq!(r.status, 200, "attempt {i}");
+    }
+    let r = s.get("/wp-login.php", &["-H", &a, "-d", "log=admin&pwd=guess"]);
+    assert_eq!(r.status, 429);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=12).contains(&wait), "Retry-After {wait}");
+    // The login form itself and other clients are not held back.
+    assert_eq!(s.get("/wp-login.php", &["-H", &a]).status, 200);
+    assert_eq!(
+        s.get("/wp-login.php", &["-H", &b, "-d", "log=admin&pwd=guess"])
+            .status,
+        200
+    );
+    assert_eq!(
+        metric(
+            &s.edge,
+            "murakumo_rate_limited_total{site=\"site\",limit=\"login\"}"
+        ),
+        1.0
+    );
+    assert_eq!(s.fpm.requests_for("POST /wp-login.php"), 6);
+    // The per-site limit: 20 a minute per client, the login form GET above
+    // counted as one of them.
+    for _ in 0..19 {
+        assert_eq!(s.get("/style.css", &["-H", &a]).status, 200);
+    }
+    let r = s.get("/style.css", &["-H", &a]);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(s.get("/style.css", &["-H", &b]).status, 200);
+    assert_eq!(
+        metric(
+            &s.edge,
+            "murakumo_rate_limited_total{site=\"site\",limit=\"site\"}"
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_saturated_php_pool_answers_503_while_cached_pages_flow() {
+    let s = PhpSite::start_with(
+        "php_max_conns = 1\nphp_queue = 1\nphp_queue_timeout = \"1s\"",
+        "",
+        2,
+        "",
+    );
+    assert_eq!(s.get("/", &[]).cache(), "MISS");
+    assert_eq!(s.get("/", &[]).cache(), "HIT");
+    // Three POSTs (never cached) to a 4 s script: one runs, one waits in the
+    // queue and gives up after 1 s, one finds the queue full.
+    let url = s.edge.url("/sleep.php?s=4");
+    let host = format!("Host: {HOST}");
+    let posts: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 200 }));
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-D",
+                    "-",
+                    "-X",
+                    "POST",
+                    "-H",
+                    &host,
+                    &url,
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // While PHP is saturated, cached pages are still served.
+    let hit = s.get("/", &[]);
+    assert_eq!((hit.status, hit.cache()), (200, "HIT"));
+    let mut statuses = Vec::new();
+    for p in posts {
+        let out = p.wait_with_output().unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        if status == 503 {
+            assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 503, 503]);
+    assert_eq!(
+        metric(
+            &s.edge,
+            "murakumo_php_saturated_total{site=\"site\",pool=\"public\"}"
+        ),
+        2.0
+    );
+}
+
+#[test]
+fn dead_or_slow_php_gives_stale_pages_502_and_504_then_recovers() {
+    let mut s = PhpSite::start_with(
+        "php_timeout = \"1s\"\n[site.cache]\nttl = \"1s\"\nstale = \"1h\"",
+        "",
+        1,
+        "request_terminate_timeout = 3s\n",
+    );
+    assert_eq!(s.get("/", &[]).cache(), "MISS");
+    // A script sleeping past php_timeout: 504; php-fpm's wall-clock limit
+    // (what `murakumo up` sets) frees the worker, so the one worker serves
+    // again well before the script's 60 s would end.
+    let r = s.get("/sleep.php?s=60", &["-X", "POST"]);
+    assert_eq!(r.status, 504);
+    wait_until(
+        "the worker to be free again",
+        Duration::from_secs(20),
+        || s.get("/info.php", &[]).status == 200,
+    );
+
+    // php-fpm killed: the cached page is served stale, uncached ones fail
+    // fast with 502, and service resumes when php-fpm is back.
+    s.fpm.kill();
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = s.get("/", &[]);
+    assert_eq!((r.status, r.cache()), (200, "STALE"));
+    let started = Instant::now();
+    assert_eq!(s.get("/info.php", &[]).status, 502);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "502 took {:?}",
+        started.elapsed()
+    );
+    s.fpm.boot();
+    wait_until("PHP to answer again", Duration::from_secs(20), || {
+        s.get("/info.php", &[]).status == 200
+    });
+    no_panic(&mut s);
+}
+
+/// Runs `wrk` for `secs` against `url` (with Host: site.test).
+fn wrk(url: &str, secs: u64, conns: u32) -> std::process::Child {
+    Command::new("wrk")
+        .args([
+            "-t1",
+            // A slow answer on this shared 2-core machine is not a lost one.
+            "--timeout",
+            "10s",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "-H",
+            &format!("Host: {HOST}"),
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk is not installed (scripts/install-deps --test)")
+}
+
+/// (requests, socket errors, non-2xx/3xx) from wrk's summary.
+fn wrk_result(child: std::process::Child) -> (u64, u64, u64, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let num = |s: &str| s.trim().trim_end_matches(',').parse::<u64>().unwrap_or(0);
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .map_or(0, |l| num(l.split_whitespace().next().unwrap_or("")));
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Socket errors"))
+        .map_or(0, |l| {
+            l.split(':')
+                .nth(1)
+                .unwrap_or("")
+                .split(',')
+                .map(|p| num(p.split_whitespace().last().unwrap_or("0")))
+                .sum()
+        });
+    let non2xx = text
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .map_or(0, |l| num(l.rsplit(':').next().unwrap_or("0")));
+    (requests, errors, non2xx, text)
+}
+
+/// Starts another `murakumo serve` on the same configuration (the same
+/// addresses: SO_REUSEPORT) and waits until it listens.
+fn successor(dir: &Path, config: &Path, generation: u32) -> Proc {
+    let log = dir.join(format!("edge-{generation}.log"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_murakumo"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("MURAKUMO_LOG", "info");
+    let mut p = Proc::spawn("murakumo", &mut cmd, &log);
+    wait_until("the successor to listen", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ops listening")
+    });
+    assert!(
+        p.is_running(),
+        "successor exited: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    p
+}
+
+#[test]
+fn replacing_the_edge_five_times_under_load_loses_no_request() {
+    let mut s = PhpSite::start("", "");
+    assert_eq!(s.get("/", &[]).status, 200);
+    let dir = s.dir.path().to_path_buf();
+    let config = s.edge.config.clone();
+    let cached = wrk(&s.edge.url("/"), 20, 16);
+    let uncached = wrk(&s.edge.url("/info.php"), 20, 4);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut current: Option<Proc> = None;
+    for generation in 1..=5 {
+        let next = successor(&dir, &config, generation);
+        std::thread::sleep(Duration::from_millis(500));
+        match current.take() {
+            Some(old) => stop_drained(old),
+            None => {
+                // The first edge belongs to the fixture.
+                s.edge.proc.signal("TERM");
+                assert!(s.edge.proc.wait_exit(Duration::from_secs(20)).is_some());
+            }
+        }
+        current = Some(next);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(19),
+        "the handovers outlasted the load ({:?}); the test proves nothing",
+        started.elapsed()
+    );
+    let (n1, e1, x1, t1) = wrk_result(cached);
+    let (n2, e2, x2, t2) = wrk_result(uncached);
+    eprintln!("cached: {n1} requests, uncached: {n2} requests, 5 handovers");
+    assert!(n1 > 1000 && n2 > 50, "too little load: {t1}\n{t2}");
+    assert_eq!((e1, x1), (0, 0), "cached page: {t1}");
+    assert_eq!((e2, x2), (0, 0), "uncached page: {t2}");
+    drop(current);
+}
+
+fn stop_drained(mut old: Proc) {
+    old.signal("TERM");
+    let status = old.wait_exit(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "old edge: {status:?}");
+}
+
+#[test]
+fn cached_pages_do_not_notice_a_graceful_php_fpm_restart() {
+    let s = PhpSite::start("", "");
+    assert_eq!(s.get("/", &[]).status, 200);
+    let cached = wrk(&s.edge.url("/"), 6, 16);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(2));
+        s.fpm.signal("USR2");
+    }
+    let (n, e, x, t) = wrk_result(cached);
+    assert!(n > 1000, "too little load: {t}");
+    assert_eq!((e, x), (0, 0), "cached page during php-fpm reloads: {t}");
+}
