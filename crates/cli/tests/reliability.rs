@@ -630,3 +630,62 @@ fn cached_pages_do_not_notice_a_graceful_php_fpm_restart() {
     assert!(n > 1000, "too little load: {t}");
     assert_eq!((e, x), (0, 0), "cached page during php-fpm reloads: {t}");
 }
+
+#[test]
+fn slowhttptest_attacks_do_not_starve_a_normal_client() {
+    let mut s = PhpSite::start("", "");
+    let base = format!("http://127.0.0.1:{}", s.edge.port);
+    // Slowloris, slow body (R-U-Dead-Yet) and slow read at once, from
+    // 127.0.0.1, for 15 s; beyond max_connections_per_client (256) the
+    // edge closes new connections at once.
+    let attack = |mode: &str, extra: &[&str], path: &str| {
+        Command::new("slowhttptest")
+            .arg(mode)
+            .args(["-c", "200", "-r", "100", "-i", "3", "-l", "15", "-u"])
+            .arg(format!("{base}{path}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("slowhttptest is not installed (scripts/install-deps --test)")
+    };
+    let attackers = [
+        attack("-H", &[], "/"),
+        attack("-B", &["-s", "65536"], "/"),
+        attack(
+            "-X",
+            &["-w", "512", "-y", "1024", "-n", "5", "-z", "32", "-k", "3"],
+            "/big.bin",
+        ),
+    ];
+    std::thread::sleep(Duration::from_secs(3));
+    let mut peak = 0.0f64;
+    let mut latencies = Vec::new();
+    // A normal client from another address: 20 requests over ~10 s.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let r = curl(
+            &s.edge.url("/style.css"),
+            &["--interface", "127.0.0.2", "-H", &format!("Host: {HOST}")],
+        );
+        latencies.push(started.elapsed());
+        assert_eq!(r.status, 200);
+        peak = peak.max(metric(&s.edge, "murakumo_connections_open"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    for mut a in attackers {
+        let _ = a.wait();
+    }
+    latencies.sort();
+    eprintln!(
+        "normal client during the attacks: median {:?}, max {:?}; attack connections open at peak: {peak}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    assert!(
+        peak >= 100.0,
+        "the attack never held many connections ({peak}); it proved nothing"
+    );
+    assert_eq!(s.fpm.requests_for("POST /"), 0, "a slow body reached PHP");
+    no_panic(&mut s);
+}

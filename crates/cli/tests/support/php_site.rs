@@ -76,7 +76,7 @@ impl PhpSite {
         write(&root, "big.bin", &big);
         let fpm = PhpFpm::start_sized(dir.path(), "site", &[], php_workers, fpm_extra);
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{site_extra}\n",
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\", \"127.0.0.1\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{site_extra}\n",
             root = root.display(),
             sock = fpm.socket.display()
         );
