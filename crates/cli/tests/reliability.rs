@@ -579,8 +579,8 @@ fn replacing_the_edge_five_times_under_load_loses_no_request() {
     assert_eq!(s.get("/", &[]).status, 200);
     let dir = s.dir.path().to_path_buf();
     let config = s.edge.config.clone();
-    let cached = wrk(&s.edge.url("/"), 20, 16);
-    let uncached = wrk(&s.edge.url("/info.php"), 20, 4);
+    let cached = wrk(&s.edge.url("/"), 30, 16);
+    let uncached = wrk(&s.edge.url("/info.php"), 30, 4);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let mut current: Option<Proc> = None;
@@ -597,14 +597,14 @@ fn replacing_the_edge_five_times_under_load_loses_no_request() {
         }
         current = Some(next);
     }
+    let handovers = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(19),
-        "the handovers outlasted the load ({:?}); the test proves nothing",
-        started.elapsed()
+        handovers < Duration::from_secs(29),
+        "the handovers outlasted the load ({handovers:?}); the test proves nothing"
     );
     let (n1, e1, x1, t1) = wrk_result(cached);
     let (n2, e2, x2, t2) = wrk_result(uncached);
-    eprintln!("cached: {n1} requests, uncached: {n2} requests, 5 handovers");
+    eprintln!("5 handovers in {handovers:?}; cached: {n1} requests, uncached: {n2} requests");
     assert!(n1 > 1000 && n2 > 50, "too little load: {t1}\n{t2}");
     assert_eq!((e1, x1), (0, 0), "cached page: {t1}");
     assert_eq!((e2, x2), (0, 0), "uncached page: {t2}");
