@@ -1,6 +1,7 @@
 //! The `murakumo` command line: `serve` runs the edge, `check` validates a
 //! configuration, `up`/`down`/`status`/`backup`/`restore` run a whole site
-//! on this machine.
+//! on this machine, `render` writes it out for compose, Swarm or
+//! Kubernetes; `php-fpm` and `probe` serve the container image.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,8 +36,110 @@ enum Command {
         #[arg(short, long, default_value = "murakumo.toml")]
         config: PathBuf,
     },
+    /// Write the site as manifests for docker compose, Swarm or Kubernetes.
+    ///
+    /// Reads murakumo.toml (its [deploy] section; the options below override
+    /// single keys) and writes files to read, diff and commit into OUT.
+    /// Secret files are generated once in OUT (never overwritten, never to
+    /// be committed).
+    Render(RenderArgs),
+    /// Container image: write wp-config.php and php-fpm's configuration
+    /// from the environment and secret files, then run php-fpm.
+    #[command(name = "php-fpm")]
+    PhpFpm {
+        /// Which pool: public (visitors) or admin (/wp-admin, wp-login.php).
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// FastCGI address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+    },
+    /// Health check for containers: `http://HOST:PORT/PATH` must answer 2xx,
+    /// `tcp:HOST:PORT` must accept a connection (within 3 s). Exit 0 or 1.
+    Probe {
+        /// What to probe.
+        target: String,
+    },
     #[command(flatten)]
     Stack(StackCommand),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Public,
+    Admin,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TargetArg {
+    /// docker compose, one host (compose.yaml).
+    Compose,
+    /// A Swarm stack (stack.yaml).
+    Swarm,
+    /// Kubernetes, a kustomize tree (kubectl apply -k OUT).
+    K8s,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DbArg {
+    Bundled,
+    External,
+    Galera,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// What to render for.
+    #[arg(value_enum)]
+    target: TargetArg,
+    /// Path to murakumo.toml.
+    #[arg(short, long, default_value = "murakumo.toml")]
+    config: PathBuf,
+    /// Directory to write (created if missing).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// The site to render, when the configuration has several.
+    #[arg(long)]
+    site: Option<String>,
+    /// The runtime image (deploy.image).
+    #[arg(long)]
+    image: Option<String>,
+    /// Namespace / stack / project name (deploy.namespace).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Public replicas (deploy.replicas).
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Admin replicas (deploy.admin_replicas).
+    #[arg(long)]
+    admin_replicas: Option<u32>,
+    /// Storage class of the shared content volume (deploy.storage_class).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// The database: bundled, external or galera (deploy.db.kind).
+    #[arg(long, value_enum)]
+    db: Option<DbArg>,
+    /// External database host[:port] (deploy.db.host).
+    #[arg(long)]
+    db_host: Option<String>,
+    /// Galera nodes, odd, at least 3 (deploy.db.galera_size).
+    #[arg(long)]
+    galera_size: Option<u32>,
+    /// Kubernetes: a LoadBalancer Service on the edges instead of an Ingress.
+    #[arg(long)]
+    edge_ingress: bool,
+    /// compose: add a Redis service (deploy.redis).
+    #[arg(long)]
+    redis: bool,
+    /// Kubernetes: use this existing Secret instead of secrets/ files.
+    #[arg(long)]
+    existing_secret: Option<String>,
+    /// Label value of the public nodes (deploy.public_nodes).
+    #[arg(long)]
+    public_nodes: Option<String>,
+    /// Label value of the admin nodes (deploy.admin_nodes).
+    #[arg(long)]
+    admin_nodes: Option<String>,
 }
 
 /// The commands that run a whole site on this machine.
@@ -283,6 +386,94 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn render(args: RenderArgs) -> anyhow::Result<()> {
+    use murakumo_render::Target;
+    let target = match args.target {
+        TargetArg::Compose => Target::Compose,
+        TargetArg::Swarm => Target::Swarm,
+        TargetArg::K8s => Target::K8s,
+    };
+    let overrides = murakumo_render::Overrides {
+        site: args.site,
+        image: args.image,
+        namespace: args.namespace,
+        replicas: args.replicas,
+        admin_replicas: args.admin_replicas,
+        storage_class: args.storage_class,
+        db: args.db.map(|d| match d {
+            DbArg::Bundled => murakumo_config::DbKind::Bundled,
+            DbArg::External => murakumo_config::DbKind::External,
+            DbArg::Galera => murakumo_config::DbKind::Galera,
+        }),
+        db_host: args.db_host,
+        galera_size: args.galera_size,
+        edge_ingress: args.edge_ingress,
+        redis: args.redis,
+        existing_secret: args.existing_secret,
+        public_nodes: args.public_nodes,
+        admin_nodes: args.admin_nodes,
+    };
+    let files = murakumo_render::render(target, &args.config, &overrides)?;
+    let created = murakumo_render::write(target, &args.out, &files)?;
+    for f in &files {
+        println!("wrote {}", args.out.join(&f.path).display());
+    }
+    let secrets = args.out.join(murakumo_render::secrets_dir(target));
+    if created.0.is_empty() {
+        println!("kept the secrets in {}", secrets.display());
+    } else {
+        println!(
+            "created {} secret files in {} (0600; do not commit them)",
+            created.0.len(),
+            secrets.display()
+        );
+    }
+    Ok(())
+}
+
+/// `murakumo probe`: a container healthcheck without curl in the image.
+fn probe(target: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+    let timeout = Duration::from_secs(3);
+    let connect = |hostport: &str| -> anyhow::Result<TcpStream> {
+        let addr = hostport
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {hostport}"))?
+            .next()
+            .with_context(|| format!("{hostport} has no address"))?;
+        let s = TcpStream::connect_timeout(&addr, timeout)
+            .with_context(|| format!("connecting to {addr}"))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        Ok(s)
+    };
+    if let Some(hostport) = target.strip_prefix("tcp:") {
+        connect(hostport)?;
+        return Ok(());
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .with_context(|| format!("{target:?}: probe http://HOST:PORT/PATH or tcp:HOST:PORT"))?;
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut s = connect(hostport)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nUser-Agent: murakumo-probe\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.split_whitespace().nth(1).unwrap_or("");
+    if status.starts_with('2') && status.len() == 3 {
+        Ok(())
+    } else {
+        anyhow::bail!("{target} answered {:?}", line.lines().next().unwrap_or(""))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -294,6 +485,16 @@ fn main() -> ExitCode {
             Ok(rt) => rt.block_on(serve(&config)).map(|()| ExitCode::SUCCESS),
             Err(e) => Err(e.into()),
         },
+        Command::Render(args) => render(args).map(|()| ExitCode::SUCCESS),
+        Command::Probe { target } => probe(&target).map(|()| ExitCode::SUCCESS),
+        Command::PhpFpm { role, listen } => {
+            let role = match role {
+                RoleArg::Public => murakumo_stack::container::PoolRole::Public,
+                RoleArg::Admin => murakumo_stack::container::PoolRole::Admin,
+            };
+            let req = murakumo_stack::container::PhpFpmRequest::new(role, listen);
+            Err(murakumo_stack::container::exec(&req))
+        }
         Command::Stack(command) => {
             init_stack_logs();
             stack_command(command)

@@ -6,6 +6,7 @@
 //! checks meaning (addresses parse, names are unique, durations agree). Every
 //! error names the file, the key, what is wrong and what would be right.
 
+mod deploy;
 mod limits;
 mod units;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use deploy::{DbKind, Deploy, DeployDb, IngressMode};
 pub use limits::{parse_rate, Limits, Rate, RateLimit};
 pub use units::{parse_duration, parse_size};
 
@@ -48,6 +50,9 @@ pub struct Config {
     pub site: Vec<Site>,
     /// Automatic certificates, for sites with `tls = { acme = true }`.
     pub acme: Option<Acme>,
+    /// How `murakumo render` deploys the site to an orchestrator.
+    #[serde(default)]
+    pub deploy: Deploy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -70,6 +75,11 @@ pub struct Server {
     #[serde(default = "default_grace", with = "units::duration")]
     pub grace: Duration,
     pub purge_token_file: Option<PathBuf>,
+    /// Other edges a purge is passed on to, as `host:port` of their ops
+    /// listeners; each name is resolved at every purge and every address
+    /// gets it (a Kubernetes headless Service, Swarm's `tasks.SERVICE`).
+    #[serde(default)]
+    pub purge_fanout: Vec<String>,
     /// Format of the access log and other logs: "text" or "json".
     #[serde(default)]
     pub log_format: LogFormat,
@@ -188,6 +198,7 @@ impl Default for Server {
             drain_delay: default_drain_delay(),
             grace: default_grace(),
             purge_token_file: None,
+            purge_fanout: Vec::new(),
             log_format: LogFormat::Text,
             access_log: true,
             tls_listen: Vec::new(),
@@ -508,6 +519,17 @@ impl Config {
                     limits.max_connections_per_client, limits.max_connections
                 ),
             ));
+        }
+        for peer in &self.server.purge_fanout {
+            let ok = peer
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(err(
+                    "server.purge_fanout".into(),
+                    format!("{peer:?} is not host:port; write the other edges' ops address, e.g. \"murakumo-edges.murakumo.svc.cluster.local:9090\""),
+                ));
+            }
         }
         if self.server.redirect_https && self.server.tls_listen.is_empty() {
             return Err(err(

@@ -73,3 +73,13 @@ pub fn networks<'de, D: serde::Deserializer<'de>>(
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }
+
+/// An optional duration ("40s"); absent means `None`.
+pub fn optional_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    let s: String = serde::Deserialize::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod path;
 pub mod php;
 pub mod proxy_protocol;
+pub mod purge_fanout;
 pub mod rate_limit;
 pub mod request_body;
 pub mod resolve;

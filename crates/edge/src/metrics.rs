@@ -28,6 +28,8 @@ pub struct Metrics {
     upstream: Mutex<HashMap<Arc<str>, Histogram>>,
     rate_limited: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     pub purges: AtomicU64,
+    /// Edges a purge was to be passed on to but did not reach.
+    pub purge_fanout_failures: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     /// Connections closed at once: one client had too many open.
     pub connections_refused_per_client: AtomicU64,
@@ -104,6 +106,11 @@ impl Metrics {
             out,
             "# TYPE murakumo_purge_requests_total counter\nmurakumo_purge_requests_total {}",
             self.purges.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP murakumo_purge_fanout_failures_total Other edges (purge_fanout) a purge did not reach.\n# TYPE murakumo_purge_fanout_failures_total counter\nmurakumo_purge_fanout_failures_total {}",
+            self.purge_fanout_failures.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -18,6 +18,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::body::Body;
 use crate::handler::plain;
+use crate::purge_fanout;
 use crate::site::Site;
 use crate::state::Edge;
 
@@ -32,7 +33,7 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "/healthz") => plain(StatusCode::OK, "ok"),
         (&Method::GET | &Method::HEAD, "/readyz") => readyz(&edge).await,
         (&Method::GET, "/metrics") => metrics(&edge),
-        (&Method::POST, "/purge") => purge(&edge, remote, &req),
+        (&Method::POST, "/purge") => purge(&edge, remote, &req).await,
         (&Method::POST, "/acme/renew") => acme_renew(&edge, remote, &req).await,
         (_, "/healthz" | "/readyz" | "/metrics" | "/purge" | "/acme/renew") => {
             plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -301,7 +302,7 @@ fn split_url(url: &str) -> Option<(bool, &str, &str, Option<&str>)> {
     (!host.is_empty()).then_some((https, host, path, query))
 }
 
-fn purge(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+async fn purge(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
     if !authorised(edge, remote, req) {
         return plain(
             StatusCode::UNAUTHORIZED,
@@ -364,7 +365,36 @@ fn purge(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Response<B
         return plain(StatusCode::BAD_REQUEST, "say what to purge: ?url=ABSOLUTE_URL, ?prefix=ABSOLUTE_URL_PREFIX, ?site=NAME or ?all=1");
     }
     tracing::info!(query, purged, "purge");
-    let mut r = Response::new(Body::full(format!("{{\"purged\":{purged}}}\n")));
+    let peers = &edge.config().server.purge_fanout;
+    let passed_on = req.headers().contains_key(purge_fanout::FANOUT_HEADER);
+    let (status, body) = if peers.is_empty() || passed_on {
+        (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
+    } else {
+        let token = edge.purge_token();
+        let report = purge_fanout::fan_out(peers, query, token.as_deref()).await;
+        edge.metrics
+            .purge_fanout_failures
+            .fetch_add(report.failed.len() as u64, Ordering::Relaxed);
+        let failed = serde_json::to_string(&report.failed).unwrap_or_else(|_| "[]".into());
+        if !report.failed.is_empty() {
+            tracing::warn!(failed = %failed, "purge did not reach every edge");
+        }
+        // Any edge left unpurged keeps serving the old page: say so.
+        let status = if report.failed.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        (
+            status,
+            format!(
+                "{{\"purged\":{purged},\"edges_reached\":{},\"edges_failed\":{failed}}}\n",
+                report.reached
+            ),
+        )
+    };
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod atomic;
 pub mod backup;
+pub mod container;
 pub mod control;
 pub mod layout;
 pub mod lock;

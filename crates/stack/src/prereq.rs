@@ -43,7 +43,7 @@ impl std::error::Error for Missing {}
 
 /// Looks `name` up in `PATH`, then in the sbin directories that an ordinary
 /// user's `PATH` lacks on Debian (php-fpm and mariadbd live there).
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))

@@ -1,0 +1,360 @@
+//! docker compose (one host) and Swarm stack files. Both have the same
+//! services, one image: `edge` (the murakumo edge: TLS, cache, static
+//! files, routing admin paths to the admin pool), `php-public` (read-only:
+//! code and content mounted read-only, only tmpfs writable), `php-admin`
+//! (writes content: uploads, plugins, themes), `mariadb` (bundled) and
+//! optionally `redis`. Secrets are files; the edge's configuration is a
+//! `configs:` file. The Swarm file adds `deploy:` (replicas, placement on
+//! node labels, spread over zones, start-first rolling updates with
+//! automatic rollback) and uses `/healthz` for its healthcheck: Swarm
+//! replaces unhealthy tasks, and an edge must not be killed because the
+//! database blinked (readiness is for traffic, liveness for restarts).
+
+use serde_json::{json, Map, Value};
+
+use murakumo_config::{DbKind, TlsSource};
+
+use crate::plan::{secs, Plan, Tier};
+use crate::{edge_config, image, secrets, yaml, OutFile, RenderError, Target};
+
+pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
+    let swarm = plan.target == Target::Swarm;
+    let d = &plan.deploy;
+    let mut services = Map::new();
+    services.insert("edge".into(), edge(plan));
+    services.insert("php-public".into(), php(plan, Tier::Public));
+    services.insert("php-admin".into(), php(plan, Tier::Admin));
+    if plan.db_kind() == DbKind::Bundled {
+        services.insert("mariadb".into(), mariadb(plan));
+    }
+    if d.redis {
+        services.insert("redis".into(), redis(plan));
+    }
+    let mut volumes = Map::new();
+    volumes.insert("content".into(), json!({}));
+    if plan.db_kind() == DbKind::Bundled {
+        volumes.insert("db".into(), json!({}));
+    }
+    if acme(plan) {
+        volumes.insert("acme".into(), json!({}));
+    }
+    let mut secret_files = Map::new();
+    for name in secrets::all() {
+        secret_files.insert(name.clone(), json!({ "file": format!("./secrets/{name}") }));
+    }
+    if plan.edge_tls() && files_tls(plan) {
+        for f in ["tls.crt", "tls.key"] {
+            secret_files.insert(f.into(), json!({ "file": format!("./tls/{f}") }));
+        }
+    }
+    let mut doc = Map::new();
+    if !swarm {
+        doc.insert("name".into(), json!(d.namespace));
+    }
+    doc.insert("services".into(), Value::Object(services));
+    doc.insert("volumes".into(), Value::Object(volumes));
+    doc.insert("secrets".into(), Value::Object(secret_files));
+    doc.insert(
+        "configs".into(),
+        json!({ "edge-config": { "file": "./murakumo.edge.toml" } }),
+    );
+    let (file, what) = if swarm {
+        ("stack.yaml", "docker stack deploy -c stack.yaml")
+    } else {
+        ("compose.yaml", "docker compose up -d")
+    };
+    let header = format!(
+        "# Rendered by `murakumo render {}` from {}; edit that and render again.\n# Apply: {what} {}\n",
+        if swarm { "swarm" } else { "compose" },
+        plan.file,
+        if swarm { d.namespace.as_str() } else { "" },
+    );
+    Ok(vec![
+        OutFile {
+            path: file.into(),
+            text: format!("{header}{}", yaml::to_string(&Value::Object(doc))),
+        },
+        OutFile {
+            path: "murakumo.edge.toml".into(),
+            text: edge_config::render(plan, Tier::Public)?,
+        },
+    ])
+}
+
+fn acme(plan: &Plan) -> bool {
+    plan.edge_tls() && plan.site.tls.as_ref().and_then(|t| t.source()) == Some(TlsSource::Acme)
+}
+
+fn files_tls(plan: &Plan) -> bool {
+    matches!(
+        plan.site.tls.as_ref().and_then(|t| t.source()),
+        Some(TlsSource::Files { .. })
+    )
+}
+
+/// Settings every murakumo container shares: non-root, no capabilities,
+/// read-only root, secrets as files.
+fn hardened(plan: &Plan, service: &mut Map<String, Value>) {
+    service.insert("image".into(), json!(plan.deploy.image));
+    service.insert("user".into(), json!(format!("{0}:{0}", image::UID)));
+    service.insert("read_only".into(), json!(true));
+    service.insert("cap_drop".into(), json!(["ALL"]));
+    if plan.target == Target::Compose {
+        // Swarm ignores security_opt; its tasks cannot gain privileges
+        // anyway once every capability is dropped and the user is not root.
+        service.insert("security_opt".into(), json!(["no-new-privileges:true"]));
+        service.insert("restart".into(), json!("unless-stopped"));
+    }
+}
+
+fn secret_refs(names: &[String]) -> Value {
+    Value::Array(names.iter().map(|n| json!(n)).collect())
+}
+
+fn edge(plan: &Plan) -> Value {
+    let swarm = plan.target == Target::Swarm;
+    let mut s = Map::new();
+    hardened(plan, &mut s);
+    s.insert(
+        "command".into(),
+        json!(["serve", "--config", image::EDGE_CONFIG]),
+    );
+    let mut ports = vec![json!({
+        "target": image::HTTP_PORT, "published": "80", "protocol": "tcp"
+    })];
+    if plan.edge_tls() {
+        ports.push(json!({ "target": image::HTTPS_PORT, "published": "443", "protocol": "tcp" }));
+    }
+    s.insert("ports".into(), Value::Array(ports));
+    s.insert(
+        "configs".into(),
+        json!([{ "source": "edge-config", "target": image::EDGE_CONFIG, "mode": 0o444 }]),
+    );
+    let mut secrets = vec![json!(image::DB_PASSWORD), json!(image::PURGE_TOKEN)];
+    if plan.edge_tls() && files_tls(plan) {
+        for f in ["tls.crt", "tls.key"] {
+            secrets.push(json!(f));
+        }
+    }
+    s.insert("secrets".into(), Value::Array(secrets));
+    // Request bodies beyond 256 KiB are spooled to /tmp.
+    s.insert(
+        "tmpfs".into(),
+        json!([format!("/tmp:uid={0},gid={0},mode=0700", image::UID)]),
+    );
+    if acme(plan) {
+        s.insert(
+            "volumes".into(),
+            json!([format!("acme:{}", image::ACME_DIR)]),
+        );
+    }
+    let health = if swarm { "healthz" } else { "readyz" };
+    s.insert(
+        "healthcheck".into(),
+        healthcheck(&format!("http://127.0.0.1:{}/{health}", image::OPS_PORT)),
+    );
+    s.insert(
+        "stop_grace_period".into(),
+        json!(format!("{}s", secs(plan.stop_grace()))),
+    );
+    if swarm {
+        s.insert(
+            "deploy".into(),
+            deploy(plan, plan.deploy.replicas, &plan.deploy.public_nodes),
+        );
+    } else {
+        s.insert(
+            "depends_on".into(),
+            json!({
+                "php-public": { "condition": "service_healthy" },
+                "php-admin": { "condition": "service_healthy" },
+            }),
+        );
+    }
+    Value::Object(s)
+}
+
+fn php(plan: &Plan, tier: Tier) -> Value {
+    let swarm = plan.target == Target::Swarm;
+    let mut s = Map::new();
+    hardened(plan, &mut s);
+    s.insert(
+        "command".into(),
+        json!([
+            "php-fpm",
+            "--role",
+            tier.name(),
+            "--listen",
+            format!("0.0.0.0:{}", image::PHP_PORT)
+        ]),
+    );
+    let d = &plan.deploy;
+    s.insert(
+        "environment".into(),
+        json!({
+            image::ENV_DB_HOST: plan.db_host(),
+            image::ENV_DB_NAME: d.db.name,
+            image::ENV_DB_USER: d.db.user,
+            image::ENV_PURGE_URL: format!("http://edge:{}/purge", image::OPS_PORT),
+        }),
+    );
+    s.insert("secrets".into(), secret_refs(&image::php_secret_files()));
+    let read_only = tier == Tier::Public && d.public_read_only;
+    let content = format!(
+        "content:{}{}",
+        image::CONTENT,
+        if read_only { ":ro" } else { "" }
+    );
+    s.insert("volumes".into(), json!([content]));
+    s.insert(
+        "tmpfs".into(),
+        json!([
+            format!("{}:uid={1},gid={1},mode=0700", image::RUN, image::UID),
+            format!("/tmp:uid={0},gid={0},mode=0700", image::UID),
+        ]),
+    );
+    s.insert(
+        "healthcheck".into(),
+        healthcheck(&format!("tcp:127.0.0.1:{}", image::PHP_PORT)),
+    );
+    s.insert(
+        "stop_grace_period".into(),
+        json!(format!("{}s", secs(plan.stop_grace()))),
+    );
+    if swarm {
+        let (replicas, nodes) = match tier {
+            Tier::Public => (d.replicas, &d.public_nodes),
+            Tier::Admin => (d.admin_replicas, &d.admin_nodes),
+        };
+        s.insert("deploy".into(), deploy(plan, replicas, nodes));
+    } else if plan.db_kind() == DbKind::Bundled {
+        s.insert(
+            "depends_on".into(),
+            json!({ "mariadb": { "condition": "service_healthy" } }),
+        );
+    }
+    Value::Object(s)
+}
+
+fn healthcheck(url: &str) -> Value {
+    json!({
+        "test": ["CMD", "murakumo", "probe", url],
+        "interval": "5s",
+        "timeout": "3s",
+        "retries": 3,
+        "start_period": "30s",
+    })
+}
+
+/// Swarm's `deploy:` for a murakumo service.
+fn deploy(plan: &Plan, replicas: u32, nodes: &str) -> Value {
+    let d = &plan.deploy;
+    // Swarm node labels are plain keys: a Kubernetes-style zone label
+    // (topology.kubernetes.io/zone) is written `zone` there.
+    let zone = if d.zone_label.contains('/') {
+        "zone"
+    } else {
+        d.zone_label.as_str()
+    };
+    json!({
+        "replicas": replicas,
+        "placement": {
+            "constraints": [format!("node.labels.{} == {nodes}", d.node_label)],
+            "preferences": [{ "spread": format!("node.labels.{zone}") }],
+        },
+        "update_config": {
+            "parallelism": 1,
+            "delay": "5s",
+            "order": "start-first",
+            "failure_action": "rollback",
+            "monitor": "30s",
+            "max_failure_ratio": 0,
+        },
+        "rollback_config": {
+            "parallelism": 1,
+            "order": "start-first",
+            "failure_action": "pause",
+            "monitor": "30s",
+        },
+        "restart_policy": { "condition": "any", "delay": "5s", "window": "60s" },
+        "resources": {
+            "limits": { "memory": "1G" },
+            "reservations": { "memory": "128M" },
+        },
+    })
+}
+
+fn mariadb(plan: &Plan) -> Value {
+    let d = &plan.deploy;
+    let mut s = Map::new();
+    s.insert("image".into(), json!(d.db.image));
+    s.insert(
+        "environment".into(),
+        json!({
+            "MARIADB_DATABASE": d.db.name,
+            "MARIADB_USER": d.db.user,
+            "MARIADB_PASSWORD_FILE": format!("/run/secrets/{}", image::DB_PASSWORD),
+            "MARIADB_ROOT_PASSWORD_FILE": format!("/run/secrets/{}", image::DB_ROOT_PASSWORD),
+            "MARIADB_AUTO_UPGRADE": "1",
+        }),
+    );
+    s.insert(
+        "secrets".into(),
+        json!([image::DB_PASSWORD, image::DB_ROOT_PASSWORD]),
+    );
+    s.insert("volumes".into(), json!(["db:/var/lib/mysql"]));
+    s.insert(
+        "healthcheck".into(),
+        json!({
+            "test": ["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"],
+            "interval": "5s",
+            "timeout": "5s",
+            "retries": 5,
+            "start_period": "60s",
+        }),
+    );
+    // InnoDB needs time to flush on stop: never SIGKILL it early.
+    s.insert("stop_grace_period".into(), json!("120s"));
+    if plan.target == Target::Swarm {
+        s.insert(
+            "deploy".into(),
+            json!({
+                "replicas": 1,
+                "placement": { "constraints": [format!("node.labels.{} == {}", d.node_label, d.admin_nodes)] },
+                "update_config": { "order": "stop-first", "failure_action": "rollback" },
+                "restart_policy": { "condition": "any", "delay": "10s" },
+            }),
+        );
+    } else {
+        s.insert("restart".into(), json!("unless-stopped"));
+    }
+    Value::Object(s)
+}
+
+fn redis(plan: &Plan) -> Value {
+    let mut s = Map::new();
+    s.insert("image".into(), json!("docker.io/library/redis:7"));
+    s.insert(
+        "command".into(),
+        json!([
+            "redis-server",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory",
+            "256mb",
+            "--maxmemory-policy",
+            "allkeys-lru"
+        ]),
+    );
+    s.insert("read_only".into(), json!(true));
+    s.insert("user".into(), json!("999:999"));
+    s.insert("cap_drop".into(), json!(["ALL"]));
+    if plan.target == Target::Swarm {
+        s.insert("deploy".into(), json!({ "replicas": 1 }));
+    } else {
+        s.insert("restart".into(), json!("unless-stopped"));
+    }
+    Value::Object(s)
+}

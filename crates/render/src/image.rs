@@ -1,0 +1,73 @@
+//! The runtime image's contract: where the `Containerfile` puts things and
+//! which ports, environment variables and secret files the containers
+//! use. The renderers and `murakumo php-fpm` (the php container's entry
+//! point) both read these, so they cannot drift apart.
+
+/// WordPress core, baked into the image (read-only, version-pinned).
+pub const CORE: &str = "/srv/wordpress/core";
+/// `wp-content`: themes, plugins, uploads; a volume, never in the image.
+pub const CONTENT: &str = "/srv/wordpress/content";
+/// Uploads inside [`CONTENT`] (the only content the public tier may write
+/// when it is not read-only).
+pub const UPLOADS: &str = "/srv/wordpress/content/uploads";
+/// Writable runtime directory (tmpfs / `emptyDir: Memory`): the generated
+/// `wp-config.php` and php-fpm configuration, temp files, sessions.
+pub const RUN: &str = "/run/murakumo";
+/// Secret files, one per secret (where compose and Swarm put them; the
+/// Kubernetes Secret is mounted there too).
+pub const SECRETS: &str = "/run/secrets";
+/// The edge's configuration file.
+pub const EDGE_CONFIG: &str = "/etc/murakumo/murakumo.toml";
+/// Certificate files for Kubernetes edges that terminate TLS (`tls.crt`,
+/// `tls.key` of a `kubernetes.io/tls` Secret); compose and Swarm put them
+/// among the other secrets.
+pub const TLS_DIR: &str = "/etc/murakumo/tls";
+/// ACME storage for a single edge that obtains its own certificate.
+pub const ACME_DIR: &str = "/var/lib/murakumo/acme";
+
+/// The edge's plain HTTP port (non-root: above 1024).
+pub const HTTP_PORT: u16 = 8080;
+/// The edge's HTTPS port when it terminates TLS.
+pub const HTTPS_PORT: u16 = 8443;
+/// The edge's ops port: `/healthz`, `/readyz`, `/metrics`, `/purge`.
+pub const OPS_PORT: u16 = 9090;
+/// php-fpm's FastCGI port.
+pub const PHP_PORT: u16 = 9000;
+
+/// The image's non-root account (uid and gid).
+pub const UID: u32 = 10001;
+
+/// Environment of the php container: database coordinates (the password
+/// is a secret file), where purges go, and the pool's role.
+pub const ENV_DB_HOST: &str = "MURAKUMO_DB_HOST";
+pub const ENV_DB_NAME: &str = "MURAKUMO_DB_NAME";
+pub const ENV_DB_USER: &str = "MURAKUMO_DB_USER";
+pub const ENV_PURGE_URL: &str = "MURAKUMO_PURGE_URL";
+
+pub const DB_PASSWORD: &str = "db-password";
+pub const DB_ROOT_PASSWORD: &str = "db-root-password";
+pub const PURGE_TOKEN: &str = "purge-token";
+
+/// WordPress's eight keys and salts, each a secret file `wp-…`.
+pub const WP_SALTS: [&str; 8] = [
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+];
+
+/// The secret file holding a WordPress salt.
+pub fn salt_file(name: &str) -> String {
+    format!("wp-{}", name.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Every secret file the php containers read.
+pub fn php_secret_files() -> Vec<String> {
+    let mut v = vec![DB_PASSWORD.to_string(), PURGE_TOKEN.to_string()];
+    v.extend(WP_SALTS.iter().map(|s| salt_file(s)));
+    v
+}
