@@ -99,7 +99,7 @@ pub fn check(plan: &Plan) -> Result<(), RenderError> {
                     "\"galera\" is rendered for Kubernetes only; on compose and Swarm use \"bundled\" or \"external\"".into(),
                 ));
             }
-            if db.galera_size < 3 || db.galera_size % 2 == 0 {
+            if db.galera_size < 3 || db.galera_size.is_multiple_of(2) {
                 return Err(err(
                     plan.key("deploy.db.galera_size"),
                     format!(
