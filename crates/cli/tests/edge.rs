@@ -518,3 +518,54 @@ fn readiness_stays_up_while_every_php_worker_is_busy() {
     assert_eq!(ready.status, 503);
     assert!(ready.text().contains("php"), "{}", ready.text());
 }
+
+#[test]
+fn a_purge_reaches_every_edge_of_purge_fanout_and_says_which_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let auth = format!("purge_token_file = \"{}\"", token.display());
+    let other = PhpSite::start("", &auth);
+    let dead = support::free_port();
+    let first = PhpSite::start(
+        "",
+        &format!(
+            "{auth}\npurge_fanout = [\"127.0.0.1:{}\", \"127.0.0.1:{dead}\"]",
+            other.edge.ops_port
+        ),
+    );
+    for s in [&first, &other] {
+        assert_eq!(s.get("/a/", &[]).cache(), "MISS");
+        assert_eq!(s.get("/a/", &[]).cache(), "HIT");
+    }
+    let purge = curl(
+        &first.edge.ops("/purge?all=1"),
+        &["-X", "POST", "-H", "Authorization: Bearer s3cret-token"],
+    );
+    // The dead peer is reported (502), the live one purged.
+    assert_eq!(purge.status, 502, "{}", purge.text());
+    assert!(
+        purge.text().contains("\"edges_reached\":1"),
+        "{}",
+        purge.text()
+    );
+    assert!(purge.text().contains(&dead.to_string()), "{}", purge.text());
+    assert_eq!(first.get("/a/", &[]).cache(), "MISS");
+    assert_eq!(other.get("/a/", &[]).cache(), "MISS");
+    // A purge passed on is not passed on again.
+    let passed = curl(
+        &other.edge.ops("/purge?all=1"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Bearer s3cret-token",
+            "-H",
+            "X-Murakumo-Fanout: 1",
+        ],
+    );
+    assert_eq!(
+        (passed.status, passed.text().trim()),
+        (200, "{\"purged\":1}")
+    );
+}
