@@ -12,26 +12,13 @@ use anyhow::Context;
 use crate::accounts::{self, Accounts};
 use crate::layout::Layout;
 
-/// WordPress's eight keys and salts, by their `wp-config.php` names.
-pub const WP_SALTS: [&str; 8] = [
-    "AUTH_KEY",
-    "SECURE_AUTH_KEY",
-    "LOGGED_IN_KEY",
-    "NONCE_KEY",
-    "AUTH_SALT",
-    "SECURE_AUTH_SALT",
-    "LOGGED_IN_SALT",
-    "NONCE_SALT",
-];
+/// WordPress's eight keys and salts, by their `wp-config.php` names, and
+/// their secret files (shared with the container image's contract).
+pub use murakumo_render::image::{salt_file, WP_SALTS};
 
 pub const DB_PASSWORD: &str = "db-password";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 pub const PURGE_TOKEN: &str = "purge-token";
-
-/// The file name of a salt's secret.
-pub fn salt_file(name: &str) -> String {
-    format!("wp-{}", name.to_ascii_lowercase().replace('_', "-"))
-}
 
 /// Every secret a stack needs, by file name.
 fn all_names() -> Vec<String> {
