@@ -81,23 +81,7 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
     let db_user = env(image::ENV_DB_USER)?;
     let purge_url = std::env::var(image::ENV_PURGE_URL)
         .unwrap_or_else(|_| format!("http://127.0.0.1:{}/purge", image::OPS_PORT));
-    let mut vars = vec![
-        (
-            "MURAKUMO_DB_PASSWORD".to_string(),
-            secret(&req.secrets, image::DB_PASSWORD)?,
-        ),
-        ("MURAKUMO_PURGE_URL".into(), purge_url),
-        (
-            "MURAKUMO_PURGE_TOKEN".into(),
-            secret(&req.secrets, image::PURGE_TOKEN)?,
-        ),
-    ];
-    for salt in image::WP_SALTS {
-        vars.push((
-            format!("MURAKUMO_WP_{salt}"),
-            secret(&req.secrets, &image::salt_file(salt))?,
-        ));
-    }
+    let vars = php_fpm::wordpress_env_with(&purge_url, |name| secret(&req.secrets, name))?;
     let tmp = req.run.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let wp_config = req.run.join("wp-config.php");
@@ -112,7 +96,6 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
     atomic::write_file(&wp_config, &text, 0o640)?;
     let admin = req.role == PoolRole::Admin;
     let mut conf = php_fpm::pool_conf(
-        if admin { "admin" } else { "public" },
         &req.listen,
         admin,
         // The container's log is its stderr.

@@ -21,21 +21,30 @@ const ADMIN_CHILDREN: usize = 4;
 /// The environment WordPress's generated `wp-config.php` reads: the
 /// database password, the salts, and where to send cache purges.
 pub fn wordpress_env(layout: &Layout, ops_url: &str) -> anyhow::Result<Vec<(String, String)>> {
+    wordpress_env_with(&format!("{ops_url}/purge"), |name| {
+        secrets::read(layout, name)
+    })
+}
+
+/// [`wordpress_env`] with the secrets read by `secret` (a file name such
+/// as `db-password`): `up` reads its site's secrets directory, the
+/// container image its mounted secret files.
+pub fn wordpress_env_with(
+    purge_url: &str,
+    secret: impl Fn(&str) -> anyhow::Result<String>,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut env = vec![
         (
             "MURAKUMO_DB_PASSWORD".to_string(),
-            secrets::read(layout, secrets::DB_PASSWORD)?,
+            secret(secrets::DB_PASSWORD)?,
         ),
-        ("MURAKUMO_PURGE_URL".into(), format!("{ops_url}/purge")),
-        (
-            "MURAKUMO_PURGE_TOKEN".into(),
-            secrets::read(layout, secrets::PURGE_TOKEN)?,
-        ),
+        ("MURAKUMO_PURGE_URL".into(), purge_url.to_string()),
+        ("MURAKUMO_PURGE_TOKEN".into(), secret(secrets::PURGE_TOKEN)?),
     ];
     for salt in secrets::WP_SALTS {
         env.push((
             format!("MURAKUMO_WP_{salt}"),
-            secrets::read(layout, &secrets::salt_file(salt))?,
+            secret(&secrets::salt_file(salt))?,
         ));
     }
     Ok(env)
@@ -48,7 +57,8 @@ pub fn ini_quoted(p: &std::path::Path) -> String {
 /// A php-fpm configuration of one pool, as `murakumo up` and the container
 /// image (`murakumo php-fpm`) both run it. `listen`, `error_log` and `tmp`
 /// are written as given (quote paths with [`ini_quoted`]).
-pub fn pool_conf(pool: &str, listen: &str, admin: bool, error_log: &str, tmp: &str) -> String {
+pub fn pool_conf(listen: &str, admin: bool, error_log: &str, tmp: &str) -> String {
+    let pool = if admin { "admin" } else { "public" };
     // `max_execution_time` counts CPU time on Linux: a script waiting on a
     // slow API or a lock never reaches it. `request_terminate_timeout` is
     // wall-clock and frees the worker a little after the edge has given up
@@ -109,7 +119,6 @@ pub fn render(
     let admin = role == Role::PhpAdmin;
     let tmp = layout.tmp(role.name());
     let mut conf = pool_conf(
-        if admin { "admin" } else { "public" },
         &ini_quoted(&layout.php_socket(role)),
         admin,
         &ini_quoted(&layout.log_of(role)),

@@ -12,13 +12,11 @@ use anyhow::Context;
 use crate::accounts::{self, Accounts};
 use crate::layout::Layout;
 
-/// WordPress's eight keys and salts, by their `wp-config.php` names, and
-/// their secret files (shared with the container image's contract).
-pub use murakumo_render::image::{salt_file, WP_SALTS};
+/// The secret files `up` shares with the container image's contract: the
+/// database password, the purge token, WordPress's eight keys and salts.
+pub use murakumo_render::image::{salt_file, DB_PASSWORD, PURGE_TOKEN, WP_SALTS};
 
-pub const DB_PASSWORD: &str = "db-password";
 pub const ADMIN_PASSWORD: &str = "admin-password";
-pub const PURGE_TOKEN: &str = "purge-token";
 
 /// Every secret a stack needs, by file name.
 fn all_names() -> Vec<String> {
