@@ -428,6 +428,9 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
             secrets.display()
         );
     }
+    if let Some(note) = created.1 {
+        eprintln!("note: {note}");
+    }
     Ok(())
 }
 

@@ -154,3 +154,210 @@ fn contradictions_are_refused_naming_the_key_and_writing_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin_allow"));
     assert!(!dir.join("x").exists(), "a refused render wrote files");
 }
+
+/// Where `scripts/install-deps --test` puts the validators (kubectl,
+/// kubernetes-validate, checkov, check-jsonschema).
+fn tool(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("MURAKUMO_TEST_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/opt/murakumo-test-tools/bin".into());
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-deps --test",
+        path.display()
+    );
+    path
+}
+
+fn run_tool(name: &str, args: &[&str], dir: &Path) -> String {
+    let out = Command::new(tool(name))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name} {args:?} failed:\n{text}");
+    text
+}
+
+/// Checkov checks that do not apply, each with the reason:
+/// - CKV_K8S_43 (image by digest): the image is built by the user (no
+///   registry is involved at render time); `deploy.image` accepts
+///   `name@sha256:…` and kustomize's `images:` keeps it, which passes.
+const CHECKOV_SKIPS: &str = "CKV_K8S_43";
+
+#[test]
+fn rendered_manifests_pass_kubernetes_schemas_checkov_and_the_compose_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("murakumo.toml"), CONFIG).unwrap();
+    // Two shapes: Ingress + Galera (the defaults), and the edge as the load
+    // balancer's target with an external database and an existing Secret.
+    let variants: [&[&str]; 2] = [
+        &["k8s", "--out", "k8s-a"],
+        &[
+            "k8s",
+            "--out",
+            "k8s-b",
+            "--edge-ingress",
+            "--db",
+            "external",
+            "--db-host",
+            "db.example.net:3306",
+            "--existing-secret",
+            "blog-secrets",
+            "--redis",
+        ],
+    ];
+    for args in variants {
+        let out = render(dir, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = args[2];
+        let built = run_tool("kubectl", &["kustomize", tree], dir);
+        let all = format!("{tree}.yaml");
+        std::fs::write(dir.join(&all), &built).unwrap();
+        for kind in [
+            "kind: Namespace",
+            "kind: Deployment",
+            "kind: HorizontalPodAutoscaler",
+            "kind: PodDisruptionBudget",
+            "kind: NetworkPolicy",
+            "kind: ConfigMap",
+        ] {
+            assert!(built.contains(kind), "{tree}: no {kind}");
+        }
+        // Every resource against the API schemas, unknown fields refused.
+        run_tool(
+            "kubernetes-validate",
+            &[
+                "--strict",
+                "--quiet",
+                "--kubernetes-version",
+                "1.31.0",
+                &all,
+            ],
+            dir,
+        );
+        let report = run_tool(
+            "checkov",
+            &[
+                "--file",
+                &all,
+                "--framework",
+                "kubernetes",
+                "--skip-check",
+                CHECKOV_SKIPS,
+                "--skip-download",
+                "--compact",
+                "--quiet",
+            ],
+            dir,
+        );
+        assert!(report.contains("Failed checks: 0"), "{tree}:\n{report}");
+    }
+
+    for (target, file) in [("compose", "compose.yaml"), ("swarm", "stack.yaml")] {
+        let out = render(dir, &[target, "--out", target, "--redis"]);
+        assert!(out.status.success());
+        run_tool(
+            "check-jsonschema",
+            &[
+                "--builtin-schema",
+                "vendor.compose-spec",
+                &format!("{target}/{file}"),
+            ],
+            dir,
+        );
+    }
+}
+
+/// Every file under `root` except the secrets, as (relative path, text).
+fn rendered_tree(root: &Path) -> std::collections::BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if path.file_name().is_some_and(|n| n == "secrets") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(rel, read(&path));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The whole output of each target for the sample configuration, against
+/// the files in tests/golden/render/. A deliberate change: rerun with
+/// `MURAKUMO_BLESS=1` and review the diff.
+#[test]
+fn each_target_renders_the_golden_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("murakumo.toml"), CONFIG).unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/render");
+    let bless = std::env::var_os("MURAKUMO_BLESS").is_some();
+    for target in ["compose", "swarm", "k8s"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_murakumo"))
+            .args([
+                "render",
+                target,
+                "--config",
+                "murakumo.toml",
+                "--out",
+                target,
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = rendered_tree(&dir.join(target));
+        let want_dir = golden.join(target);
+        if bless {
+            let _ = std::fs::remove_dir_all(&want_dir);
+            for (rel, text) in &got {
+                let path = want_dir.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
+            continue;
+        }
+        let want = rendered_tree(&want_dir);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{target}: the set of files changed (MURAKUMO_BLESS=1 to accept)"
+        );
+        for (rel, text) in &got {
+            if text != &want[rel] {
+                let line = text
+                    .lines()
+                    .zip(want[rel].lines())
+                    .position(|(a, b)| a != b)
+                    .map_or_else(|| "the end".to_string(), |i| format!("line {}", i + 1));
+                panic!(
+                    "{target}/{rel} differs from tests/golden/render/{target}/{rel} at {line} \
+                     (MURAKUMO_BLESS=1 to accept)\n--- got ---\n{text}"
+                );
+            }
+        }
+    }
+}

@@ -58,16 +58,18 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         "configs".into(),
         json!({ "edge-config": { "file": "./murakumo.edge.toml" } }),
     );
-    let (file, what) = if swarm {
-        ("stack.yaml", "docker stack deploy -c stack.yaml")
+    let (file, apply) = if swarm {
+        (
+            "stack.yaml",
+            format!("docker stack deploy -c stack.yaml {}", d.namespace),
+        )
     } else {
-        ("compose.yaml", "docker compose up -d")
+        ("compose.yaml", "docker compose up -d".to_string())
     };
     let header = format!(
-        "# Rendered by `murakumo render {}` from {}; edit that and render again.\n# Apply: {what} {}\n",
+        "# Rendered by `murakumo render {}` from {}; edit that and render again.\n# Apply: {apply}\n",
         if swarm { "swarm" } else { "compose" },
         plan.file,
-        if swarm { d.namespace.as_str() } else { "" },
     );
     Ok(vec![
         OutFile {
@@ -107,8 +109,24 @@ fn hardened(plan: &Plan, service: &mut Map<String, Value>) {
     }
 }
 
-fn secret_refs(names: &[String]) -> Value {
-    Value::Array(names.iter().map(|n| json!(n)).collect())
+/// The secrets a murakumo container reads. Swarm mounts them owned by the
+/// image's account and readable by it alone; plain compose bind-mounts the
+/// files as they are (see `secrets`: render gives them to that account).
+fn secret_refs(plan: &Plan, names: &[String]) -> Value {
+    let swarm = plan.target == Target::Swarm;
+    Value::Array(
+        names
+            .iter()
+            .map(|n| {
+                if swarm {
+                    let uid = image::UID.to_string();
+                    json!({ "source": n, "uid": uid, "gid": uid, "mode": 0o400 })
+                } else {
+                    json!(n)
+                }
+            })
+            .collect(),
+    )
 }
 
 fn edge(plan: &Plan) -> Value {
@@ -130,13 +148,14 @@ fn edge(plan: &Plan) -> Value {
         "configs".into(),
         json!([{ "source": "edge-config", "target": image::EDGE_CONFIG, "mode": 0o444 }]),
     );
-    let mut secrets = vec![json!(image::DB_PASSWORD), json!(image::PURGE_TOKEN)];
+    let mut secrets = vec![
+        image::DB_PASSWORD.to_string(),
+        image::PURGE_TOKEN.to_string(),
+    ];
     if plan.edge_tls() && files_tls(plan) {
-        for f in ["tls.crt", "tls.key"] {
-            secrets.push(json!(f));
-        }
+        secrets.extend(["tls.crt".to_string(), "tls.key".to_string()]);
     }
-    s.insert("secrets".into(), Value::Array(secrets));
+    s.insert("secrets".into(), secret_refs(plan, &secrets));
     // Request bodies beyond 256 KiB are spooled to /tmp.
     s.insert(
         "tmpfs".into(),
@@ -198,7 +217,10 @@ fn php(plan: &Plan, tier: Tier) -> Value {
             image::ENV_PURGE_URL: format!("http://edge:{}/purge", image::OPS_PORT),
         }),
     );
-    s.insert("secrets".into(), secret_refs(&image::php_secret_files()));
+    s.insert(
+        "secrets".into(),
+        secret_refs(plan, &image::php_secret_files()),
+    );
     let read_only = tier == Tier::Public && d.public_read_only;
     let content = format!(
         "content:{}{}",

@@ -5,6 +5,12 @@
 
 /// WordPress core, baked into the image (read-only, version-pinned).
 pub const CORE: &str = "/srv/wordpress/core";
+/// The image's must-use plugins (cache purge, its theme directory): they
+/// come with the image, so they are never copied into `wp-content`.
+pub const MU_PLUGINS: &str = "/srv/wordpress/mu-plugins";
+/// The image's default theme, a second theme directory inside core (so the
+/// edge serves its files like core's).
+pub const THEMES: &str = "/srv/wordpress/core/murakumo-themes";
 /// `wp-content`: themes, plugins, uploads; a volume, never in the image.
 pub const CONTENT: &str = "/srv/wordpress/content";
 /// Uploads inside [`CONTENT`] (the only content the public tier may write

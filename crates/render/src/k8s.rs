@@ -16,7 +16,8 @@
 //! liveness `/healthz`, readiness `/readyz`, a startup probe, and a
 //! termination grace longer than the edge's drain. A headless Service over
 //! every edge lets a purge reach all replicas. NetworkPolicies let only
-//! this site's pods reach php-fpm and the database.
+//! this site's pods reach php-fpm and the database, and only its edges and
+//! labelled scrapers ([`SCRAPER_LABEL`]) reach the ops port.
 
 use serde_json::{json, Value};
 
@@ -536,24 +537,59 @@ fn load_balancer(plan: &Plan) -> Value {
     })
 }
 
+/// Pods allowed to read an edge's ops port (`/metrics`, and `/purge` with
+/// the token): this site's other edges (purge fan-out) and any pod, in any
+/// namespace, labelled `murakumo.dev/metrics-scraper: "true"` (Prometheus).
+/// The kubelet's probes come from the node, which a NetworkPolicy never
+/// blocks.
+pub const SCRAPER_LABEL: &str = "murakumo.dev/metrics-scraper";
+
 fn network_policies(plan: &Plan) -> Vec<Value> {
     let site = plan.site.name.to_ascii_lowercase();
     let pods_of = |component: &str| json!({ "podSelector": { "matchLabels": { INSTANCE: site, COMPONENT: component } } });
-    let mut v = vec![json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": meta(plan, plan.name("admin-php"), "admin"),
-        "spec": {
-            "podSelector": { "matchLabels": labels(plan, "admin") },
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                // The admin edge, the Ingress and probes reach its edge;
-                // FastCGI only from this site's public edges.
-                { "ports": [{ "port": image::HTTP_PORT }, { "port": image::OPS_PORT }] },
-                { "from": [pods_of("public")], "ports": [{ "port": image::PHP_PORT }] },
-            ],
-        },
-    })];
+    let ops_from = json!({
+        "from": [
+            { "podSelector": { "matchLabels": { INSTANCE: site, EDGE_LABEL: "true" } } },
+            { "namespaceSelector": {}, "podSelector": { "matchLabels": { SCRAPER_LABEL: "true" } } },
+        ],
+        "ports": [{ "port": image::OPS_PORT }],
+    });
+    let mut public_ports = vec![json!({ "port": image::HTTP_PORT })];
+    if plan.edge_tls() {
+        public_ports.push(json!({ "port": image::HTTPS_PORT }));
+    }
+    let mut v = vec![
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta(plan, plan.name("public"), "public"),
+            "spec": {
+                "podSelector": { "matchLabels": labels(plan, "public") },
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    // Visitors (through the Ingress or the load balancer).
+                    { "ports": public_ports },
+                    ops_from.clone(),
+                ],
+            },
+        }),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta(plan, plan.name("admin"), "admin"),
+            "spec": {
+                "podSelector": { "matchLabels": labels(plan, "admin") },
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    // The Ingress reaches the admin edge; FastCGI only from
+                    // this site's public edges.
+                    { "ports": [{ "port": image::HTTP_PORT }] },
+                    ops_from,
+                    { "from": [pods_of("public")], "ports": [{ "port": image::PHP_PORT }] },
+                ],
+            },
+        }),
+    ];
     if plan.db_kind() == DbKind::Galera {
         v.push(json!({
             "apiVersion": "networking.k8s.io/v1",
@@ -650,9 +686,11 @@ exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
                         "terminationGracePeriodSeconds": 120,
                         "securityContext": {
                             "runAsNonRoot": true,
-                            "runAsUser": 999,
-                            "runAsGroup": 999,
-                            "fsGroup": 999,
+                            // The mariadb image runs as any uid; a high
+                            // one shares nothing with the node's accounts.
+                            "runAsUser": image::UID,
+                            "runAsGroup": image::UID,
+                            "fsGroup": image::UID,
                             "seccompProfile": { "type": "RuntimeDefault" },
                         },
                         "affinity": { "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [

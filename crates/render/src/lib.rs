@@ -263,5 +263,6 @@ pub fn write(
         std::fs::write(&partial, &f.text).map_err(io(&partial))?;
         std::fs::rename(&partial, &path).map_err(io(&path))?;
     }
-    secrets::ensure(&out.join(secrets_dir(target)))
+    let owner = (target == Target::Compose).then_some(image::UID);
+    secrets::ensure(&out.join(secrets_dir(target)), owner)
 }

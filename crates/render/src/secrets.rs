@@ -5,6 +5,10 @@
 //! the database out), written 0600 in a 0700 directory, and kept out of
 //! version control by a `.gitignore` beside them. Compose and Swarm read
 //! them as `secrets:` files; kustomize turns them into a Secret.
+//!
+//! Plain compose bind-mounts a secret file as it is on the host (its
+//! `uid`/`gid`/`mode` keys are Swarm-only, docker/compose#9648), so for
+//! compose the files are given to the image's account ([`image::UID`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -19,12 +23,14 @@ pub fn all() -> Vec<String> {
     v
 }
 
-/// Which secret files this run created (the others existed).
+/// Which secret files this run created (the others existed), and whether
+/// they could not be given to the owner asked for (not run as root).
 #[derive(Debug, Default)]
-pub struct Created(pub Vec<String>);
+pub struct Created(pub Vec<String>, pub Option<String>);
 
-/// Creates the missing secret files in `dir`.
-pub fn ensure(dir: &Path) -> Result<Created, RenderError> {
+/// Creates the missing secret files in `dir`; with `owner`, makes every
+/// secret file belong to that uid and gid.
+pub fn ensure(dir: &Path, owner: Option<u32>) -> Result<Created, RenderError> {
     let io = |path: &Path, source| RenderError::Io {
         path: path.display().to_string(),
         source,
@@ -63,6 +69,23 @@ pub fn ensure(dir: &Path) -> Result<Created, RenderError> {
         std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
         created.0.push(name);
     }
+    if let Some(uid) = owner {
+        for name in all() {
+            let path = dir.join(&name);
+            match std::os::unix::fs::chown(&path, Some(uid), Some(uid)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    created.1 = Some(format!(
+                        "the containers run as uid {uid} and read these files as they are: \
+                         run `sudo chown {uid}:{uid} {}/*`",
+                        dir.display()
+                    ));
+                    break;
+                }
+                Err(e) => return Err(io(&path, e)),
+            }
+        }
+    }
     Ok(created)
 }
 
@@ -93,7 +116,7 @@ mod tests {
     fn created_once_private_and_kept() {
         let dir = std::env::temp_dir().join(format!("murakumo-secrets-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let first = ensure(&dir).unwrap();
+        let first = ensure(&dir, None).unwrap();
         assert_eq!(first.0, all());
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -103,7 +126,7 @@ mod tests {
         let before = std::fs::read_to_string(&pw).unwrap();
         assert_eq!(before.len(), 32);
         assert!(before.bytes().all(|b| b.is_ascii_alphanumeric()));
-        let again = ensure(&dir).unwrap();
+        let again = ensure(&dir, None).unwrap();
         assert!(again.0.is_empty());
         assert_eq!(std::fs::read_to_string(&pw).unwrap(), before);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -92,6 +92,7 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
         db_host: wordpress::php_string(&db_host),
         core: wordpress::php_string(&req.core.display().to_string()),
         cron_by_supervisor: false,
+        mu_plugin_dir: Some(wordpress::php_string(image::MU_PLUGINS)),
     });
     atomic::write_file(&wp_config, &text, 0o640)?;
     let admin = req.role == PoolRole::Admin;

@@ -85,6 +85,7 @@ pub fn render_wp_config(layout: &Layout) -> String {
         db_host: format!("'localhost:' . {}", path(&layout.mariadb_socket())),
         core: path(&layout.core()),
         cron_by_supervisor: true,
+        mu_plugin_dir: None,
     })
 }
 
@@ -98,6 +99,9 @@ pub struct WpConfig<'a> {
     pub core: String,
     /// WordPress's cron is run from outside (no loopback request per visit).
     pub cron_by_supervisor: bool,
+    /// A must-use plugins directory outside wp-content (a PHP literal): the
+    /// runtime image's own, so its plugins come with the image.
+    pub mu_plugin_dir: Option<String>,
 }
 
 pub fn wp_config(c: &WpConfig) -> String {
@@ -111,6 +115,10 @@ pub fn wp_config(c: &WpConfig) -> String {
         "// The supervisor runs wp-cron.php every minute; no loopback request per visit.\ndefine('DISABLE_WP_CRON', true);\n"
     } else {
         ""
+    };
+    let mu_plugins = match &c.mu_plugin_dir {
+        Some(dir) => format!("define('WPMU_PLUGIN_DIR', {dir});\n"),
+        None => String::new(),
     };
     format!(
         r#"<?php
@@ -137,7 +145,7 @@ define('DB_COLLATE', '');
 define('WP_AUTO_UPDATE_CORE', false);
 define('DISALLOW_FILE_EDIT', true);
 define('FS_METHOD', 'direct');
-{cron}if (!defined('ABSPATH')) {{
+{cron}{mu_plugins}if (!defined('ABSPATH')) {{
     define('ABSPATH', {core} . '/');
 }}
 require_once ABSPATH . 'wp-settings.php';
