@@ -34,6 +34,8 @@ pub struct PhpFpmRequest {
     pub run: PathBuf,
     /// WordPress core.
     pub core: PathBuf,
+    /// `wp-content` (the volume).
+    pub content: PathBuf,
 }
 
 impl PhpFpmRequest {
@@ -44,6 +46,7 @@ impl PhpFpmRequest {
             secrets: image::SECRETS.into(),
             run: image::RUN.into(),
             core: image::CORE.into(),
+            content: image::CONTENT.into(),
         }
     }
 }
@@ -84,6 +87,20 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
     let vars = php_fpm::wordpress_env_with(&purge_url, |name| secret(&req.secrets, name))?;
     let tmp = req.run.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    if req.role == PoolRole::Admin {
+        // A new, empty content volume gets WordPress's directories (never
+        // anything in them). `themes` must exist: WordPress only looks up
+        // the image's theme directory by name when it has two.
+        for dir in ["themes", "plugins", "uploads"] {
+            let path = req.content.join(dir);
+            std::fs::create_dir_all(&path).with_context(|| {
+                format!(
+                    "creating {}; the admin role needs wp-content writable",
+                    path.display()
+                )
+            })?;
+        }
+    }
     let wp_config = req.run.join("wp-config.php");
     let text = wordpress::wp_config(&wordpress::WpConfig {
         generator: "`murakumo php-fpm`",
