@@ -107,6 +107,9 @@ fn each_target_renders_hardened_files_and_keeps_secrets() {
         "node.labels.env == user",
         "node.labels.env == admin",
         "spread: node.labels.zone",
+        // Client addresses reach the edge (no routing mesh in between).
+        "mode: host",
+        "max_replicas_per_node: 1",
     ] {
         assert!(stack.contains(needle), "stack.yaml lacks {needle:?}");
     }

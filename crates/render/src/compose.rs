@@ -9,6 +9,13 @@
 //! automatic rollback) and uses `/healthz` for its healthcheck: Swarm
 //! replaces unhealthy tasks, and an edge must not be killed because the
 //! database blinked (readiness is for traffic, liveness for restarts).
+//!
+//! On Swarm the edge publishes its ports in `mode: host`, one edge per
+//! node: through the routing mesh every client would appear as a mesh
+//! address, so `admin_allow`, rate limits and logs would see the mesh, not
+//! the visitor. A balancer (or DNS) in front spreads over the user nodes
+//! and follows each edge's `/readyz`; the edge updates stop-first (its
+//! port is held until the old task has drained).
 
 use serde_json::{json, Map, Value};
 
@@ -137,11 +144,16 @@ fn edge(plan: &Plan) -> Value {
         "command".into(),
         json!(["serve", "--config", image::EDGE_CONFIG]),
     );
-    let mut ports = vec![json!({
-        "target": image::HTTP_PORT, "published": "80", "protocol": "tcp"
-    })];
+    let port = |target: u16, published: &str| {
+        let mut p = json!({ "target": target, "published": published, "protocol": "tcp" });
+        if swarm {
+            p["mode"] = json!("host");
+        }
+        p
+    };
+    let mut ports = vec![port(image::HTTP_PORT, "80")];
     if plan.edge_tls() {
-        ports.push(json!({ "target": image::HTTPS_PORT, "published": "443", "protocol": "tcp" }));
+        ports.push(port(image::HTTPS_PORT, "443"));
     }
     s.insert("ports".into(), Value::Array(ports));
     s.insert(
@@ -177,10 +189,13 @@ fn edge(plan: &Plan) -> Value {
         json!(format!("{}s", secs(plan.stop_grace()))),
     );
     if swarm {
-        s.insert(
-            "deploy".into(),
-            deploy(plan, plan.deploy.replicas, &plan.deploy.public_nodes),
-        );
+        let mut deploy = deploy(plan, plan.deploy.replicas, &plan.deploy.public_nodes);
+        // Host-mode ports: one edge per node, and a new task can only bind
+        // once the old one has drained and gone.
+        deploy["placement"]["max_replicas_per_node"] = json!(1);
+        deploy["update_config"]["order"] = json!("stop-first");
+        deploy["rollback_config"]["order"] = json!("stop-first");
+        s.insert("deploy".into(), deploy);
     } else {
         s.insert(
             "depends_on".into(),
