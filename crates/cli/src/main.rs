@@ -3,6 +3,8 @@
 //! on this machine, `render` writes it out for compose, Swarm or
 //! Kubernetes; `php-fpm` and `probe` serve the container image.
 
+mod probe;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -434,49 +436,6 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `murakumo probe`: a container healthcheck without curl in the image.
-fn probe(target: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    use std::time::Duration;
-    let timeout = Duration::from_secs(3);
-    let connect = |hostport: &str| -> anyhow::Result<TcpStream> {
-        let addr = hostport
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {hostport}"))?
-            .next()
-            .with_context(|| format!("{hostport} has no address"))?;
-        let s = TcpStream::connect_timeout(&addr, timeout)
-            .with_context(|| format!("connecting to {addr}"))?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        Ok(s)
-    };
-    if let Some(hostport) = target.strip_prefix("tcp:") {
-        connect(hostport)?;
-        return Ok(());
-    }
-    let rest = target
-        .strip_prefix("http://")
-        .with_context(|| format!("{target:?}: probe http://HOST:PORT/PATH or tcp:HOST:PORT"))?;
-    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut s = connect(hostport)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nUser-Agent: murakumo-probe\r\n\r\n"
-    )?;
-    let mut head = [0u8; 64];
-    let n = s.read(&mut head)?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let status = line.split_whitespace().nth(1).unwrap_or("");
-    if status.starts_with('2') && status.len() == 3 {
-        Ok(())
-    } else {
-        anyhow::bail!("{target} answered {:?}", line.lines().next().unwrap_or(""))
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -489,7 +448,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e.into()),
         },
         Command::Render(args) => render(args).map(|()| ExitCode::SUCCESS),
-        Command::Probe { target } => probe(&target).map(|()| ExitCode::SUCCESS),
+        Command::Probe { target } => probe::probe(&target).map(|()| ExitCode::SUCCESS),
         Command::PhpFpm { role, listen } => {
             let role = match role {
                 RoleArg::Public => murakumo_stack::container::PoolRole::Public,

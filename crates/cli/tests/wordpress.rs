@@ -246,3 +246,46 @@ fn admin_is_refused_outside_the_allowlist_and_login_works_inside() {
         login.headers
     );
 }
+
+/// `wp_cron`: the edge runs WordPress's due tasks on its clock, without a
+/// single page view (cached pages never reach PHP to trigger them).
+#[test]
+fn the_edge_runs_due_wordpress_tasks_on_its_clock() {
+    let wp = WordPress::start("wp_cron = \"10s\"\n", "");
+    // Due a minute ago, for a hook nothing listens to: running it only
+    // takes it off WordPress's schedule.
+    let scheduled = wp.php(
+        "var_export(wp_schedule_single_event(time() - 60, 'murakumo_test_event'));
+         echo ' ', wp_next_scheduled('murakumo_test_event') ? 'due' : 'none';",
+    );
+    assert_eq!(scheduled.trim(), "true due", "scheduling: {scheduled}");
+    let mut runs = String::new();
+    support::wait_until(
+        "the edge to run wp-cron.php",
+        Duration::from_secs(45),
+        || {
+            let metrics = support::curl(&wp.edge.ops("/metrics"), &[]).text();
+            runs = metrics
+                .lines()
+                .filter(|l| l.starts_with("murakumo_wp_cron_runs_total"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            runs.contains("outcome=\"ok\"")
+        },
+    );
+    assert!(!runs.contains("outcome=\"failed\""), "a run failed: {runs}");
+    // WordPress answers first and runs the tasks after.
+    support::wait_until("the due task to run", Duration::from_secs(15), || {
+        wp.php("echo wp_next_scheduled('murakumo_test_event') ? 'due' : 'none';")
+            .trim()
+            == "none"
+    });
+    assert!(
+        wp.edge
+            .log_text()
+            .lines()
+            .all(|l| !l.contains("wp-cron.php could not")),
+        "{}",
+        wp.edge.log_text()
+    );
+}

@@ -260,6 +260,12 @@ pub struct Site {
     pub cache: Cache,
     /// The site's certificate, for `server.tls_listen`.
     pub tls: Option<SiteTls>,
+    /// Run WordPress's scheduled tasks (`wp-cron.php`, on the admin pool)
+    /// at this interval, e.g. "1m". Off by default: WordPress then triggers
+    /// them from page views, which cached pages never make. Set it when
+    /// `wp-config.php` has `DISABLE_WP_CRON` (the container image does).
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    pub wp_cron: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -595,6 +601,19 @@ impl Config {
                 if !hosts.insert(pattern) {
                     return Err(err(key("hosts"), format!("{h:?} is claimed by two sites")));
                 }
+            }
+            if site.wp_cron.is_some_and(|d| d < Duration::from_secs(10)) {
+                return Err(err(
+                    key("wp_cron"),
+                    "is below 10s; WordPress schedules by the minute: write \"1m\"".into(),
+                ));
+            }
+            if site.wp_cron.is_some() && !site.hosts.iter().any(|h| !h.contains('*')) {
+                return Err(err(
+                    key("wp_cron"),
+                    "needs a host name without '*' in hosts (wp-cron.php is asked as that host)"
+                        .into(),
+                ));
             }
             if !site.root.is_absolute() {
                 return Err(err(

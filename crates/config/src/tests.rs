@@ -234,3 +234,25 @@ fn tls_mistakes_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn wp_cron_interval_and_host() {
+    let with = |line: &str, hosts: &str| {
+        GOOD.replace(
+            "root = \"/srv/blog\"",
+            &format!("root = \"/srv/blog\"\n{line}"),
+        )
+        .replace("hosts = [\"wp.test\", \"*.wp.test\"]", hosts)
+    };
+    let c = Config::parse(
+        &with("wp_cron = \"1m\"", "hosts = [\"wp.test\", \"*.wp.test\"]"),
+        "m.toml",
+    )
+    .unwrap();
+    assert_eq!(c.site[0].wp_cron, Some(Duration::from_secs(60)));
+    assert_eq!(Config::parse(GOOD, "m.toml").unwrap().site[0].wp_cron, None);
+    let e = invalid(&with("wp_cron = \"2s\"", "hosts = [\"wp.test\"]"));
+    assert!(e.contains("site[0].wp_cron") && e.contains("1m"), "{e}");
+    let e = invalid(&with("wp_cron = \"1m\"", "hosts = [\"*.wp.test\"]"));
+    assert!(e.contains("site[0].wp_cron") && e.contains("'*'"), "{e}");
+}

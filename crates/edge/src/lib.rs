@@ -10,6 +10,7 @@
 //! Limits: `rate_limit` (login and per-site rates), `request_body` (bodies
 //! read whole, bounded and timed, before PHP), `server` (timeouts and
 //! connection caps, `SO_REUSEPORT` handover).
+//! Scheduled work: `wp_cron` runs WordPress's tasks on a clock.
 
 pub mod admission;
 pub mod body;
@@ -34,6 +35,7 @@ pub mod site;
 pub mod state;
 pub mod static_files;
 pub mod watchdog;
+pub mod wp_cron;
 
 pub use server::{run, ServeError};
 pub use state::{Edge, StateError};

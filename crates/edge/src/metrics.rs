@@ -27,6 +27,8 @@ pub struct Metrics {
     requests: Mutex<HashMap<RequestLabels, u64>>,
     upstream: Mutex<HashMap<Arc<str>, Histogram>>,
     rate_limited: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    /// wp-cron.php runs by site and outcome ("ok", "failed").
+    wp_cron: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     pub purges: AtomicU64,
     /// Edges a purge was to be passed on to but did not reach.
     pub purge_fanout_failures: AtomicU64,
@@ -49,6 +51,13 @@ impl Metrics {
     pub fn rate_limited(&self, site: &Arc<str>, limit: &'static str) {
         let mut m = self.rate_limited.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((site.clone(), limit)).or_default() += 1;
+    }
+
+    /// A run of the site's wp-cron.php (`wp_cron`).
+    pub fn wp_cron(&self, site: &Arc<str>, ok: bool) {
+        let mut m = self.wp_cron.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((site.clone(), if ok { "ok" } else { "failed" }))
+            .or_default() += 1;
     }
 
     pub fn upstream_time(&self, site: &Arc<str>, d: Duration) {
@@ -128,6 +137,17 @@ impl Metrics {
             );
         }
         drop(limited);
+        out.push_str("# HELP murakumo_wp_cron_runs_total Runs of wp-cron.php by the edge (site.wp_cron), by site and outcome.\n# TYPE murakumo_wp_cron_runs_total counter\n");
+        let cron = self.wp_cron.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = cron.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        for ((site, outcome), n) in rows {
+            let _ = writeln!(
+                out,
+                "murakumo_wp_cron_runs_total{{site=\"{site}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        drop(cron);
         let counters: [(&str, &str, &AtomicU64); 3] = [
             (
                 "murakumo_connections_refused_per_client_total",

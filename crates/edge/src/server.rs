@@ -398,6 +398,7 @@ pub async fn run(edge: Arc<Edge>) -> Result<(), ServeError> {
         .map_err(ServeError::Certificates)?;
 
     raise_fd_limit(&config.server.limits);
+    crate::wp_cron::spawn(edge.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
     for (listener, protocol) in listeners {

@@ -1,7 +1,8 @@
 //! The `murakumo.toml` each edge runs inside the target: the user's own
 //! file (every limit, cache and guard setting kept as written) with what
 //! the target decides rewritten: listen addresses, the php-fpm members,
-//! the database URL and secret files, certificates, purge fan-out. The
+//! the database URL and secret files, certificates, purge fan-out, who
+//! runs wp-cron. The
 //! result is checked with the same validation `murakumo serve` applies.
 
 use murakumo_config::{Config, TlsSource};
@@ -81,6 +82,16 @@ pub fn render(plan: &Plan, tier: Tier) -> Result<String, RenderError> {
         Value::String(format!("{}/{}", image::SECRETS, image::DB_PASSWORD)),
     );
     site.remove("db_password_env");
+    // The image's wp-config.php sets DISABLE_WP_CRON: one edge per site
+    // runs wp-cron.php on a clock (the admin edge on Kubernetes, the edge
+    // service on compose and Swarm), at the user's interval or every minute.
+    let runs_cron = !(plan.target == Target::K8s && tier == Tier::Public);
+    if runs_cron {
+        site.entry("wp_cron")
+            .or_insert_with(|| Value::String("1m".into()));
+    } else {
+        site.remove("wp_cron");
+    }
     if edge_tls {
         if let Some(TlsSource::Files { .. }) = plan.site.tls.as_ref().and_then(|t| t.source()) {
             let dir = match plan.target {

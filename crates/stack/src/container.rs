@@ -108,7 +108,8 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
         db_user: wordpress::php_string(&db_user),
         db_host: wordpress::php_string(&db_host),
         core: wordpress::php_string(&req.core.display().to_string()),
-        cron_by_supervisor: false,
+        // The rendered edge configurations set `wp_cron`.
+        cron_from_outside: true,
         mu_plugin_dir: Some(wordpress::php_string(image::MU_PLUGINS)),
     });
     atomic::write_file(&wp_config, &text, 0o640)?;

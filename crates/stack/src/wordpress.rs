@@ -84,7 +84,7 @@ pub fn render_wp_config(layout: &Layout) -> String {
         db_user: php_string(mariadb::USER),
         db_host: format!("'localhost:' . {}", path(&layout.mariadb_socket())),
         core: path(&layout.core()),
-        cron_by_supervisor: true,
+        cron_from_outside: true,
         mu_plugin_dir: None,
     })
 }
@@ -97,8 +97,9 @@ pub struct WpConfig<'a> {
     pub db_user: String,
     pub db_host: String,
     pub core: String,
-    /// WordPress's cron is run from outside (no loopback request per visit).
-    pub cron_by_supervisor: bool,
+    /// WordPress's cron is run on a clock from outside (the supervisor of
+    /// `up`, the edge's `wp_cron` in containers), not by page views.
+    pub cron_from_outside: bool,
     /// A must-use plugins directory outside wp-content (a PHP literal): the
     /// runtime image's own, so its plugins come with the image.
     pub mu_plugin_dir: Option<String>,
@@ -111,8 +112,8 @@ pub fn wp_config(c: &WpConfig) -> String {
             "define('{salt}', murakumo_env('MURAKUMO_WP_{salt}'));\n"
         ));
     }
-    let cron = if c.cron_by_supervisor {
-        "// The supervisor runs wp-cron.php every minute; no loopback request per visit.\ndefine('DISABLE_WP_CRON', true);\n"
+    let cron = if c.cron_from_outside {
+        "// murakumo runs wp-cron.php every minute; no loopback request per page view.\ndefine('DISABLE_WP_CRON', true);\n"
     } else {
         ""
     };

@@ -649,6 +649,21 @@ impl WordPress {
     }
 
     /// GET through the edge with the site's Host header.
+    /// Runs PHP `code` with WordPress loaded (PHP's CLI, the site's
+    /// wp-config.php) and returns what it printed.
+    pub fn php(&self, code: &str) -> String {
+        let script = self.root.with_file_name("snippet.php");
+        std::fs::write(
+            &script,
+            format!(
+                "<?php\n$_SERVER['HTTP_HOST'] = 'wp.test';\nrequire {:?};\n{code}\n",
+                self.root.join("wp-load.php")
+            ),
+        )
+        .unwrap();
+        php_cli(&[script.as_os_str()])
+    }
+
     pub fn get(&self, path: &str, args: &[&str]) -> Resp {
         let host = format!("Host: {}", self.host);
         let mut all = vec!["-H", host.as_str()];
