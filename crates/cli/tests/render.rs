@@ -66,8 +66,8 @@ fn each_target_renders_hardened_files_and_keeps_secrets() {
     let edge = read(&dir.join("k8s/base/edge-public.toml"));
     assert!(edge.contains("purge_fanout = [\"blog-edges.murakumo.svc.cluster.local:9090\"]"));
     murakumo_config::Config::parse(&edge, "edge-public.toml").expect("rendered config is valid");
-    assert!(read(&dir.join("k8s/base/galera.yaml")).contains("replicas: 3"));
-    let ingress = read(&dir.join("k8s/base/ingress.yaml"));
+    assert!(read(&dir.join("k8s/components/galera/galera.yaml")).contains("replicas: 3"));
+    let ingress = read(&dir.join("k8s/components/ingress/ingress.yaml"));
     assert!(ingress.contains("whitelist-source-range: \"203.0.113.0/24\""));
 
     let secret = dir.join("k8s/base/secrets/db-password");

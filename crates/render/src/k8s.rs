@@ -1,6 +1,9 @@
 //! Kubernetes: a kustomize tree (`kubectl apply -k OUT`). `base/` holds
-//! the site's resources; `OUT/kustomization.yaml` sets the namespace, the
-//! image and the replica counts (the knobs edited most) on top of it.
+//! what every site has (the two tiers, storage, Services, NetworkPolicies,
+//! the edge configurations and secrets); `components/` one kustomize
+//! Component per chosen option (`ingress` or `load-balancer`, `galera`);
+//! `OUT/kustomization.yaml` puts them together and sets the namespace, the
+//! image and the replica counts (the knobs edited most).
 //!
 //! Each tier is a Deployment whose pods run the edge and php-fpm side by
 //! side (same image, FastCGI over the pod's loopback):
@@ -63,18 +66,7 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         ],
     );
     add(&mut files, "edges.yaml", vec![edges_headless(plan)]);
-    match plan.deploy.ingress {
-        IngressMode::Ingress => add(
-            &mut files,
-            "ingress.yaml",
-            vec![ingress(plan, Tier::Public), ingress(plan, Tier::Admin)],
-        ),
-        IngressMode::Edge => add(&mut files, "load-balancer.yaml", vec![load_balancer(plan)]),
-    }
     add(&mut files, "network-policy.yaml", network_policies(plan));
-    if plan.db_kind() == DbKind::Galera {
-        add(&mut files, "galera.yaml", galera(plan));
-    }
     files.push(OutFile {
         path: "base/edge-public.toml".into(),
         text: edge_config::render(plan, Tier::Public)?,
@@ -105,6 +97,38 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         text: format!("{}{}", header(plan), yaml::to_string(&base)),
     });
 
+    // The options, each a kustomize Component with its own resources.
+    let mut chosen: Vec<(&str, Vec<Value>)> = Vec::new();
+    match plan.deploy.ingress {
+        IngressMode::Ingress => chosen.push((
+            "ingress",
+            vec![ingress(plan, Tier::Public), ingress(plan, Tier::Admin)],
+        )),
+        IngressMode::Edge => chosen.push(("load-balancer", vec![load_balancer(plan)])),
+    }
+    if plan.db_kind() == DbKind::Galera {
+        let mut docs = galera(plan);
+        docs.push(db_network_policy(plan));
+        chosen.push(("galera", docs));
+    }
+    let mut components = Vec::new();
+    for (name, docs) in chosen {
+        files.push(OutFile {
+            path: format!("components/{name}/{name}.yaml").into(),
+            text: format!("{}{}", header(plan), yaml::documents(&docs)),
+        });
+        let component = json!({
+            "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+            "kind": "Component",
+            "resources": [format!("{name}.yaml")],
+        });
+        files.push(OutFile {
+            path: format!("components/{name}/kustomization.yaml").into(),
+            text: format!("{}{}", header(plan), yaml::to_string(&component)),
+        });
+        components.push(format!("components/{name}"));
+    }
+
     let d = &plan.deploy;
     let (image_name, tag) = split_image(&d.image);
     let mut images = json!({ "name": "murakumo", "newName": image_name });
@@ -116,6 +140,7 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         "kind": "Kustomization",
         "namespace": d.namespace,
         "resources": ["namespace.yaml", "base"],
+        "components": components,
         "labels": [{ "pairs": { PART_OF: "murakumo", INSTANCE: plan.site.name.to_ascii_lowercase() } }],
         "images": [images],
         "replicas": [
@@ -558,7 +583,7 @@ fn network_policies(plan: &Plan) -> Vec<Value> {
     if plan.edge_tls() {
         public_ports.push(json!({ "port": image::HTTPS_PORT }));
     }
-    let mut v = vec![
+    vec![
         json!({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -589,25 +614,29 @@ fn network_policies(plan: &Plan) -> Vec<Value> {
                 ],
             },
         }),
-    ];
-    if plan.db_kind() == DbKind::Galera {
-        v.push(json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta(plan, plan.name("db"), "db"),
-            "spec": {
-                "podSelector": { "matchLabels": labels(plan, "db") },
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    { "from": [pods_of("public"), pods_of("admin")], "ports": [{ "port": 3306 }] },
-                    { "from": [pods_of("db")], "ports": [
-                        { "port": 3306 }, { "port": 4444 }, { "port": 4567 }, { "port": 4568 },
-                    ] },
-                ],
-            },
-        }));
-    }
-    v
+    ]
+}
+
+/// Only this site's php pods reach the database; Galera's peers reach each
+/// other (replication, state transfers).
+fn db_network_policy(plan: &Plan) -> Value {
+    let site = plan.site.name.to_ascii_lowercase();
+    let pods_of = |component: &str| json!({ "podSelector": { "matchLabels": { INSTANCE: site, COMPONENT: component } } });
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(plan, plan.name("db"), "db"),
+        "spec": {
+            "podSelector": { "matchLabels": labels(plan, "db") },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                { "from": [pods_of("public"), pods_of("admin")], "ports": [{ "port": 3306 }] },
+                { "from": [pods_of("db")], "ports": [
+                    { "port": 3306 }, { "port": 4444 }, { "port": 4567 }, { "port": 4568 },
+                ] },
+            ],
+        },
+    })
 }
 
 /// A MariaDB Galera cluster: a StatefulSet of an odd size, a headless
