@@ -584,37 +584,38 @@ fn network_policies(plan: &Plan) -> Vec<Value> {
         public_ports.push(json!({ "port": image::HTTPS_PORT }));
     }
     vec![
-        json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta(plan, plan.name("public"), "public"),
-            "spec": {
-                "podSelector": { "matchLabels": labels(plan, "public") },
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    // Visitors (through the Ingress or the load balancer).
-                    { "ports": public_ports },
-                    ops_from.clone(),
-                ],
-            },
-        }),
-        json!({
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta(plan, plan.name("admin"), "admin"),
-            "spec": {
-                "podSelector": { "matchLabels": labels(plan, "admin") },
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    // The Ingress reaches the admin edge; FastCGI only from
-                    // this site's public edges.
-                    { "ports": [{ "port": image::HTTP_PORT }] },
-                    ops_from,
-                    { "from": [pods_of("public")], "ports": [{ "port": image::PHP_PORT }] },
-                ],
-            },
-        }),
+        // Visitors (through the Ingress or the load balancer).
+        ingress_policy(
+            plan,
+            "public",
+            vec![json!({ "ports": public_ports }), ops_from.clone()],
+        ),
+        // The Ingress reaches the admin edge; FastCGI only from this site's
+        // public edges.
+        ingress_policy(
+            plan,
+            "admin",
+            vec![
+                json!({ "ports": [{ "port": image::HTTP_PORT }] }),
+                ops_from,
+                json!({ "from": [pods_of("public")], "ports": [{ "port": image::PHP_PORT }] }),
+            ],
+        ),
     ]
+}
+
+/// A NetworkPolicy admitting only `rules` into the pods of `component`.
+fn ingress_policy(plan: &Plan, component: &str, rules: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(plan, plan.name(component), component),
+        "spec": {
+            "podSelector": { "matchLabels": labels(plan, component) },
+            "policyTypes": ["Ingress"],
+            "ingress": rules,
+        },
+    })
 }
 
 /// Only this site's php pods reach the database; Galera's peers reach each
@@ -622,21 +623,16 @@ fn network_policies(plan: &Plan) -> Vec<Value> {
 fn db_network_policy(plan: &Plan) -> Value {
     let site = plan.site.name.to_ascii_lowercase();
     let pods_of = |component: &str| json!({ "podSelector": { "matchLabels": { INSTANCE: site, COMPONENT: component } } });
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": meta(plan, plan.name("db"), "db"),
-        "spec": {
-            "podSelector": { "matchLabels": labels(plan, "db") },
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                { "from": [pods_of("public"), pods_of("admin")], "ports": [{ "port": 3306 }] },
-                { "from": [pods_of("db")], "ports": [
-                    { "port": 3306 }, { "port": 4444 }, { "port": 4567 }, { "port": 4568 },
-                ] },
-            ],
-        },
-    })
+    ingress_policy(
+        plan,
+        "db",
+        vec![
+            json!({ "from": [pods_of("public"), pods_of("admin")], "ports": [{ "port": 3306 }] }),
+            json!({ "from": [pods_of("db")], "ports": [
+                { "port": 3306 }, { "port": 4444 }, { "port": 4567 }, { "port": 4568 },
+            ] }),
+        ],
+    )
 }
 
 /// A MariaDB Galera cluster: a StatefulSet of an odd size, a headless
