@@ -41,6 +41,23 @@ pub struct Metrics {
     pub idle_closed: AtomicU64,
 }
 
+/// A counter by site and one more label, rows sorted.
+fn per_site(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    counts: &Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rows: Vec<_> = counts.iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    for ((site, value), n) in rows {
+        let _ = writeln!(out, "{name}{{site=\"{site}\",{label}=\"{value}\"}} {n}");
+    }
+}
+
 impl Metrics {
     pub fn request(&self, site: &Arc<str>, status: u16, cache: &'static str) {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,28 +143,20 @@ impl Metrics {
             "# TYPE murakumo_tls_handshake_failures_total counter\nmurakumo_tls_handshake_failures_total {}",
             self.tls_handshake_failures.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP murakumo_rate_limited_total Requests refused with 429, by site and limit (login or site).\n# TYPE murakumo_rate_limited_total counter\n");
-        let limited = self.rate_limited.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = limited.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for ((site, limit), n) in rows {
-            let _ = writeln!(
-                out,
-                "murakumo_rate_limited_total{{site=\"{site}\",limit=\"{limit}\"}} {n}"
-            );
-        }
-        drop(limited);
-        out.push_str("# HELP murakumo_wp_cron_runs_total Runs of wp-cron.php by the edge (site.wp_cron), by site and outcome.\n# TYPE murakumo_wp_cron_runs_total counter\n");
-        let cron = self.wp_cron.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = cron.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for ((site, outcome), n) in rows {
-            let _ = writeln!(
-                out,
-                "murakumo_wp_cron_runs_total{{site=\"{site}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        drop(cron);
+        per_site(
+            out,
+            "murakumo_rate_limited_total",
+            "Requests refused with 429, by site and limit (login or site).",
+            "limit",
+            &self.rate_limited,
+        );
+        per_site(
+            out,
+            "murakumo_wp_cron_runs_total",
+            "Runs of wp-cron.php by the edge (site.wp_cron), by site and outcome.",
+            "outcome",
+            &self.wp_cron,
+        );
         let counters: [(&str, &str, &AtomicU64); 3] = [
             (
                 "murakumo_connections_refused_per_client_total",
