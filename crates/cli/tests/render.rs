@@ -100,6 +100,15 @@ fn each_target_renders_hardened_files_and_keeps_secrets() {
         );
         assert!(text.contains("stop_grace_period: \"37s\""), "{file}");
     }
+    // Plain compose bind-mounts secret files as they are: run as root,
+    // render gives them to the image's uid (the containers' user).
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(dir).unwrap().uid() == 0 {
+        let meta = std::fs::metadata(dir.join("compose/secrets/db-password")).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (10001, 0o600));
+        let meta = std::fs::metadata(dir.join("swarm/secrets/db-password")).unwrap();
+        assert_eq!(meta.uid(), 0, "Swarm sets the owner itself");
+    }
     let stack = read(&dir.join("swarm/stack.yaml"));
     for needle in [
         "order: start-first",
