@@ -421,16 +421,16 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
         println!("wrote {}", args.out.join(&f.path).display());
     }
     let secrets = args.out.join(murakumo_render::secrets_dir(target));
-    if created.0.is_empty() {
+    if created.files.is_empty() {
         println!("kept the secrets in {}", secrets.display());
     } else {
         println!(
             "created {} secret files in {} (0600; do not commit them)",
-            created.0.len(),
+            created.files.len(),
             secrets.display()
         );
     }
-    if let Some(note) = created.1 {
+    if let Some(note) = created.ownership_note {
         eprintln!("note: {note}");
     }
     Ok(())

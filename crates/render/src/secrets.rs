@@ -23,10 +23,15 @@ pub fn all() -> Vec<String> {
     v
 }
 
-/// Which secret files this run created (the others existed), and whether
-/// they could not be given to the owner asked for (not run as root).
+/// What [`ensure`] did.
 #[derive(Debug, Default)]
-pub struct Created(pub Vec<String>, pub Option<String>);
+pub struct Created {
+    /// The secret files this run created (the others existed).
+    pub files: Vec<String>,
+    /// What the user must do because the files could not be given to the
+    /// owner asked for (render not run as root).
+    pub ownership_note: Option<String>,
+}
 
 /// Creates the missing secret files in `dir`; with `owner`, makes every
 /// secret file belong to that uid and gid.
@@ -67,15 +72,20 @@ pub fn ensure(dir: &Path, owner: Option<u32>) -> Result<Created, RenderError> {
             .and_then(|()| f.sync_all())
             .map_err(|e| io(&partial, e))?;
         std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
-        created.0.push(name);
+        created.files.push(name);
     }
     if let Some(uid) = owner {
         for name in all() {
             let path = dir.join(&name);
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+            if (meta.uid(), meta.gid()) == (uid, uid) {
+                continue;
+            }
             match std::os::unix::fs::chown(&path, Some(uid), Some(uid)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    created.1 = Some(format!(
+                    created.ownership_note = Some(format!(
                         "the containers run as uid {uid} and read these files as they are: \
                          run `sudo chown {uid}:{uid} {}/*`",
                         dir.display()
@@ -117,7 +127,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("murakumo-secrets-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let first = ensure(&dir, None).unwrap();
-        assert_eq!(first.0, all());
+        assert_eq!(first.files, all());
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
@@ -127,7 +137,7 @@ mod tests {
         assert_eq!(before.len(), 32);
         assert!(before.bytes().all(|b| b.is_ascii_alphanumeric()));
         let again = ensure(&dir, None).unwrap();
-        assert!(again.0.is_empty());
+        assert!(again.files.is_empty());
         assert_eq!(std::fs::read_to_string(&pw).unwrap(), before);
         std::fs::remove_dir_all(&dir).unwrap();
     }
