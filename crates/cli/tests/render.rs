@@ -204,7 +204,7 @@ fn run_tool(name: &str, args: &[&str], dir: &Path) -> String {
 const CHECKOV_SKIPS: &str = "CKV_K8S_43";
 
 #[test]
-fn rendered_manifests_pass_kubernetes_schemas_checkov_and_the_compose_spec() {
+fn rendered_manifests_and_the_containerfile_pass_schemas_checkov_and_the_compose_spec() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(dir.join("murakumo.toml"), CONFIG).unwrap();
@@ -276,6 +276,37 @@ fn rendered_manifests_pass_kubernetes_schemas_checkov_and_the_compose_spec() {
         );
         assert!(report.contains("Failed checks: 0"), "{tree}:\n{report}");
     }
+
+    // The image definition too. Skipped: CKV_DOCKER_2 (HEALTHCHECK): one
+    // image serves two roles with different checks, and every target sets
+    // its own (compose/Swarm healthchecks, Kubernetes probes); CKV_DOCKER_7
+    // (base tag): the base is the BASE build argument, bookworm-slim by
+    // default, which checkov cannot resolve.
+    std::fs::create_dir_all(dir.join("image")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Containerfile"),
+        dir.join("image/Dockerfile"),
+    )
+    .unwrap();
+    let report = run_tool(
+        "checkov",
+        &[
+            "--file",
+            "image/Dockerfile",
+            "--framework",
+            "dockerfile",
+            "--skip-check",
+            "CKV_DOCKER_2,CKV_DOCKER_7",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+        ],
+        dir,
+    );
+    assert!(
+        report.contains("Failed checks: 0"),
+        "Containerfile:\n{report}"
+    );
 
     for (target, file) in [("compose", "compose.yaml"), ("swarm", "stack.yaml")] {
         let out = render(dir, &[target, "--out", target, "--redis"]);
