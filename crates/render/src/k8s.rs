@@ -34,6 +34,14 @@ const COMPONENT: &str = "app.kubernetes.io/component";
 const INSTANCE: &str = "app.kubernetes.io/instance";
 /// Pods whose container runs the edge (purge fan-out, probes).
 const EDGE_LABEL: &str = "murakumo.dev/edge";
+/// A Galera node's ports: clients, state transfers (SST), replication,
+/// incremental state transfers (IST).
+const DB_PORTS: [(&str, u16); 4] = [
+    ("mysql", 3306),
+    ("sst", 4444),
+    ("galera", 4567),
+    ("ist", 4568),
+];
 
 pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     let mut files = Vec::new();
@@ -51,7 +59,7 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         "public.yaml",
         vec![
             deployment(plan, Tier::Public),
-            service(plan, Tier::Public),
+            tier_service(plan, Tier::Public),
             hpa(plan),
             pdb(plan),
         ],
@@ -61,7 +69,7 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         "admin.yaml",
         vec![
             deployment(plan, Tier::Admin),
-            service(plan, Tier::Admin),
+            tier_service(plan, Tier::Admin),
             admin_php_service(plan),
         ],
     );
@@ -419,45 +427,55 @@ fn deployment(plan: &Plan, tier: Tier) -> Value {
     })
 }
 
-fn service(plan: &Plan, tier: Tier) -> Value {
+fn tier_service(plan: &Plan, tier: Tier) -> Value {
     let mut ports = vec![json!({ "name": "http", "port": 80, "targetPort": "http" })];
     if plan.edge_tls() && tier == Tier::Public {
         ports.push(json!({ "name": "https", "port": 443, "targetPort": "https" }));
     }
+    service(
+        plan,
+        plan.name(tier.name()),
+        tier.name(),
+        json!({ "selector": labels(plan, tier.name()), "ports": ports }),
+    )
+}
+
+/// A Service named `name`, labelled as part of `component`.
+fn service(plan: &Plan, name: String, component: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": meta(plan, plan.name(tier.name()), tier.name()),
-        "spec": { "selector": labels(plan, tier.name()), "ports": ports },
+        "metadata": meta(plan, name, component),
+        "spec": spec,
     })
 }
 
 fn admin_php_service(plan: &Plan) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(plan, plan.name("admin-php"), "admin"),
-        "spec": {
+    service(
+        plan,
+        plan.name("admin-php"),
+        "admin",
+        json!({
             "selector": labels(plan, "admin"),
             "ports": [{ "name": "fastcgi", "port": image::PHP_PORT, "targetPort": "fastcgi" }],
-        },
-    })
+        }),
+    )
 }
 
 /// One DNS record per edge pod, ready or not, for purge fan-out.
 fn edges_headless(plan: &Plan) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(plan, plan.name("edges"), "edges"),
-        "spec": {
+    service(
+        plan,
+        plan.name("edges"),
+        "edges",
+        json!({
             "clusterIP": "None",
             // A pod still draining has served pages: purge it too.
             "publishNotReadyAddresses": true,
             "selector": { INSTANCE: plan.site.name.to_ascii_lowercase(), EDGE_LABEL: "true" },
             "ports": [{ "name": "ops", "port": image::OPS_PORT, "targetPort": "ops" }],
-        },
-    })
+        }),
+    )
 }
 
 fn hpa(plan: &Plan) -> Value {
@@ -548,18 +566,18 @@ fn load_balancer(plan: &Plan) -> Value {
     if plan.edge_tls() {
         ports.push(json!({ "name": "https", "port": 443, "targetPort": "https" }));
     }
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(plan, plan.name("edge"), "public"),
-        "spec": {
+    service(
+        plan,
+        plan.name("edge"),
+        "public",
+        json!({
             "type": "LoadBalancer",
             // Keeps the client's address (admin_allow, rate limits).
             "externalTrafficPolicy": "Local",
             "selector": labels(plan, "public"),
             "ports": ports,
-        },
-    })
+        }),
+    )
 }
 
 /// Pods allowed to read an edge's ops port (`/metrics`, and `/purge` with
@@ -628,9 +646,7 @@ fn db_network_policy(plan: &Plan) -> Value {
         "db",
         vec![
             json!({ "from": [pods_of("public"), pods_of("admin")], "ports": [{ "port": 3306 }] }),
-            json!({ "from": [pods_of("db")], "ports": [
-                { "port": 3306 }, { "port": 4444 }, { "port": 4567 }, { "port": 4568 },
-            ] }),
+            json!({ "from": [pods_of("db")], "ports": DB_PORTS.map(|(_, port)| json!({ "port": port })) }),
         ],
     )
 }
@@ -666,28 +682,23 @@ exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
     );
     let selector = labels(plan, "db");
     vec![
-        json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": meta(plan, peers_svc.clone(), "db"),
-            "spec": {
+        service(
+            plan,
+            peers_svc.clone(),
+            "db",
+            json!({
                 "clusterIP": "None",
                 "publishNotReadyAddresses": true,
                 "selector": selector,
-                "ports": [
-                    { "name": "mysql", "port": 3306 },
-                    { "name": "sst", "port": 4444 },
-                    { "name": "galera", "port": 4567 },
-                    { "name": "ist", "port": 4568 },
-                ],
-            },
-        }),
-        json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": meta(plan, name.clone(), "db"),
-            "spec": { "selector": selector, "ports": [{ "name": "mysql", "port": 3306 }] },
-        }),
+                "ports": DB_PORTS.map(|(name, port)| json!({ "name": name, "port": port })),
+            }),
+        ),
+        service(
+            plan,
+            name.clone(),
+            "db",
+            json!({ "selector": selector, "ports": [{ "name": "mysql", "port": 3306 }] }),
+        ),
         json!({
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
@@ -738,12 +749,7 @@ exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
                                 { "name": "MARIADB_PASSWORD_FILE", "value": format!("{}/{}", image::SECRETS, image::DB_PASSWORD) },
                                 { "name": "MARIADB_ROOT_PASSWORD_FILE", "value": format!("{}/{}", image::SECRETS, image::DB_ROOT_PASSWORD) },
                             ],
-                            "ports": [
-                                { "name": "mysql", "containerPort": 3306 },
-                                { "name": "sst", "containerPort": 4444 },
-                                { "name": "galera", "containerPort": 4567 },
-                                { "name": "ist", "containerPort": 4568 },
-                            ],
+                            "ports": DB_PORTS.map(|(name, port)| json!({ "name": name, "containerPort": port })),
                             "volumeMounts": [
                                 { "name": "data", "mountPath": "/var/lib/mysql" },
                                 { "name": "run", "mountPath": "/run/mysqld" },
