@@ -48,10 +48,11 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     let mut base_resources = Vec::new();
     let mut add = |files: &mut Vec<OutFile>, name: &str, docs: Vec<Value>| {
         base_resources.push(name.to_string());
-        files.push(OutFile {
-            path: format!("base/{name}").into(),
-            text: format!("{}{}", header(plan), yaml::documents(&docs)),
-        });
+        files.push(yaml_file(
+            plan,
+            format!("base/{name}"),
+            yaml::documents(&docs),
+        ));
     };
     add(&mut files, "storage.yaml", vec![content_pvc(plan)]);
     add(
@@ -100,10 +101,11 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
             .collect();
         base["secretGenerator"] = json!([{ "name": plan.name("secrets"), "files": files }]);
     }
-    files.push(OutFile {
-        path: "base/kustomization.yaml".into(),
-        text: format!("{}{}", header(plan), yaml::to_string(&base)),
-    });
+    files.push(yaml_file(
+        plan,
+        "base/kustomization.yaml",
+        yaml::to_string(&base),
+    ));
 
     // The options, each a kustomize Component with its own resources.
     let mut chosen: Vec<(&str, Vec<Value>)> = Vec::new();
@@ -121,19 +123,21 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     }
     let mut components = Vec::new();
     for (name, docs) in chosen {
-        files.push(OutFile {
-            path: format!("components/{name}/{name}.yaml").into(),
-            text: format!("{}{}", header(plan), yaml::documents(&docs)),
-        });
+        files.push(yaml_file(
+            plan,
+            format!("components/{name}/{name}.yaml"),
+            yaml::documents(&docs),
+        ));
         let component = json!({
             "apiVersion": "kustomize.config.k8s.io/v1alpha1",
             "kind": "Component",
             "resources": [format!("{name}.yaml")],
         });
-        files.push(OutFile {
-            path: format!("components/{name}/kustomization.yaml").into(),
-            text: format!("{}{}", header(plan), yaml::to_string(&component)),
-        });
+        files.push(yaml_file(
+            plan,
+            format!("components/{name}/kustomization.yaml"),
+            yaml::to_string(&component),
+        ));
         components.push(format!("components/{name}"));
     }
 
@@ -156,26 +160,31 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
             { "name": plan.name("admin"), "count": d.admin_replicas },
         ],
     });
-    files.push(OutFile {
-        path: "kustomization.yaml".into(),
-        text: format!(
-            "{}# Build: kubectl kustomize .   Apply: kubectl apply -k .\n{}",
-            header(plan),
+    files.push(yaml_file(
+        plan,
+        "kustomization.yaml",
+        format!(
+            "# Build: kubectl kustomize .   Apply: kubectl apply -k .\n{}",
             yaml::to_string(&top)
         ),
-    });
-    files.push(OutFile {
-        path: "namespace.yaml".into(),
-        text: format!("{}{}", header(plan), yaml::to_string(&namespace(plan))),
-    });
+    ));
+    files.push(yaml_file(
+        plan,
+        "namespace.yaml",
+        yaml::to_string(&namespace(plan)),
+    ));
     Ok(files)
 }
 
-fn header(plan: &Plan) -> String {
-    format!(
-        "# Rendered by `murakumo render k8s` from {}; edit that and render again.\n",
-        plan.file
-    )
+/// A YAML file of the tree, opened by a line saying where it comes from.
+fn yaml_file(plan: &Plan, path: impl Into<std::path::PathBuf>, body: String) -> OutFile {
+    OutFile {
+        path: path.into(),
+        text: format!(
+            "# Rendered by `murakumo render k8s` from {}; edit that and render again.\n{body}",
+            plan.file
+        ),
+    }
 }
 
 /// `registry/name:tag` → (`registry/name`, `tag`); digests stay whole.
