@@ -1,6 +1,7 @@
 //! What may be cached: the WordPress rules that decide whether a request may
 //! be answered from the cache and whether a response may be stored.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, COOKIE, SET_COOKIE, VARY};
@@ -36,7 +37,8 @@ impl Bypass {
     }
 }
 
-/// Cookie names that mean "this visitor sees a personal page".
+/// Cookie names that mean "this visitor sees a personal page", matched on
+/// the name PHP will give the cookie ([`php_cookie_name`]).
 /// `wordpress_test_cookie` is set for everyone who sees the login form and
 /// does not personalise anything, so it does not bypass.
 fn is_personal_cookie(name: &str) -> bool {
@@ -49,6 +51,47 @@ fn is_personal_cookie(name: &str) -> bool {
         "wp_woocommerce_session_",
     ];
     name != "wordpress_test_cookie" && PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether one `name=value` piece of a `Cookie` header is personal, judged
+/// as PHP names it; names are also judged percent-decoded (PHP before
+/// 8.0.24 and 8.1.11 decoded them), so any PHP sees what the edge sees.
+fn is_personal_cookie_pair(pair: &str) -> bool {
+    let raw = pair.split('=').next().unwrap_or("");
+    if is_personal_cookie(&php_cookie_name(raw)) {
+        return true;
+    }
+    raw.contains('%')
+        && percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .is_ok_and(|decoded| is_personal_cookie(&php_cookie_name(&decoded)))
+}
+
+/// The key PHP gives a cookie in `$_COOKIE` (`php_register_variable_ex`):
+/// leading whitespace dropped, `.` and space turned into `_` up to the
+/// first `[`; a `[` with a `]` after it starts an array, named by what came
+/// before; a `[` without one becomes `_`, the rest kept as it is. So
+/// `wp-postpass.HASH`, `wp-postpass HASH` and `wp-postpass[HASH` are all
+/// `wp-postpass_HASH` to WordPress.
+pub fn php_cookie_name(raw: &str) -> Cow<'_, str> {
+    let name = raw.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    if !name.contains([' ', '.', '[']) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, c) in name.char_indices() {
+        match c {
+            ' ' | '.' => out.push('_'),
+            '[' if name[i..].contains(']') => break,
+            '[' => {
+                out.push('_');
+                out.push_str(&name[i + 1..]);
+                break;
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[derive(Debug, Clone)]
@@ -110,10 +153,7 @@ impl Policy {
             let Ok(text) = value.to_str() else {
                 return Some(Bypass::Cookie);
             };
-            if text
-                .split(';')
-                .any(|c| is_personal_cookie(c.split('=').next().unwrap_or("").trim()))
-            {
+            if text.split(';').any(is_personal_cookie_pair) {
                 return Some(Bypass::Cookie);
             }
         }
@@ -121,7 +161,15 @@ impl Policy {
     }
 
     /// How long a response may be kept, or `None` if it must not be stored.
+    ///
+    /// WordPress sends `Cache-Control: no-cache, must-revalidate, max-age=0`
+    /// with every 404 (`nocache_headers()` in `handle_404`), which would
+    /// send a flood of random URLs to PHP one render each; for a 404 only
+    /// `private` and `no-store` (what WordPress adds for logged-in users)
+    /// refuse storing, for `not_found_ttl`. A URL purge removes a stored 404
+    /// like any entry, so a post published there shows at once.
     pub fn storable(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+        let not_found = status == StatusCode::NOT_FOUND;
         let ttl = match status.as_u16() {
             200 | 301 => self.ttl,
             404 => self.ttl_404,
@@ -135,9 +183,8 @@ impl Policy {
             if text.split(',').map(str::trim).any(|d| {
                 d == "private"
                     || d == "no-store"
-                    || d == "no-cache"
                     || d.starts_with("private=")
-                    || d.starts_with("no-cache=")
+                    || (!not_found && (d == "no-cache" || d.starts_with("no-cache=")))
             }) {
                 return None;
             }
@@ -257,6 +304,88 @@ mod tests {
                 "{c}"
             );
         }
+    }
+
+    #[test]
+    fn cookies_are_judged_by_the_name_php_gives_them() {
+        assert_eq!(php_cookie_name("wp-postpass.abc"), "wp-postpass_abc");
+        assert_eq!(
+            php_cookie_name("  wordpress logged_in_x"),
+            "wordpress_logged_in_x"
+        );
+        assert_eq!(php_cookie_name("wp-postpass[abc"), "wp-postpass_abc");
+        assert_eq!(
+            php_cookie_name("a[b.c"),
+            "a_b.c",
+            "after a lone [ nothing changes"
+        );
+        assert_eq!(
+            php_cookie_name("a.b[c]"),
+            "a_b",
+            "an array is named by its prefix"
+        );
+        assert_eq!(php_cookie_name("plain"), "plain");
+        // Every bypass cookie, spelt every way PHP folds into its real name.
+        for name in [
+            "wordpress_logged_in_abc",
+            "wordpress_sec_abc",
+            "wordpress_abc",
+            "wordpress_no_cache",
+            "wp-postpass_abc",
+            "comment_author_abc",
+            "comment_author_email_abc",
+            "woocommerce_items_in_cart",
+            "woocommerce_cart_hash",
+            "wp_woocommerce_session_abc",
+        ] {
+            let mut spellings = vec![name.to_string(), format!("{name}[x]")];
+            for (i, _) in name.match_indices('_') {
+                for sub in [".", " ", "["] {
+                    spellings.push(format!("{}{sub}{}", &name[..i], &name[i + 1..]));
+                }
+                spellings.push(format!("{}%5F{}", &name[..i], &name[i + 1..]));
+            }
+            for spelt in spellings {
+                let header = format!("a=1; {spelt}=v");
+                assert_eq!(
+                    bypass(Method::GET, "/", None, &cookies(&header)),
+                    Some(Bypass::Cookie),
+                    "{header}"
+                );
+            }
+        }
+        // Look-alikes PHP does not fold into a bypass cookie stay cacheable.
+        for c in [
+            "wordpress.test_cookie=1",
+            "xwordpress_logged_in=1",
+            "wp-postpass=1",
+            "_ga=1",
+        ] {
+            assert_eq!(bypass(Method::GET, "/", None, &cookies(c)), None, "{c}");
+        }
+    }
+
+    #[test]
+    fn anonymous_404s_are_stored_despite_wordpress_no_cache() {
+        let p = policy();
+        let mut h = HeaderMap::new();
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, must-revalidate, max-age=0"),
+        );
+        assert_eq!(p.storable(StatusCode::NOT_FOUND, &h), Some(p.ttl_404));
+        assert_eq!(p.storable(StatusCode::OK, &h), None);
+        for refused in [
+            "no-cache, must-revalidate, max-age=0, no-store, private",
+            "private",
+            "no-store",
+        ] {
+            h.insert(CACHE_CONTROL, HeaderValue::from_static(refused));
+            assert_eq!(p.storable(StatusCode::NOT_FOUND, &h), None, "{refused}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(SET_COOKIE, HeaderValue::from_static("a=b"));
+        assert_eq!(p.storable(StatusCode::NOT_FOUND, &h), None);
     }
 
     #[test]

@@ -263,6 +263,11 @@ impl PageCache {
         doomed.len()
     }
 
+    /// Removes one entry (not counted as a purge).
+    pub fn remove(&self, key: &CacheKey) {
+        self.entries.invalidate(key);
+    }
+
     /// Purges one URL (`http://host/path?query`), whatever the scheme and port.
     pub fn purge_url(&self, host: &str, target: &str) -> usize {
         let host = crate::key::host_without_port(host).to_ascii_lowercase();

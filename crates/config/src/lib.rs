@@ -279,9 +279,15 @@ pub struct Cache {
     pub stale: Duration,
     #[serde(default = "default_max_memory", with = "units::size")]
     pub max_memory: u64,
-    /// TTL of cached 404 pages (short: a page may be published at that URL).
-    #[serde(default = "default_ttl_404", with = "units::duration")]
-    pub ttl_404: Duration,
+    /// TTL of cached 404 pages, stored although WordPress sends them with
+    /// `no-cache` (short: a page may be published at that URL; publishing
+    /// purges it). `ttl_404` is its older name.
+    #[serde(
+        default = "default_ttl_404",
+        with = "units::duration",
+        alias = "ttl_404"
+    )]
+    pub not_found_ttl: Duration,
     /// Largest response body that is cached; larger ones stream through.
     #[serde(default = "default_max_entry", with = "units::size")]
     pub max_entry_size: u64,
@@ -297,7 +303,7 @@ impl Default for Cache {
             ttl: default_ttl(),
             stale: default_stale(),
             max_memory: default_max_memory(),
-            ttl_404: default_ttl_404(),
+            not_found_ttl: default_ttl_404(),
             max_entry_size: default_max_entry(),
             feeds: false,
         }

@@ -1,6 +1,11 @@
 //! The page cache in the request path: fresh hits, stale hits with one
 //! background refresh, and misses filled by one request per key while the
 //! others wait (a stampede of misses costs one PHP request).
+//!
+//! Every fill, the first and each refresh, sends PHP the key's canonical
+//! request ([`crate::cgi::fill_params`]), whichever variant of the URL the
+//! client that triggered it sent; a redirect back to the key's own URL is
+//! never stored (it would loop for every visitor).
 
 use std::sync::Arc;
 
@@ -20,13 +25,24 @@ use crate::request_body::SpooledBody;
 use crate::site::{Site, SiteCache};
 use crate::static_files::etag_matches;
 
-fn key_for(site: &Site, https: bool, uri: &Uri, headers: &HeaderMap, path: &str) -> CacheKey {
+/// The key of a request; `path` is its normalised path.
+pub(crate) fn request_key(
+    site: Arc<str>,
+    https: bool,
+    uri: &Uri,
+    headers: &HeaderMap,
+    path: &str,
+) -> CacheKey {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or(uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    CacheKey::new(site.name.clone(), https, host, path, uri.query())
+    CacheKey::new(site, https, host, path, uri.query())
+}
+
+fn key_for(site: &Site, https: bool, uri: &Uri, headers: &HeaderMap, path: &str) -> CacheKey {
+    request_key(site.name.clone(), https, uri, headers, path)
 }
 
 /// What of a request decides how a stored entry is answered.
@@ -90,7 +106,7 @@ pub async fn serve(
     );
     let wants = wants(&parts.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
-    let params = || target.params(&Method::GET, &parts.uri, &parts.headers, None, true);
+    let params = || target.fill_params(&key);
 
     match cache.store.lookup(&key) {
         Lookup::Fresh(e) => return hit(&e, &wants, "HIT", outcome),
@@ -154,6 +170,10 @@ async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -
     let Some(ttl) = cache.policy.storable(up.status, &up.headers) else {
         return Filled::Pass(Box::new(up), Vec::new());
     };
+    if up.status.is_redirection() && !redirects_elsewhere(&key, &up.headers) {
+        tracing::warn!(site = %site.name, url = %key, location = ?up.headers.get(header::LOCATION), "a redirect to its own URL is not stored");
+        return Filled::Pass(Box::new(up), Vec::new());
+    }
     let mut chunks = Vec::new();
     let mut size = 0u64;
     loop {
@@ -221,7 +241,7 @@ async fn refresh(
         Filled::Stored(_) => {}
         Filled::Pass(..) if status.as_u16() < 500 => {
             // The page is no longer cacheable (e.g. now private): drop it.
-            cache.store.purge_url(&key.host, &key.target);
+            cache.store.remove(&key);
         }
         Filled::Pass(..) => {
             tracing::warn!(site = %site.name, url = %key, %status, "refresh got a server error; serving the stale page")
@@ -230,6 +250,44 @@ async fn refresh(
             tracing::warn!(site = %site.name, url = %key, error = %e, "refresh failed; serving the stale page")
         }
     }
+}
+
+/// Whether a redirect's `Location` names another URL than `key`'s own. One
+/// that names the key itself (`Host: localhost` answered with
+/// `Location: https://localhost/`, a tracking-parameter variant) would,
+/// once stored, send every visitor round in a loop; one the edge cannot
+/// read is not trusted either.
+fn redirects_elsewhere(key: &CacheKey, headers: &HeaderMap) -> bool {
+    let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    location_key(key, location).is_some_and(|to| !key.same_resource(&to))
+}
+
+/// The key a `Location` (absolute, scheme-relative or absolute-path) leads to.
+fn location_key(key: &CacheKey, location: &str) -> Option<CacheKey> {
+    let scheme = if key.https { "https" } else { "http" };
+    let uri: Uri = match location.strip_prefix("//") {
+        Some(rest) => format!("{scheme}://{rest}").parse().ok()?,
+        None if location.starts_with('/') || location.contains("://") => location.parse().ok()?,
+        None => return None,
+    };
+    let https = match uri.scheme_str() {
+        None => key.https,
+        Some(s) => s.eq_ignore_ascii_case("https"),
+    };
+    let host = match uri.authority() {
+        Some(a) => a.as_str().to_string(),
+        None => key.host_header(),
+    };
+    let path = crate::path::normalise(uri.path()).ok()?;
+    Some(CacheKey::new(
+        key.site.clone(),
+        https,
+        &host,
+        &path,
+        uri.query(),
+    ))
 }
 
 fn hit(entry: &Entry, wants: &Wants, label: &'static str, outcome: &mut Outcome) -> Response<Body> {
@@ -268,4 +326,46 @@ fn respond(entry: &Entry, wants: &Wants) -> Response<Body> {
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     *r.body_mut() = Body::full(body);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect(location: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::LOCATION, HeaderValue::from_str(location).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_redirect_to_its_own_url_is_recognised() {
+        let key = CacheKey::new("blog".into(), true, "localhost", "/", None);
+        for own in [
+            "https://localhost/",
+            "https://LOCALHOST:443/",
+            "/",
+            "//localhost/",
+            "/?utm_source=x",
+            "https://localhost/./",
+            "https://localhost//",
+        ] {
+            assert!(!redirects_elsewhere(&key, &redirect(own)), "{own}");
+        }
+        for elsewhere in [
+            "https://localhost:18443/",
+            "http://localhost/",
+            "/sample-page/",
+            "https://example.com/",
+            "/?p=1",
+        ] {
+            assert!(
+                redirects_elsewhere(&key, &redirect(elsewhere)),
+                "{elsewhere}"
+            );
+        }
+        // Unreadable or missing: not trusted.
+        assert!(!redirects_elsewhere(&key, &redirect("sample-page/")));
+        assert!(!redirects_elsewhere(&key, &HeaderMap::new()));
+    }
 }

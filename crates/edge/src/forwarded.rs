@@ -1,9 +1,12 @@
 //! Who the client is and whether it came over HTTPS, when a load balancer
 //! sits in front: `X-Forwarded-For` and `X-Forwarded-Proto` are believed
 //! only from `server.trusted_proxies` (and the PROXY protocol header only
-//! from them, in `proxy_protocol`). From anyone else these headers, and
-//! `Forwarded`/`X-Real-IP`, are removed before PHP sees them, so a plugin
-//! that trusts them cannot be fooled by a client.
+//! from them, in `proxy_protocol`). From anyone else these headers,
+//! `Forwarded`/`X-Real-IP`, and the headers frameworks read to rebuild the
+//! URL (`X-Forwarded-Host`, `X-Original-URL`, `X-Rewrite-URL`, …) are
+//! removed before PHP sees them, so a plugin or a `wp-config.php` that
+//! trusts them cannot be fooled by a client. (Page-cache fills send PHP no
+//! client header at all: `crate::cgi::fill_params`.)
 //!
 //! The client is the right-most `X-Forwarded-For` address that is not a
 //! trusted proxy (each proxy appends the address it saw), as nginx's
@@ -16,11 +19,25 @@ use ipnet::IpNet;
 
 use crate::handler::ConnInfo;
 
-const SPOOFABLE: [&str; 4] = [
+const SPOOFABLE: [&str; 18] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "forwarded",
     "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-host",
+    "x-rewrite-url",
+    "x-host",
+    "x-url-scheme",
+    "front-end-https",
 ];
 
 /// Whether `ip` (IPv4-mapped IPv6 counted as IPv4) is a trusted proxy.
@@ -106,6 +123,10 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-real-ip", "2.2.2.2"),
             ("forwarded", "for=3.3.3.3"),
+            ("x-forwarded-host", "evil.test"),
+            ("x-original-url", "/wp-admin/"),
+            ("x-rewrite-url", "/wp-admin/"),
+            ("front-end-https", "on"),
         ]);
         let c = effective(conn("203.0.113.9:5000"), &mut h, &proxies);
         assert_eq!(c.remote.ip().to_string(), "203.0.113.9");

@@ -374,27 +374,47 @@ impl PhpTarget<'_> {
         }
     }
 
+    /// The CGI environment of the client's own request (uncached).
     pub fn params(
         &self,
         method: &Method,
         uri: &http::Uri,
         headers: &HeaderMap,
         content_length: Option<u64>,
-        for_cache: bool,
     ) -> murakumo_fastcgi::params::Params {
         cgi::params(&CgiRequest {
             method,
-            uri,
+            request_uri: uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            query: uri.query().unwrap_or(""),
+            host: headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
             headers,
             root: &self.site.config.root,
             script: self.script,
             path_info: self.path_info,
             remote: self.conn.remote,
             local: self.conn.local,
+            server_port: self.conn.local.port(),
             https: self.conn.https,
             content_length,
-            drop_accept_encoding: for_cache,
         })
+    }
+
+    /// The CGI environment of a page-cache fill for `key`: its canonical
+    /// request, not the client's ([`cgi::fill_params`]).
+    pub fn fill_params(&self, key: &murakumo_cache::CacheKey) -> murakumo_fastcgi::params::Params {
+        cgi::fill_params(
+            key,
+            &cgi::FillTarget {
+                root: &self.site.config.root,
+                script: self.script,
+                path_info: self.path_info,
+                remote: self.conn.remote,
+                local: self.conn.local,
+            },
+        )
     }
 }
 
@@ -445,7 +465,7 @@ async fn php_request(
     } else {
         (SpooledBody::Empty, declared)
     };
-    let params = target.params(&parts.method, &parts.uri, &parts.headers, length, false);
+    let params = target.params(&parts.method, &parts.uri, &parts.headers, length);
     target.pass_through(&params, body, outcome).await
 }
 

@@ -149,7 +149,7 @@ impl Sites {
                         .map_or_else(|| Arc::new(Coalescer::new()), |k| k.coalescer.clone()),
                     policy: Policy {
                         ttl: c.ttl,
-                        ttl_404: c.ttl_404,
+                        ttl_404: c.not_found_ttl,
                         feeds: c.feeds,
                     },
                     stale: c.stale,

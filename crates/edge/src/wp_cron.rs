@@ -97,7 +97,7 @@ pub async fn run_once(site: &Arc<Site>) -> bool {
         header::USER_AGENT,
         HeaderValue::from_static("murakumo wp-cron"),
     );
-    let params = target.params(&Method::GET, &uri, &headers, None, false);
+    let params = target.params(&Method::GET, &uri, &headers, None);
     match target.exchange(&params, SpooledBody::Empty).await {
         Ok(mut up) => {
             let status = up.status;
