@@ -345,7 +345,7 @@ impl PhpFpm {
         let access_log = dir.join(format!("{name}-access.log"));
         let conf = dir.join(format!("{name}-fpm.conf"));
         let mut text = format!(
-            "[global]\nerror_log = {dir}/{name}-fpm.log\ndaemonize = no\npid = {dir}/{name}-fpm.pid\n\n[{name}]\nlisten = {sock}\npm = static\npm.max_children = {children}\naccess.log = {access}\naccess.format = \"%m %r%Q%q %s\"\ncatch_workers_output = yes\ndecorate_workers_output = no\nclear_env = yes\nphp_admin_value[memory_limit] = 256M\n",
+            "[global]\nerror_log = {dir}/{name}-fpm.log\ndaemonize = no\npid = {dir}/{name}-fpm.pid\n\n[{name}]\nlisten = {sock}\npm = static\npm.max_children = {children}\naccess.log = {access}\naccess.format = \"%m %r%Q%q %s uri=%{{REQUEST_URI}}e;\"\ncatch_workers_output = yes\ndecorate_workers_output = no\nclear_env = yes\nphp_admin_value[memory_limit] = 256M\n",
             dir = dir.display(),
             sock = socket.display(),
             access = access_log.display(),

@@ -1,0 +1,330 @@
+//! A page cache you can trust, tried as an attacker would: real WordPress
+//! on real php-fpm and MariaDB behind the murakumo binary over HTTPS, a test
+//! mu-plugin that reflects everything a visitor sends into the page, and the
+//! poisoning corpus (`tests/corpus/poisoning.txt`) sent over HTTP/1.1 and h2
+//! after a purge and during a stale refresh. A clean visitor must always get
+//! the canonical page.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{curl, wait_until, Resp, WordPress, WpOptions, SEEDED_TITLE};
+
+/// The marker every attack carries where it can.
+const MARKER: &str = "ATTACK";
+
+/// An HTTPS WordPress whose pages stay fresh for 1 s (then stale for an
+/// hour), with the reflecting mu-plugin installed.
+fn site() -> WordPress {
+    let wp = WordPress::start_with(WpOptions {
+        server_extra: "tls_listen = [\"127.0.0.1:{tls_port}\"]",
+        site_extra: "tls = { self_signed = true }",
+        cache: "ttl = \"1s\"\nstale = \"1h\"",
+        https: true,
+        ..WpOptions::default()
+    });
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reflect.php"),
+        wp.root.join("wp-content/mu-plugins/reflect.php"),
+    )
+    .unwrap();
+    wp
+}
+
+/// One corpus line made concrete for page `page`: target and headers.
+struct Attack {
+    line: String,
+    target: String,
+    headers: Vec<String>,
+}
+
+fn corpus(page: &str, host: &str, port: u16) -> Vec<Attack> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/poisoning.txt"),
+    )
+    .unwrap();
+    // The first letter of the page's slug, percent-encoded.
+    let encoded = match page.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, c)) => format!("{}%{:02x}{}", &page[..i], c as u32, &page[i + 1..]),
+        None => page.to_string(),
+    };
+    let fill = |s: &str| {
+        s.replace("{P%}", &encoded)
+            .replace("{P-}", page.trim_end_matches('/'))
+            .replace("{P}", page)
+            .replace("{host}", host)
+            .replace("{port}", &port.to_string())
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut parts = l.split(" | ");
+            let target = fill(parts.next().unwrap_or("/"));
+            Attack {
+                line: l.to_string(),
+                target,
+                headers: parts.map(fill).collect(),
+            }
+        })
+        .collect()
+}
+
+/// GET `target` over TLS as sent (no path clean-up by curl), with `Host:`
+/// the site's unless the attack names another.
+fn send(wp: &WordPress, target: &str, headers: &[String], h2: bool) -> Resp {
+    let url = format!("https://127.0.0.1:{}{target}", wp.tls_port);
+    let host = format!("Host: {}", wp.host);
+    let mut args = vec![
+        "-k",
+        "--path-as-is",
+        if h2 { "--http2" } else { "--http1.1" },
+    ];
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
+        args.extend(["-H", host.as_str()]);
+    }
+    for h in headers {
+        args.extend(["-H", h.as_str()]);
+    }
+    curl(&url, &args)
+}
+
+fn purge_all(wp: &WordPress) {
+    let r = curl(&wp.edge.ops("/purge?all=1"), &["-X", "POST"]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// What a clean visitor of `page` must get: the page itself, rendered for
+/// its own canonical request, with nothing of any attack in it.
+fn assert_canonical(wp: &WordPress, page: &str, title: &str, after: &str) {
+    let r = send(wp, page, &[], false);
+    let text = r.text();
+    let context = format!(
+        "after {after}: {} {:?} {:?}\n{}",
+        r.status,
+        r.cache(),
+        r.header("location"),
+        text.get(text.len().saturating_sub(1500)..).unwrap_or("")
+    );
+    assert_eq!(r.status, 200, "{context}");
+    assert!(text.contains(title), "{context}");
+    let reflected_uri = format!("&quot;uri&quot;:&quot;{page}&quot;");
+    assert!(text.contains(&reflected_uri), "{context}");
+    assert!(!text.contains(MARKER), "{context}");
+    assert!(r.headers.values().all(|v| !v.contains(MARKER)), "{context}");
+}
+
+#[test]
+fn no_request_variant_poisons_the_canonical_page() {
+    let wp = site();
+    let port = wp.tls_port;
+    let post = wp.post_path();
+    let pages = [("/", SEEDED_TITLE), (post.as_str(), SEEDED_TITLE)];
+    let host = wp.host.clone();
+
+    // Warm-up: the page renders, and is cached.
+    assert_canonical(&wp, "/", SEEDED_TITLE, "nothing");
+    let attacks = corpus(&post, &host, port);
+    assert!(attacks.len() > 30, "the corpus lost its lines");
+
+    for (page, title) in pages {
+        for attack in corpus(page, &host, port) {
+            for h2 in [false, true] {
+                let what = format!(
+                    "{} ({}) for {page}",
+                    attack.line,
+                    if h2 { "h2" } else { "http/1.1" }
+                );
+                // After a purge: the attack is the first request.
+                purge_all(&wp);
+                let _ = send(&wp, &attack.target, &attack.headers, h2);
+                assert_canonical(&wp, page, title, &format!("{what} after a purge"));
+            }
+        }
+    }
+
+    // While stale: the attack is the first request after the TTL, so it
+    // starts the background refresh of the page's entry. One page per
+    // attack and protocol, all made stale at once.
+    let slugs: Vec<String> = (0..attacks.len() * 2)
+        .map(|i| format!("stale-{i}"))
+        .collect();
+    wp.php(&format!(
+        "foreach (json_decode('{}') as $slug) {{ wp_insert_post(['post_title' => $slug, 'post_name' => $slug, 'post_content' => 'x', 'post_status' => 'publish']); }}",
+        serde_json::to_string(&slugs).unwrap()
+    ));
+    purge_all(&wp);
+    for slug in &slugs {
+        assert_canonical(&wp, &format!("/{slug}/"), slug, "creating it");
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut refreshed = 0;
+    for (i, attack) in attacks.iter().enumerate() {
+        for h2 in [false, true] {
+            let slug = &slugs[i * 2 + usize::from(h2)];
+            let page = format!("/{slug}/");
+            let what = format!(
+                "{} ({}) while {page} was stale",
+                attack.line,
+                if h2 { "h2" } else { "http/1.1" }
+            );
+            let attack = corpus(&page, &host, port).swap_remove(i);
+            let fills = renders(&wp, &page);
+            let r = send(&wp, &attack.target, &attack.headers, h2);
+            if r.cache() == "STALE" {
+                refreshed += 1;
+                // Its refresh reaches PHP; wait for it to be stored.
+                wait_until(
+                    &format!("the refresh after {what}"),
+                    Duration::from_secs(10),
+                    || renders(&wp, &page) > fills,
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert_canonical(&wp, &page, slug, &what);
+        }
+    }
+    assert!(
+        refreshed > attacks.len(),
+        "only {refreshed} attacks started a refresh"
+    );
+}
+
+#[test]
+fn bypass_cookies_count_as_php_names_them() {
+    let wp = site();
+    // A password-protected post and the cookie WordPress gives a visitor who
+    // typed its password (`wp-postpass_COOKIEHASH`: the phpass hash).
+    let out = wp.php(
+        r#"$id = wp_insert_post(['post_title' => 'Members only', 'post_content' => 'THE-SECRET-CONTENT', 'post_status' => 'publish', 'post_password' => 'letmein']);
+require_once ABSPATH . WPINC . '/class-phpass.php';
+$hasher = new PasswordHash(8, true);
+echo json_encode(['path' => wp_parse_url(get_permalink($id), PHP_URL_PATH), 'hash' => COOKIEHASH, 'value' => $hasher->HashPassword('letmein')]);"#,
+    );
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or("")).unwrap();
+    let (path, hash, value) = (
+        v["path"].as_str().unwrap().to_string(),
+        v["hash"].as_str().unwrap(),
+        urlencode(v["value"].as_str().unwrap()),
+    );
+    // The real cookie unlocks the post for its holder only.
+    let unlocked = send(
+        &wp,
+        &path,
+        &[format!("Cookie: wp-postpass_{hash}={value}")],
+        false,
+    );
+    assert!(
+        unlocked.text().contains("THE-SECRET-CONTENT"),
+        "{}",
+        unlocked.text()
+    );
+    assert_eq!(unlocked.cache(), "BYPASS");
+    // The same cookie spelt as PHP folds it into the same name.
+    for spelt in [
+        format!("wp-postpass.{hash}"),
+        format!("wp-postpass {hash}"),
+        format!("wp-postpass[{hash}"),
+    ] {
+        purge_all(&wp);
+        let r = send(&wp, &path, &[format!("Cookie: {spelt}={value}")], false);
+        assert_eq!(r.cache(), "BYPASS", "{spelt}");
+        let anonymous = send(&wp, &path, &[], false);
+        assert_eq!(anonymous.status, 200);
+        assert!(
+            !anonymous.text().contains("THE-SECRET-CONTENT"),
+            "{spelt}: the unlocked post was served to an anonymous visitor"
+        );
+    }
+    // Logged in, as PHP reads `wordpress.logged_in_…`: never the cache.
+    let r = send(
+        &wp,
+        "/",
+        &[format!(
+            "Cookie: wordpress.logged_in_{hash}=admin%7C1%7Cx%7Cy"
+        )],
+        false,
+    );
+    assert_eq!(r.cache(), "BYPASS");
+}
+
+#[test]
+fn anonymous_404s_are_cached_until_a_post_is_published_there() {
+    let wp = site();
+    let missing = "/not-yet-published/";
+    let first = send(&wp, missing, &[], false);
+    assert_eq!(
+        (first.status, first.cache()),
+        (404, "MISS"),
+        "{}",
+        first.text()
+    );
+    let before = renders(&wp, missing);
+    assert_eq!(before, 1, "the 404 was rendered once");
+    let again = send(&wp, missing, &[], false);
+    assert_eq!(again.status, 404);
+    assert!(
+        matches!(again.cache(), "HIT" | "STALE"),
+        "a 404 must be served from the cache: {:?}",
+        again.cache()
+    );
+    assert_eq!(renders(&wp, missing), before, "a cached 404 reached PHP");
+    // WordPress's own no-cache header still reaches the browser.
+    assert!(again
+        .header("cache-control")
+        .is_some_and(|v| v.contains("no-cache")));
+
+    // Publishing there purges the 404 (the purge plugin, through the ops
+    // listener): the post shows at once.
+    let created = rest(
+        &wp,
+        "/wp-json/wp/v2/posts",
+        r#"{"title":"Now published","slug":"not-yet-published","content":"FRESH-POST","status":"publish"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let published = send(&wp, missing, &[], false);
+    assert_eq!(published.status, 200, "{}", published.text());
+    assert!(published.text().contains("FRESH-POST"));
+}
+
+/// How many times PHP was asked for `request_uri` (the php-fpm access log
+/// of the test pool writes `uri=REQUEST_URI;`).
+fn renders(wp: &WordPress, request_uri: &str) -> usize {
+    wp.fpm.requests_for(&format!("uri={request_uri};"))
+}
+
+/// A REST API POST as the admin (application password), over TLS.
+fn rest(wp: &WordPress, path: &str, json: &str) -> Resp {
+    let auth = format!("admin:{}", wp.app_password);
+    let url = format!("https://127.0.0.1:{}{path}", wp.tls_port);
+    let host = format!("Host: {}", wp.host);
+    curl(
+        &url,
+        &[
+            "-k",
+            "-H",
+            &host,
+            "-u",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            json,
+        ],
+    )
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
