@@ -1,16 +1,25 @@
 <?php
 /**
  * Plugin Name: murakumo purge
- * Description: Purges murakumo's page cache when content changes: the post, the home page, its archives and feeds; every page on theme, menu, widget, plugin or site-title changes.
- * Version: 0.1.0
+ * Description: Labels every page with what it shows (cache tags) and purges from murakumo's page cache exactly the pages that show what changed; site-wide changes (templates, global styles, menus, widgets, customizer, theme, plugins, site options) purge the site.
+ * Version: 0.2.0
  *
  * Configuration comes from the environment (php-fpm `env[...]`, container env):
- *   MURAKUMO_PURGE_URL         e.g. http://127.0.0.1:9090/purge (unset: the plugin does nothing)
+ *   MURAKUMO_PURGE_URL         e.g. http://127.0.0.1:9090/purge (unset: the plugin only labels pages)
  *   MURAKUMO_PURGE_TOKEN       bearer token, or
  *   MURAKUMO_PURGE_TOKEN_FILE  a file holding it (preferred: not visible in the process environment)
  *
- * URLs are collected during the request and sent in one POST at shutdown, so
- * saving a post costs one small request to the edge, whatever changed.
+ * Tags (docs/cache.md has the whole scheme), sent in the X-Murakumo-Tags
+ * response header, which the edge keeps with the cached page and removes
+ * before any client sees it:
+ *   p:ID     the page shows post ID (its title, a link to it, it in a loop)
+ *   q:TYPE   the page lists posts of TYPE (a loop a new post may enter); q:any
+ *   t:ID     the page shows term ID (its archive, a link to it)
+ *   a:ID     the page shows author ID (their archive, a link to them)
+ *   404      the page is a "not found" page
+ *
+ * Purges are collected during the request and sent in one POST at shutdown,
+ * so saving a post costs one small request to the edge, whatever changed.
  */
 
 if (!defined('ABSPATH')) {
@@ -19,10 +28,32 @@ if (!defined('ABSPATH')) {
 
 final class Murakumo_Purge
 {
+    const HEADER = 'X-Murakumo-Tags';
+    /** More tags than this: the page goes out unlabelled (the edge then purges it with any change). */
+    const MAX_TAGS = 1000;
+    /** Post types whose change can show on every page. */
+    const SITE_WIDE_TYPES = ['wp_template', 'wp_template_part', 'wp_global_styles', 'wp_navigation', 'wp_block',
+                             'nav_menu_item', 'custom_css', 'customize_changeset'];
+    /** Post types that never show as content. */
+    const IGNORED_TYPES = ['revision', 'oembed_cache', 'user_request', 'wp_font_face', 'wp_font_family'];
+    /** Options whose change shows on every page. */
+    const SITE_WIDE_OPTIONS = ['blogname', 'blogdescription', 'permalink_structure', 'category_base', 'tag_base',
+                               'show_on_front', 'page_on_front', 'page_for_posts', 'posts_per_page', 'date_format',
+                               'time_format', 'start_of_week', 'timezone_string', 'gmt_offset', 'WPLANG', 'site_icon',
+                               'home', 'siteurl', 'sidebars_widgets', 'stylesheet', 'template', 'show_avatars',
+                               'comment_registration', 'thread_comments', 'page_comments', 'comments_per_page',
+                               'default_comments_page', 'comment_order', 'blog_public', 'rss_use_excerpt'];
+
+    /** @var array<string,bool> tags of the page being rendered */
+    private static $labels = [];
+    /** @var array<string,bool> */
+    private static $tags = [];
     /** @var array<string,bool> */
     private static $urls = [];
+    /** @var bool */
+    private static $everything = false;
     /** @var array<string,bool> */
-    private static $prefixes = [];
+    private static $reasons = [];
 
     public static function endpoint()
     {
@@ -43,63 +74,222 @@ final class Murakumo_Purge
         return null;
     }
 
-    private static function add($url)
+    // ---- Labelling: what the page being rendered shows ----
+
+    private static function label($tag)
+    {
+        self::$labels[$tag] = true;
+    }
+
+    private static function label_post($post)
+    {
+        $id = is_object($post) ? (int) $post->ID : (int) $post;
+        if ($id > 0) {
+            self::label('p:' . $id);
+        }
+    }
+
+    /** Front-end pages are buffered whole, so the label can be sent after everything rendered. */
+    public static function start_page()
+    {
+        ob_start();
+    }
+
+    /** Sends the label (shutdown, before WordPress flushes the page). */
+    public static function send_label()
+    {
+        if (!did_action('template_redirect') || headers_sent()) {
+            return;
+        }
+        if (is_404()) {
+            self::label('404');
+        }
+        $object = get_queried_object();
+        if ($object instanceof WP_Term) {
+            self::label('t:' . $object->term_id);
+        } elseif ($object instanceof WP_User) {
+            self::label('a:' . $object->ID);
+        } elseif ($object instanceof WP_Post) {
+            self::label_post($object);
+        }
+        if (self::$labels && count(self::$labels) <= self::MAX_TAGS) {
+            header(self::HEADER . ': ' . implode(' ', array_keys(self::$labels)));
+        }
+    }
+
+    public static function the_posts($posts)
+    {
+        if (is_array($posts)) {
+            foreach ($posts as $post) {
+                if ($post instanceof WP_Post && !in_array($post->post_type, self::SITE_WIDE_TYPES, true)) {
+                    self::label_post($post);
+                }
+            }
+        }
+        return $posts;
+    }
+
+    /** A query that lists posts (not one post, not fixed IDs): a new or removed post changes it. */
+    public static function pre_get_posts($query)
+    {
+        if ($query->is_singular() || $query->get('post__in') || $query->get('p') || $query->get('name')) {
+            return;
+        }
+        $types = $query->get('post_type');
+        if ($types === '' || $types === null || $types === []) {
+            $types = $query->is_attachment() ? ['attachment'] : ['post'];
+        }
+        foreach ((array) $types as $type) {
+            if ($type === 'any') {
+                self::label('q:any');
+            } elseif (is_string($type) && !in_array($type, self::SITE_WIDE_TYPES, true) && !in_array($type, self::IGNORED_TYPES, true)) {
+                self::label('q:' . $type);
+            }
+        }
+    }
+
+    public static function the_title($title, $id = 0)
+    {
+        self::label_post($id);
+        return $title;
+    }
+
+    public static function post_link($link, $post = 0)
+    {
+        self::label_post($post);
+        return $link;
+    }
+
+    public static function term_link($link, $term = null)
+    {
+        if (is_object($term) && isset($term->term_id)) {
+            self::label('t:' . (int) $term->term_id);
+        }
+        return $link;
+    }
+
+    public static function author_link($link, $author_id = 0)
+    {
+        if ((int) $author_id > 0) {
+            self::label('a:' . (int) $author_id);
+        }
+        return $link;
+    }
+
+    // ---- Purging: what a change removes ----
+
+    private static function purge_tag($tag, $reason)
+    {
+        self::$tags[$tag] = true;
+        self::$reasons[$reason] = true;
+    }
+
+    private static function purge_url($url)
     {
         if (is_string($url) && $url !== '') {
             self::$urls[$url] = true;
         }
     }
 
-    /** Queues every URL whose page shows this post. */
-    public static function post($post_id)
+    /** Site-wide changes (templates, styles, menus, widgets, customizer, theme, plugins, options): every page. */
+    public static function everything($reason = 'site-wide change')
     {
-        $post = get_post($post_id);
-        if (!$post || wp_is_post_revision($post) || wp_is_post_autosave($post)) {
-            return;
-        }
-        $type = get_post_type_object($post->post_type);
-        if (!$type || !$type->public) {
-            return;
-        }
-        self::add(get_permalink($post));
-        self::add(home_url('/'));
-        self::$prefixes[home_url('/page/')] = true;
-        self::add(get_feed_link());
-        self::add(get_post_comments_feed_link($post->ID));
-        self::add(get_author_posts_url((int) $post->post_author));
-        $archive = get_post_type_archive_link($post->post_type);
-        if ($archive) {
-            self::add($archive);
-        }
-        foreach (get_object_taxonomies($post->post_type) as $taxonomy) {
-            $terms = get_the_terms($post, $taxonomy);
-            if (is_array($terms)) {
-                foreach ($terms as $term) {
-                    $link = get_term_link($term);
-                    if (!is_wp_error($link)) {
-                        self::add($link);
-                    }
-                }
-            }
-        }
-        $time = strtotime($post->post_date);
-        if ($time) {
-            self::add(get_year_link((int) date('Y', $time)));
-            self::add(get_month_link((int) date('Y', $time), (int) date('m', $time)));
-            self::add(get_day_link((int) date('Y', $time), (int) date('m', $time), (int) date('d', $time)));
-        }
+        self::$everything = true;
+        self::$reasons[is_string($reason) && $reason !== '' ? $reason : 'site-wide change'] = true;
     }
 
-    /** Site-wide changes (theme, menus, widgets, customizer): every page. */
-    public static function everything()
+    /** @return WP_Post|null a post whose pages the cache may hold */
+    private static function content_post($post)
     {
-        self::$prefixes[home_url('/')] = true;
+        $post = get_post($post);
+        if (!$post || wp_is_post_revision($post) || wp_is_post_autosave($post)) {
+            return null;
+        }
+        if (in_array($post->post_type, self::IGNORED_TYPES, true)) {
+            return null;
+        }
+        return $post;
+    }
+
+    private static function is_site_wide($post)
+    {
+        return in_array($post->post_type, self::SITE_WIDE_TYPES, true);
+    }
+
+    /** The post's own pages and every page that shows it; with $listed, every listing it enters or leaves. */
+    private static function post_changed($post, $listed, $why)
+    {
+        $reason = "post {$post->ID} {$why}";
+        self::purge_tag('p:' . $post->ID, $reason);
+        if ($listed) {
+            self::purge_tag('q:' . $post->post_type, $reason);
+            self::purge_tag('q:any', $reason);
+            // A "not found" page may now be this post's URL.
+            self::purge_tag('404', $reason);
+            self::purge_url(get_permalink($post));
+        }
     }
 
     public static function transition($new_status, $old_status, $post)
     {
-        if ($new_status === 'publish' || $old_status === 'publish') {
-            self::post($post->ID);
+        $post = self::content_post($post);
+        if (!$post) {
+            return;
+        }
+        if (self::is_site_wide($post)) {
+            if ($new_status === 'publish' || $old_status === 'publish') {
+                self::everything("{$post->post_type} {$post->ID} saved");
+            }
+            return;
+        }
+        if ($new_status !== 'publish' && $old_status !== 'publish') {
+            return;
+        }
+        $why = $new_status === $old_status ? 'updated' : "{$old_status} to {$new_status}";
+        self::post_changed($post, $new_status !== $old_status, $why);
+    }
+
+    /** An update that moves a published post in listings (date, author, order, parent). */
+    public static function updated($post_id, $after, $before)
+    {
+        $post = self::content_post($after);
+        if (!$post || self::is_site_wide($post) || $after->post_status !== 'publish' || $before->post_status !== 'publish') {
+            return;
+        }
+        foreach (['post_date', 'post_author', 'menu_order', 'post_parent', 'post_name'] as $field) {
+            if ($after->$field != $before->$field) {
+                self::post_changed($post, true, "{$field} changed");
+                return;
+            }
+        }
+    }
+
+    /** A published post's terms changed: it enters or leaves term listings. */
+    public static function terms_set($object_id, $terms, $tt_ids, $taxonomy, $append, $old_tt_ids)
+    {
+        $post = self::content_post($object_id);
+        if (!$post || self::is_site_wide($post) || $post->post_status !== 'publish') {
+            return;
+        }
+        $new = array_map('intval', (array) $tt_ids);
+        $old = array_map('intval', (array) $old_tt_ids);
+        sort($new);
+        sort($old);
+        if ($new !== $old) {
+            self::post_changed($post, true, "{$taxonomy} changed");
+        }
+    }
+
+    public static function deleted($post_id)
+    {
+        $post = self::content_post($post_id);
+        if (!$post) {
+            return;
+        }
+        if (self::is_site_wide($post)) {
+            self::everything("{$post->post_type} {$post->ID} deleted");
+        } elseif ($post->post_status === 'publish') {
+            self::post_changed($post, true, 'deleted');
         }
     }
 
@@ -107,14 +297,39 @@ final class Murakumo_Purge
     {
         $comment = get_comment($comment_id);
         if ($comment && $comment->comment_approved === '1') {
-            self::post((int) $comment->comment_post_ID);
+            self::purge_tag('p:' . (int) $comment->comment_post_ID, "comment {$comment_id} on post {$comment->comment_post_ID}");
         }
     }
 
     public static function comment_status($new_status, $old_status, $comment)
     {
         if ($new_status === 'approved' || $old_status === 'approved') {
-            self::post((int) $comment->comment_post_ID);
+            self::purge_tag('p:' . (int) $comment->comment_post_ID, "comment {$comment->comment_ID} {$new_status}");
+        }
+    }
+
+    public static function term($term_id, $tt_id = 0, $taxonomy = '')
+    {
+        self::purge_tag('t:' . (int) $term_id, "term {$term_id} changed");
+    }
+
+    public static function term_deleted($term_id, $tt_id = 0, $taxonomy = '')
+    {
+        self::purge_tag('t:' . (int) $term_id, "term {$term_id} deleted");
+        self::purge_tag('q:any', "term {$term_id} deleted");
+    }
+
+    public static function user($user_id)
+    {
+        self::purge_tag('a:' . (int) $user_id, "author {$user_id} changed");
+    }
+
+    public static function option($option)
+    {
+        if ($option === 'sticky_posts') {
+            self::purge_tag('q:post', 'sticky posts changed');
+        } elseif (in_array($option, self::SITE_WIDE_OPTIONS, true) || strpos($option, 'theme_mods_') === 0 || strpos($option, 'widget_') === 0) {
+            self::everything("option {$option} changed");
         }
     }
 
@@ -122,18 +337,30 @@ final class Murakumo_Purge
     public static function flush()
     {
         $endpoint = self::endpoint();
-        if ($endpoint === null || (!self::$urls && !self::$prefixes)) {
+        if ($endpoint === null || (!self::$tags && !self::$urls && !self::$everything)) {
             return;
         }
         $query = [];
-        foreach (array_keys(self::$urls) as $url) {
-            $query[] = 'url=' . rawurlencode($url);
+        $host = wp_parse_url(home_url('/'), PHP_URL_HOST);
+        if (self::$everything) {
+            // Every page of the site, whatever its tags.
+            $query[] = 'prefix=' . rawurlencode(home_url('/'));
+        } else {
+            foreach (array_keys(self::$urls) as $url) {
+                $query[] = 'url=' . rawurlencode($url);
+            }
+            foreach (array_keys(self::$tags) as $tag) {
+                $query[] = 'tag=' . rawurlencode($tag);
+            }
+            if (is_string($host) && $host !== '') {
+                $query[] = 'host=' . rawurlencode($host);
+            }
         }
-        foreach (array_keys(self::$prefixes) as $prefix) {
-            $query[] = 'prefix=' . rawurlencode($prefix);
-        }
+        $query[] = 'reason=' . rawurlencode(implode('; ', array_slice(array_keys(self::$reasons), 0, 10)));
+        self::$tags = [];
         self::$urls = [];
-        self::$prefixes = [];
+        self::$everything = false;
+        self::$reasons = [];
         $headers = "Content-Length: 0\r\n";
         $token = self::token();
         if ($token !== null && $token !== '') {
@@ -153,14 +380,34 @@ final class Murakumo_Purge
     }
 }
 
+// Labels: on every request (cheap), sent only with front-end pages.
+add_action('template_redirect', ['Murakumo_Purge', 'start_page'], PHP_INT_MIN);
+add_action('shutdown', ['Murakumo_Purge', 'send_label'], 0);
+add_filter('the_posts', ['Murakumo_Purge', 'the_posts'], 10, 1);
+add_action('pre_get_posts', ['Murakumo_Purge', 'pre_get_posts'], PHP_INT_MAX, 1);
+add_filter('the_title', ['Murakumo_Purge', 'the_title'], 10, 2);
+foreach (['post_link', 'page_link', 'post_type_link', 'attachment_link'] as $filter) {
+    add_filter($filter, ['Murakumo_Purge', 'post_link'], 10, 2);
+}
+add_filter('term_link', ['Murakumo_Purge', 'term_link'], 10, 2);
+add_filter('author_link', ['Murakumo_Purge', 'author_link'], 10, 2);
+
 if (Murakumo_Purge::endpoint() !== null) {
     add_action('transition_post_status', ['Murakumo_Purge', 'transition'], 10, 3);
-    add_action('before_delete_post', ['Murakumo_Purge', 'post'], 10, 1);
+    add_action('post_updated', ['Murakumo_Purge', 'updated'], 10, 3);
+    add_action('set_object_terms', ['Murakumo_Purge', 'terms_set'], 10, 6);
+    add_action('before_delete_post', ['Murakumo_Purge', 'deleted'], 10, 1);
     add_action('comment_post', ['Murakumo_Purge', 'comment'], 10, 1);
+    add_action('edit_comment', ['Murakumo_Purge', 'comment'], 10, 1);
     add_action('transition_comment_status', ['Murakumo_Purge', 'comment_status'], 10, 3);
-    foreach (['switch_theme', 'customize_save_after', 'wp_update_nav_menu', 'update_option_sidebars_widgets',
-              'activated_plugin', 'deactivated_plugin', 'update_option_blogname', 'update_option_blogdescription',
-              'update_option_permalink_structure'] as $hook) {
+    add_action('edited_term', ['Murakumo_Purge', 'term'], 10, 3);
+    add_action('delete_term', ['Murakumo_Purge', 'term_deleted'], 10, 3);
+    add_action('profile_update', ['Murakumo_Purge', 'user'], 10, 1);
+    add_action('deleted_user', ['Murakumo_Purge', 'user'], 10, 1);
+    add_action('updated_option', ['Murakumo_Purge', 'option'], 10, 1);
+    add_action('added_option', ['Murakumo_Purge', 'option'], 10, 1);
+    foreach (['switch_theme', 'customize_save_after', 'wp_update_nav_menu', 'wp_delete_nav_menu',
+              'activated_plugin', 'deactivated_plugin', 'upgrader_process_complete'] as $hook) {
         add_action($hook, ['Murakumo_Purge', 'everything'], 10, 0);
     }
     add_action('shutdown', ['Murakumo_Purge', 'flush'], 100);

@@ -1,11 +1,12 @@
 //! The WordPress-aware full-page cache.
 //!
-//! The edge asks this crate four questions, each answered by one module:
+//! The edge asks this crate its questions, each answered by one module:
 //! - [`policy`]: may this request use the cache, may this response be stored?
 //! - [`key`]: which entry does a request map to (tracking parameters dropped)?
 //! - [`store`]: lookup (fresh, stale, miss), insert with compression done
-//!   once, purge by URL, prefix, site or all, bounded by memory;
-//! - [`coalesce`]: one fill per key at a time, others wait for it.
+//!   once, purge by URL, prefix, tag, site or all, bounded by memory;
+//! - [`coalesce`]: one fill per key at a time, others wait for it;
+//! - [`tags`]: what a page shows, as PHP labels it, for exact purges.
 //!
 //! [`encoding`] negotiates `Accept-Encoding` (shared with static files).
 
@@ -14,9 +15,11 @@ pub mod encoding;
 pub mod key;
 pub mod policy;
 pub mod store;
+pub mod tags;
 
 pub use coalesce::{Coalescer, Turn};
 pub use encoding::Encoding;
 pub use key::CacheKey;
 pub use policy::{Bypass, Policy};
 pub use store::{Entry, Lookup, PageCache, Stats};
+pub use tags::Tags;

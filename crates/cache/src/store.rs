@@ -2,7 +2,9 @@
 //! identity, gzip and brotli form, compressed once when stored.
 //!
 //! Eviction and expiry are `moka`'s (TinyLFU admission, per-entry expiry at
-//! the end of the stale window); freshness is decided here at lookup.
+//! the end of the stale window); freshness is decided here at lookup. Entries
+//! are indexed by their tags ([`crate::tags`]) for exact purges; the index
+//! follows the entries (moka's eviction listener), so it is bounded by them.
 
 use std::hash::Hasher;
 use std::io::Write;
@@ -16,6 +18,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::encoding::Encoding;
 use crate::key::CacheKey;
+use crate::tags::{TagIndex, Tags};
 
 /// Bodies smaller than this are not worth compressing.
 const MIN_COMPRESS: usize = 256;
@@ -32,7 +35,14 @@ pub struct Entry {
     pub stored_at: Instant,
     pub fresh_until: Instant,
     pub stale_until: Instant,
+    /// What the page shows, as PHP labelled it (`X-Murakumo-Tags`); `None`
+    /// when it did not (every tag purge of its host removes it then).
+    pub tags: Option<Tags>,
+    /// Tells this entry from a later one under the same key (tag index).
+    pub(crate) id: u64,
 }
+
+static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Entry {
     /// Builds an entry, compressing a compressible body with gzip and brotli.
@@ -44,6 +54,7 @@ impl Entry {
         body: Bytes,
         ttl: Duration,
         stale: Duration,
+        tags: Option<Tags>,
     ) -> Entry {
         for name in HOP_BY_HOP
             .iter()
@@ -86,6 +97,8 @@ impl Entry {
             stored_at: now,
             fresh_until: now + ttl,
             stale_until: now + ttl + stale,
+            tags,
+            id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -112,6 +125,7 @@ impl Entry {
             + self.gzip.as_ref().map_or(0, Bytes::len)
             + self.br.as_ref().map_or(0, Bytes::len)
             + headers
+            + self.tags.as_ref().map_or(0, Tags::weight)
             + 256) as u64
     }
 }
@@ -212,18 +226,28 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for StaleWindow {
 /// One site's page cache.
 pub struct PageCache {
     entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    tags: Arc<TagIndex>,
     stats: Stats,
 }
 
 impl PageCache {
     pub fn new(max_memory: u64) -> PageCache {
+        let tags = Arc::new(TagIndex::default());
+        let index = tags.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_memory)
             .weigher(|_k: &CacheKey, v: &Arc<Entry>| u32::try_from(v.weight()).unwrap_or(u32::MAX))
             .expire_after(StaleWindow)
+            // Evicted, expired, replaced or purged: out of the tag index.
+            // Runs on the thread that removed it; no index lock is held
+            // there (see `purge_tags`).
+            .eviction_listener(move |k: Arc<CacheKey>, v: Arc<Entry>, _cause| {
+                index.remove(&k, v.id, v.tags.as_ref());
+            })
             .build();
         PageCache {
             entries,
+            tags,
             stats: Stats::default(),
         }
     }
@@ -244,7 +268,36 @@ impl PageCache {
 
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>) {
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        self.tags.add(&key, entry.id, entry.tags.as_ref());
         self.entries.insert(key, entry);
+    }
+
+    /// Purges the entries of `host` (any host when `None`, any port) that
+    /// carry one of `tags`, and those of that host PHP stored untagged (a
+    /// page nobody labelled cannot be known not to show what changed).
+    pub fn purge_tags(&self, host: Option<&str>, tags: &[&str]) -> usize {
+        let host = host.map(|h| crate::key::host_without_port(h).to_ascii_lowercase());
+        // Keys are collected under the index lock and removed after it is
+        // released: removal calls the eviction listener, which locks it.
+        let doomed = self
+            .tags
+            .keys_for(tags, |k| host.as_ref().is_none_or(|h| &k.host == h));
+        let mut purged = 0;
+        for k in &doomed {
+            if self.entries.remove(k).is_some() {
+                purged += 1;
+            }
+        }
+        self.stats
+            .purged
+            .fetch_add(purged as u64, Ordering::Relaxed);
+        purged
+    }
+
+    /// Distinct tags and (tag, entry) references held by the tag index.
+    pub fn tag_usage(&self) -> (usize, usize) {
+        self.entries.run_pending_tasks();
+        self.tags.usage()
     }
 
     fn purge_where(&self, pred: impl Fn(&CacheKey) -> bool) -> usize {
@@ -298,6 +351,7 @@ impl PageCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tags::Tags;
     use http::HeaderValue;
     use std::io::Read;
 
@@ -315,6 +369,7 @@ mod tests {
             Bytes::from(body.to_string()),
             Duration::from_secs(60),
             Duration::from_secs(60),
+            None,
         )
     }
 
@@ -358,6 +413,7 @@ mod tests {
             Bytes::from(vec![0u8; 4096]),
             Duration::ZERO,
             Duration::ZERO,
+            None,
         );
         assert!(e.gzip.is_none() && e.br.is_none());
     }
@@ -375,6 +431,85 @@ mod tests {
         assert_eq!(c.purge_prefix("wp.test", "/a"), 1);
         assert_eq!(c.purge_all(), 3);
         assert_eq!(c.usage().0, 0);
+    }
+
+    fn tagged(tags: &str) -> Entry {
+        let mut h = HeaderMap::new();
+        h.insert(
+            crate::tags::TAGS_HEADER,
+            HeaderValue::from_str(tags).unwrap(),
+        );
+        let tags = Tags::take(&mut h);
+        Entry::build(
+            StatusCode::OK,
+            h,
+            Bytes::from_static(b"x"),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            tags,
+        )
+    }
+
+    #[test]
+    fn purge_by_tag_removes_exactly_the_tagged_and_the_untagged() {
+        let c = PageCache::new(1 << 20);
+        c.insert(key("wp.test", "/"), Arc::new(tagged("q:post p:1 p:2")));
+        c.insert(key("wp.test", "/page/2/"), Arc::new(tagged("q:post p:3")));
+        c.insert(key("wp.test", "/one/"), Arc::new(tagged("p:1 p:2")));
+        c.insert(key("wp.test", "/three/"), Arc::new(tagged("p:3")));
+        c.insert(key("wp.test:8443", "/three/"), Arc::new(tagged("p:3")));
+        c.insert(key("other.test", "/one/"), Arc::new(tagged("p:1")));
+        assert_eq!(c.tag_usage(), (4, 10));
+        assert_eq!(c.purge_tags(Some("wp.test"), &["p:1"]), 2);
+        assert!(matches!(c.lookup(&key("wp.test", "/")), Lookup::Miss));
+        assert!(matches!(c.lookup(&key("wp.test", "/one/")), Lookup::Miss));
+        assert!(matches!(
+            c.lookup(&key("wp.test", "/page/2/")),
+            Lookup::Fresh(_)
+        ));
+        assert!(matches!(
+            c.lookup(&key("other.test", "/one/")),
+            Lookup::Fresh(_)
+        ));
+        // Every port of the host, and nothing twice.
+        assert_eq!(c.purge_tags(Some("WP.test:1"), &["p:3", "q:post"]), 3);
+        // The index follows the entries out.
+        assert_eq!(c.tag_usage(), (1, 1));
+        // Untagged entries go with any tag purge of their host.
+        c.insert(key("wp.test", "/untagged/"), Arc::new(html("x")));
+        c.insert(key("other.test", "/untagged/"), Arc::new(html("x")));
+        assert_eq!(c.purge_tags(Some("wp.test"), &["p:999"]), 1);
+        assert_eq!(c.purge_tags(None, &["p:1"]), 2);
+        assert_eq!(c.usage().0, 0);
+    }
+
+    #[test]
+    fn a_replaced_entry_keeps_the_tags_of_the_new_one() {
+        let c = PageCache::new(1 << 20);
+        c.insert(key("a", "/"), Arc::new(tagged("p:1 p:2")));
+        c.insert(key("a", "/"), Arc::new(tagged("p:2 p:3")));
+        assert_eq!(c.tag_usage(), (2, 2));
+        assert_eq!(c.purge_tags(None, &["p:1"]), 0);
+        assert_eq!(c.purge_tags(None, &["p:3"]), 1);
+        assert_eq!(c.tag_usage(), (0, 0));
+    }
+
+    #[test]
+    fn evicted_entries_leave_the_tag_index() {
+        let c = PageCache::new(64 * 1024);
+        for i in 0..200 {
+            let mut e = tagged(&format!("p:{i} q:post"));
+            e.identity = Bytes::from("y".repeat(4000));
+            c.insert(key("a", &format!("/{i}")), Arc::new(e));
+        }
+        let (entries, _) = c.usage();
+        let (_, refs) = c.tag_usage();
+        assert!(entries < 200);
+        assert_eq!(
+            refs as u64,
+            entries * 2,
+            "every reference names a live entry"
+        );
     }
 
     #[test]

@@ -328,3 +328,161 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Entries the edge's last purge removed, from its log line.
+fn last_purge_count(wp: &WordPress) -> Option<usize> {
+    let log = wp.edge.log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" purge") && l.contains("purged="))?;
+    let n = line.split("purged=").nth(1)?;
+    n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// A REST API POST as the admin over the plain listener.
+fn rest_plain(wp: &WordPress, path: &str, json: &str) -> Resp {
+    let auth = format!("admin:{}", wp.app_password);
+    wp.get(
+        path,
+        &[
+            "-u",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            json,
+        ],
+    )
+}
+
+#[test]
+fn tags_purge_exactly_the_pages_that_show_a_post() {
+    let wp = WordPress::start("", "");
+    // Two categories: 24 posts in A (three pages of it), 6 in B; with the
+    // seeded post, four home pages. One day apart, newest first.
+    let made = wp.php(
+        r#"$a = wp_insert_term('Cat A', 'category', ['slug' => 'cat-a'])['term_id'];
+$b = wp_insert_term('Cat B', 'category', ['slug' => 'cat-b'])['term_id'];
+$ids = [];
+for ($i = 1; $i <= 30; $i++) {
+    $ids[$i] = wp_insert_post(['post_title' => sprintf('Story-%02d-marker', $i), 'post_name' => sprintf('story-%02d', $i),
+        'post_content' => 'x', 'post_status' => 'publish', 'post_category' => [$i <= 24 ? $a : $b],
+        'post_date' => date('Y-m-d H:i:s', strtotime('2024-01-01') + $i * 86400)]);
+}
+echo json_encode($ids);"#,
+    );
+    let ids: std::collections::HashMap<String, u64> =
+        serde_json::from_str(made.lines().last().unwrap_or("")).unwrap();
+    let mut urls: Vec<String> = ["/", "/page/2/", "/page/3/", "/page/4/"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for cat in [
+        "/category/cat-a/",
+        "/category/cat-a/page/2/",
+        "/category/cat-a/page/3/",
+        "/category/cat-b/",
+    ] {
+        urls.push(cat.to_string());
+    }
+    for i in 1..=30 {
+        urls.push(format!("/story-{i:02}/"));
+    }
+    // Story 10 is the 15th newest of A (page 2 of A) and the 22nd newest
+    // post with the seeded one (home page 3).
+    let (old_title, new_title) = ("Story-10-marker", "Renamed-story-ten");
+    let mut shows = Vec::new();
+    for url in &urls {
+        let first = wp.get(url, &[]);
+        assert_eq!(first.status, 200, "{url}");
+        assert_eq!(wp.get(url, &[]).cache(), "HIT", "{url}");
+        shows.push(first.text().contains(old_title));
+    }
+    let showing: Vec<&String> = urls
+        .iter()
+        .zip(&shows)
+        .filter(|(_, s)| **s)
+        .map(|(u, _)| u)
+        .collect();
+    assert!(
+        showing.contains(&&"/category/cat-a/page/2/".to_string()),
+        "{showing:?}"
+    );
+    assert!(showing.contains(&&"/page/3/".to_string()), "{showing:?}");
+    assert!(!showing.contains(&&"/".to_string()), "{showing:?}");
+
+    // The editor saves a new title (publish → publish).
+    let id = ids["10"];
+    let updated = rest_plain(
+        &wp,
+        &format!("/wp-json/wp/v2/posts/{id}"),
+        &format!(r#"{{"title":"{new_title}"}}"#),
+    );
+    assert_eq!(updated.status, 200, "{}", updated.text());
+
+    let purged = last_purge_count(&wp);
+    for (url, showed) in urls.iter().zip(&shows) {
+        let r = wp.get(url, &[]);
+        if *showed {
+            assert_eq!(r.cache(), "MISS", "{url} shows the post but was not purged");
+            assert!(r.text().contains(new_title), "{url}");
+        } else {
+            assert_eq!(
+                r.cache(),
+                "HIT",
+                "{url} does not show the post but was purged"
+            );
+        }
+    }
+    assert_eq!(
+        purged,
+        Some(showing.len()),
+        "purged {purged:?}; pages showing it: {showing:?}"
+    );
+    eprintln!(
+        "updating one post purged {} of {} cached pages: {showing:?}",
+        showing.len(),
+        urls.len()
+    );
+
+    // Publishing a new post enters every listing: every home and category
+    // page it would appear in is purged, single posts that do not show it are not.
+    let created = rest_plain(
+        &wp,
+        "/wp-json/wp/v2/posts",
+        r#"{"title":"Brand-new-story","content":"x","status":"publish"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let home = wp.get("/", &[]);
+    assert_eq!(home.cache(), "MISS");
+    assert!(home.text().contains("Brand-new-story"));
+    assert_eq!(
+        wp.get("/story-01/", &[]).cache(),
+        "HIT",
+        "a post that does not list others was purged"
+    );
+
+    // A template saved in the site editor (the REST call the editor makes)
+    // shows on the next anonymous request.
+    assert_eq!(wp.get("/", &[]).cache(), "HIT");
+    let saved = rest_plain(
+        &wp,
+        "/wp-json/wp/v2/templates/twentytwentythree//home",
+        r#"{"content":"<!-- wp:paragraph --><p>EDITED-TEMPLATE</p><!-- /wp:paragraph -->"}"#,
+    );
+    assert_eq!(saved.status, 200, "{}", saved.text());
+    let home = wp.get("/", &[]);
+    assert_eq!(
+        home.cache(),
+        "MISS",
+        "the site editor's save did not purge the home page"
+    );
+    assert!(home.text().contains("EDITED-TEMPLATE"));
+    let r = wp.get("/story-01/", &[]);
+    assert_eq!(r.cache(), "MISS", "a template change purges the site");
+    assert!(
+        r.header("x-murakumo-tags").is_none(),
+        "tags reached a client"
+    );
+}

@@ -15,7 +15,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
 use murakumo_cache::encoding;
-use murakumo_cache::{CacheKey, Entry, Lookup, Turn};
+use murakumo_cache::{CacheKey, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 
 use crate::body::Body;
@@ -193,9 +193,10 @@ async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -
     for c in chunks {
         body.extend_from_slice(&c);
     }
+    let tags = Tags::take(&mut up.headers);
     let (status, headers, stale) = (up.status, std::mem::take(&mut up.headers), cache.stale);
     let built = tokio::task::spawn_blocking(move || {
-        Entry::build(status, headers, body.freeze(), ttl, stale)
+        Entry::build(status, headers, body.freeze(), ttl, stale, tags)
     })
     .await;
     match built {

@@ -482,6 +482,8 @@ pub fn upstream_response(mut up: php::Upstream, prefix: Vec<Bytes>) -> Response<
         headers.remove(h);
     }
     headers.remove("keep-alive");
+    // The page's cache tags are for the edge, never for clients.
+    headers.remove(murakumo_cache::tags::TAGS_HEADER);
     let status = up.status;
     let mut r = Response::new(up.into_body(prefix));
     *r.status_mut() = status;

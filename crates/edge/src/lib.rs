@@ -25,6 +25,7 @@ pub mod ops;
 pub mod path;
 pub mod php;
 pub mod proxy_protocol;
+pub mod purge;
 pub mod purge_fanout;
 pub mod rate_limit;
 pub mod request_body;

@@ -30,6 +30,8 @@ pub struct Metrics {
     /// wp-cron.php runs by site and outcome ("ok", "failed").
     wp_cron: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     pub purges: AtomicU64,
+    /// Entries purged by site and kind (url, prefix, tag, site, all).
+    purged: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     /// Edges a purge was to be passed on to but did not reach.
     pub purge_fanout_failures: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
@@ -68,6 +70,12 @@ impl Metrics {
     pub fn rate_limited(&self, site: &Arc<str>, limit: &'static str) {
         let mut m = self.rate_limited.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((site.clone(), limit)).or_default() += 1;
+    }
+
+    /// Entries a purge of `kind` removed from `site`'s cache.
+    pub fn purged(&self, site: &Arc<str>, kind: &'static str, n: usize) {
+        let mut m = self.purged.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((site.clone(), kind)).or_default() += n as u64;
     }
 
     /// A run of the site's wp-cron.php (`wp_cron`).
@@ -156,6 +164,13 @@ impl Metrics {
             "Runs of wp-cron.php by the edge (site.wp_cron), by site and outcome.",
             "outcome",
             &self.wp_cron,
+        );
+        per_site(
+            out,
+            "murakumo_cache_purged_total",
+            "Page-cache entries removed by purges, by site and kind (url, prefix, tag, site, all).",
+            "kind",
+            &self.purged,
         );
         let counters: [(&str, &str, &AtomicU64); 3] = [
             (

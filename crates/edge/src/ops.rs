@@ -18,7 +18,6 @@ use percent_encoding::percent_decode_str;
 
 use crate::body::Body;
 use crate::handler::plain;
-use crate::purge_fanout;
 use crate::site::Site;
 use crate::state::Edge;
 
@@ -120,9 +119,15 @@ fn metrics(edge: &Edge) -> Response<Body> {
     let mut out = String::with_capacity(4096);
     edge.metrics.render(&mut out);
     let sites = edge.sites();
-    out.push_str("# TYPE murakumo_cache_entries gauge\n# TYPE murakumo_cache_bytes gauge\n");
+    out.push_str("# TYPE murakumo_cache_entries gauge\n# TYPE murakumo_cache_bytes gauge\n# HELP murakumo_cache_tags Distinct tags in the page cache's tag index.\n# TYPE murakumo_cache_tags gauge\n# HELP murakumo_cache_tag_refs (tag, entry) references in the tag index.\n# TYPE murakumo_cache_tag_refs gauge\n");
     for site in &sites.list {
         if let Some(c) = &site.cache {
+            let (tags, refs) = c.store.tag_usage();
+            let _ = writeln!(
+                out,
+                "murakumo_cache_tags{{site=\"{0}\"}} {tags}\nmurakumo_cache_tag_refs{{site=\"{0}\"}} {refs}",
+                site.name
+            );
             let (entries, bytes) = c.store.usage();
             let _ = writeln!(
                 out,
@@ -283,25 +288,6 @@ async fn acme_renew(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) ->
     }
 }
 
-/// `http://host[:port]/path?query` → (https, host, path, query).
-fn split_url(url: &str) -> Option<(bool, &str, &str, Option<&str>)> {
-    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        (false, url.strip_prefix("http://")?)
-    };
-    let (host, target) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let target = target.split('#').next().unwrap_or("/");
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    (!host.is_empty()).then_some((https, host, path, query))
-}
-
 async fn purge(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
     if !authorised(edge, remote, req) {
         return plain(
@@ -309,116 +295,12 @@ async fn purge(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> Resp
             "purge needs Authorization: Bearer <token>",
         );
     }
-    edge.metrics.purges.fetch_add(1, Ordering::Relaxed);
-    let sites = edge.sites();
-    let query = req.uri().query().unwrap_or("");
-    let mut purged = 0usize;
-    let mut matched = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode_str(value).decode_utf8_lossy();
-        match name {
-            "url" | "prefix" => {
-                let Some((https, host, path, q)) = split_url(&value) else {
-                    return plain(
-                        StatusCode::BAD_REQUEST,
-                        &format!("{name}={value:?} is not an absolute http(s) URL"),
-                    );
-                };
-                let Some(site) = sites.router.route(host) else {
-                    return plain(StatusCode::NOT_FOUND, &format!("no site serves {host}"));
-                };
-                let Ok(path) = crate::path::normalise(path) else {
-                    return plain(StatusCode::BAD_REQUEST, &format!("{name}: bad path"));
-                };
-                if let Some(c) = &site.cache {
-                    let key =
-                        murakumo_cache::CacheKey::new(site.name.clone(), https, host, &path, q);
-                    purged += if name == "url" {
-                        c.store.purge_url(host, &key.target)
-                    } else {
-                        c.store.purge_prefix(host, &key.target)
-                    };
-                }
-                matched = true;
-            }
-            "site" => {
-                let Some(site) = sites.list.iter().find(|s| *s.name == *value) else {
-                    return plain(StatusCode::NOT_FOUND, &format!("no site named {value:?}"));
-                };
-                purged += site.cache.as_ref().map_or(0, |c| c.store.purge_all());
-                matched = true;
-            }
-            "all" if value == "1" || value == "true" => {
-                purged += sites
-                    .list
-                    .iter()
-                    .filter_map(|s| s.cache.as_ref())
-                    .map(|c| c.store.purge_all())
-                    .sum::<usize>();
-                matched = true;
-            }
-            _ => {}
-        }
-    }
-    if !matched {
-        return plain(StatusCode::BAD_REQUEST, "say what to purge: ?url=ABSOLUTE_URL, ?prefix=ABSOLUTE_URL_PREFIX, ?site=NAME or ?all=1");
-    }
-    tracing::info!(query, purged, "purge");
-    let peers = &edge.config().server.purge_fanout;
-    let passed_on = req.headers().contains_key(purge_fanout::FANOUT_HEADER);
-    let (status, body) = if peers.is_empty() || passed_on {
-        (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
-    } else {
-        let token = edge.purge_token();
-        let report = purge_fanout::fan_out(peers, query, token.as_deref()).await;
-        edge.metrics
-            .purge_fanout_failures
-            .fetch_add(report.failed.len() as u64, Ordering::Relaxed);
-        let failed = serde_json::to_string(&report.failed).unwrap_or_else(|_| "[]".into());
-        if !report.failed.is_empty() {
-            tracing::warn!(failed = %failed, "purge did not reach every edge");
-        }
-        // Any edge left unpurged keeps serving the old page: say so.
-        let status = if report.failed.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_GATEWAY
-        };
-        (
-            status,
-            format!(
-                "{{\"purged\":{purged},\"edges_reached\":{},\"edges_failed\":{failed}}}\n",
-                report.reached
-            ),
-        )
-    };
-    let mut r = Response::new(Body::full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    crate::purge::handle(edge, req).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            split_url("http://wp.test:8080/a/?p=1"),
-            Some((false, "wp.test:8080", "/a/", Some("p=1")))
-        );
-        assert_eq!(
-            split_url("https://wp.test"),
-            Some((true, "wp.test", "/", None))
-        );
-        assert_eq!(split_url("ftp://x/"), None);
-        assert_eq!(split_url("http:///x"), None);
-    }
 
     #[test]
     fn secrets_compare() {

@@ -27,5 +27,9 @@ update_option('siteurl', $home);
 update_option('home', $home);
 global $wp_rewrite;
 $wp_rewrite->set_permalink_structure('/%postname%/');
+// The taxonomies were registered while permalinks were off, so they added
+// no rewrite rules (category/, tag/, type/ archives would 404): register
+// them again with permalinks on, then write the rules.
+create_initial_taxonomies();
 $wp_rewrite->flush_rules(false);
 echo "installed\n";

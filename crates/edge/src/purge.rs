@@ -1,0 +1,263 @@
+//! `POST /purge` on the ops listener: what to remove from the page cache,
+//! read from the query ([`Order::parse`]), applied to this edge's sites
+//! ([`Order::apply`]), then passed on to the other edges (`purge_fanout`).
+//!
+//! `url=URL` and `prefix=URL` (absolute; any port of the host), `tag=TAG`
+//! (several allowed; scoped to `host=HOST` when given, else every site),
+//! `site=NAME`, `all=1`; `reason=TEXT` goes into the log line. The answer
+//! says how many entries went, `{"purged":N}`.
+
+use std::sync::atomic::Ordering;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+
+use crate::body::Body;
+use crate::handler::plain;
+use crate::purge_fanout;
+use crate::site::{Site, Sites};
+use crate::state::Edge;
+
+/// One thing to purge.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Url { url: String, prefix: bool },
+    Site(String),
+    All,
+}
+
+/// A purge request, parsed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Order {
+    targets: Vec<Target>,
+    tags: Vec<String>,
+    /// Scope of `tags`: this host's entries only.
+    host: Option<String>,
+    reason: Option<String>,
+}
+
+impl Order {
+    fn parse(query: &str) -> Result<Order, String> {
+        let mut order = Order::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode_str(value).decode_utf8_lossy().into_owned();
+            match name {
+                "url" | "prefix" => order.targets.push(Target::Url {
+                    url: value,
+                    prefix: name == "prefix",
+                }),
+                "tag" if !value.is_empty() => order.tags.push(value),
+                "host" if !value.is_empty() => order.host = Some(value),
+                "site" => order.targets.push(Target::Site(value)),
+                "all" if value == "1" || value == "true" => order.targets.push(Target::All),
+                "reason" => order.reason = Some(value),
+                _ => {}
+            }
+        }
+        if order.targets.is_empty() && order.tags.is_empty() {
+            return Err("say what to purge: ?url=ABSOLUTE_URL, ?prefix=ABSOLUTE_URL_PREFIX, ?tag=TAG[&host=HOST], ?site=NAME or ?all=1".into());
+        }
+        Ok(order)
+    }
+
+    /// Purges what the order names; the count of entries removed, or the
+    /// status and reason it cannot be done.
+    fn apply(&self, edge: &Edge, sites: &Sites) -> Result<usize, (StatusCode, String)> {
+        let mut purged = 0;
+        for target in &self.targets {
+            purged += match target {
+                Target::Url { url, prefix } => purge_url(edge, sites, url, *prefix)?,
+                Target::Site(name) => {
+                    let site = sites
+                        .list
+                        .iter()
+                        .find(|s| *s.name == **name)
+                        .ok_or_else(|| {
+                            (StatusCode::NOT_FOUND, format!("no site named {name:?}"))
+                        })?;
+                    purge_site(edge, site, "site", |c| c.store.purge_all())
+                }
+                Target::All => sites
+                    .list
+                    .iter()
+                    .map(|site| purge_site(edge, site, "all", |c| c.store.purge_all()))
+                    .sum(),
+            };
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+            let scoped: Vec<&std::sync::Arc<Site>> = match &self.host {
+                Some(host) => vec![sites
+                    .router
+                    .route(host)
+                    .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no site serves {host}")))?],
+                None => sites.list.iter().collect(),
+            };
+            for site in scoped {
+                purged += purge_site(edge, site, "tag", |c| {
+                    c.store.purge_tags(self.host.as_deref(), &tags)
+                });
+            }
+        }
+        Ok(purged)
+    }
+}
+
+/// Runs `purge` on a site's cache and counts what it removed.
+fn purge_site(
+    edge: &Edge,
+    site: &Site,
+    kind: &'static str,
+    purge: impl FnOnce(&crate::site::SiteCache) -> usize,
+) -> usize {
+    let n = site.cache.as_deref().map_or(0, purge);
+    edge.metrics.purged(&site.name, kind, n);
+    n
+}
+
+fn purge_url(
+    edge: &Edge,
+    sites: &Sites,
+    url: &str,
+    prefix: bool,
+) -> Result<usize, (StatusCode, String)> {
+    let name = if prefix { "prefix" } else { "url" };
+    let Some((https, host, path, query)) = split_url(url) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("{name}={url:?} is not an absolute http(s) URL"),
+        ));
+    };
+    let Some(site) = sites.router.route(host) else {
+        return Err((StatusCode::NOT_FOUND, format!("no site serves {host}")));
+    };
+    let Ok(path) = crate::path::normalise(path) else {
+        return Err((StatusCode::BAD_REQUEST, format!("{name}: bad path")));
+    };
+    let key = murakumo_cache::CacheKey::new(site.name.clone(), https, host, &path, query);
+    Ok(purge_site(edge, site, name, |c| {
+        if prefix {
+            c.store.purge_prefix(host, &key.target)
+        } else {
+            c.store.purge_url(host, &key.target)
+        }
+    }))
+}
+
+/// `http://host[:port]/path?query` → (https, host, path, query).
+fn split_url(url: &str) -> Option<(bool, &str, &str, Option<&str>)> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let (host, target) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    (!host.is_empty()).then_some((https, host, path, query))
+}
+
+/// Handles an authorised `POST /purge`.
+pub async fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
+    edge.metrics.purges.fetch_add(1, Ordering::Relaxed);
+    let query = req.uri().query().unwrap_or("");
+    let order = match Order::parse(query) {
+        Ok(o) => o,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
+    };
+    let purged = match order.apply(edge, &edge.sites()) {
+        Ok(n) => n,
+        Err((status, e)) => return plain(status, &e),
+    };
+    let passed_on = req.headers().contains_key(purge_fanout::FANOUT_HEADER);
+    tracing::info!(
+        reason = order.reason.as_deref().unwrap_or("-"),
+        urls = order.targets.len(),
+        tags = %order.tags.join(" "),
+        host = order.host.as_deref().unwrap_or("-"),
+        purged,
+        passed_on,
+        "purge"
+    );
+    let peers = &edge.config().server.purge_fanout;
+    let (status, body) = if peers.is_empty() || passed_on {
+        (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
+    } else {
+        let token = edge.purge_token();
+        let report = purge_fanout::fan_out(peers, query, token.as_deref()).await;
+        edge.metrics
+            .purge_fanout_failures
+            .fetch_add(report.failed.len() as u64, Ordering::Relaxed);
+        let failed = serde_json::to_string(&report.failed).unwrap_or_else(|_| "[]".into());
+        if !report.failed.is_empty() {
+            tracing::warn!(failed = %failed, "purge did not reach every edge");
+        }
+        // Any edge left unpurged keeps serving the old page: say so.
+        let status = if report.failed.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        (
+            status,
+            format!(
+                "{{\"purged\":{purged},\"edges_reached\":{},\"edges_failed\":{failed}}}\n",
+                report.reached
+            ),
+        )
+    };
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            split_url("http://wp.test:8080/a/?p=1"),
+            Some((false, "wp.test:8080", "/a/", Some("p=1")))
+        );
+        assert_eq!(
+            split_url("https://wp.test"),
+            Some((true, "wp.test", "/", None))
+        );
+        assert_eq!(split_url("ftp://x/"), None);
+        assert_eq!(split_url("http:///x"), None);
+    }
+
+    #[test]
+    fn orders() {
+        let o = Order::parse("tag=p%3A12&tag=q:post&host=wp.test&reason=post%2012%20updated&url=http%3A%2F%2Fwp.test%2F").unwrap();
+        assert_eq!(o.tags, ["p:12", "q:post"]);
+        assert_eq!(o.host.as_deref(), Some("wp.test"));
+        assert_eq!(o.reason.as_deref(), Some("post 12 updated"));
+        assert_eq!(
+            o.targets,
+            [Target::Url {
+                url: "http://wp.test/".into(),
+                prefix: false
+            }]
+        );
+        assert_eq!(Order::parse("all=1").unwrap().targets, [Target::All]);
+        assert!(Order::parse("").is_err());
+        assert!(Order::parse("tag=&reason=x").is_err());
+        assert!(Order::parse("all=0").is_err());
+    }
+}
