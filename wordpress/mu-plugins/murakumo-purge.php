@@ -89,10 +89,14 @@ final class Murakumo_Purge
         }
     }
 
-    /** Front-end pages are buffered whole, so the label can be sent after everything rendered. */
+    /**
+     * Front-end pages are buffered whole, so the label can be sent after
+     * everything rendered. Output beyond 4 MiB (a download streamed by a
+     * plugin) is flushed as it comes: that response goes out unlabelled.
+     */
     public static function start_page()
     {
-        ob_start();
+        ob_start(null, 4 << 20);
     }
 
     /** Sends the label (shutdown, before WordPress flushes the page). */

@@ -223,10 +223,17 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for StaleWindow {
     }
 }
 
+/// How long a key whose page was not to be shared sends its requests to
+/// PHP as the clients sent them (Varnish calls this hit-for-miss).
+pub const PASS_TTL: Duration = Duration::from_secs(120);
+
 /// One site's page cache.
 pub struct PageCache {
     entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
     tags: Arc<TagIndex>,
+    /// Keys whose canonical render PHP marked private (or otherwise not to
+    /// be stored), for [`PASS_TTL`].
+    passes: moka::sync::Cache<CacheKey, ()>,
     stats: Stats,
 }
 
@@ -245,9 +252,14 @@ impl PageCache {
                 index.remove(&k, v.id, v.tags.as_ref());
             })
             .build();
+        let passes = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(PASS_TTL)
+            .build();
         PageCache {
             entries,
             tags,
+            passes,
             stats: Stats::default(),
         }
     }
@@ -294,6 +306,19 @@ impl PageCache {
         purged
     }
 
+    /// A purge also ends the passes it reaches: the page may be shared now.
+    fn forget_passes(&self, pred: &impl Fn(&CacheKey) -> bool) {
+        let keys: Vec<Arc<CacheKey>> = self
+            .passes
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            self.passes.invalidate(k.as_ref());
+        }
+    }
+
     /// Distinct tags and (tag, entry) references held by the tag index.
     pub fn tag_usage(&self) -> (usize, usize) {
         self.entries.run_pending_tasks();
@@ -301,6 +326,7 @@ impl PageCache {
     }
 
     fn purge_where(&self, pred: impl Fn(&CacheKey) -> bool) -> usize {
+        self.forget_passes(&pred);
         let doomed: Vec<Arc<CacheKey>> = self
             .entries
             .iter()
@@ -314,6 +340,16 @@ impl PageCache {
             .purged
             .fetch_add(doomed.len() as u64, Ordering::Relaxed);
         doomed.len()
+    }
+
+    /// Sends this key's requests to PHP as their clients sent them, for
+    /// [`PASS_TTL`] or until a purge reaches it.
+    pub fn mark_pass(&self, key: CacheKey) {
+        self.passes.insert(key, ());
+    }
+
+    pub fn is_pass(&self, key: &CacheKey) -> bool {
+        self.passes.contains_key(key)
     }
 
     /// Removes one entry (not counted as a purge).

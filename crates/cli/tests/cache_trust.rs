@@ -291,10 +291,9 @@ fn anonymous_404s_are_cached_until_a_post_is_published_there() {
     assert!(published.text().contains("FRESH-POST"));
 }
 
-/// How many times PHP was asked for `request_uri` (the php-fpm access log
-/// of the test pool writes `uri=REQUEST_URI;`).
+/// How many times PHP was asked for `request_uri`.
 fn renders(wp: &WordPress, request_uri: &str) -> usize {
-    wp.fpm.requests_for(&format!("uri={request_uri};"))
+    wp.fpm.requests_with_uri(request_uri)
 }
 
 /// A REST API POST as the admin (application password), over TLS.

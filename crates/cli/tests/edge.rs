@@ -84,11 +84,18 @@ fn php_gets_the_cgi_environment_wordpress_expects() {
     );
     assert!(env.get("HTTPS").is_none());
 
-    // Pretty permalinks go to the front controller with REQUEST_URI intact.
-    let r = s.get("/2024/05/hello-world/?utm_source=x", &[]);
+    // Pretty permalinks go to the front controller. A request the page
+    // cache may answer reaches PHP as its key's canonical request (tracking
+    // parameters and `//` gone); one that bypasses it, as the client sent it.
+    let r = s.get("/2024//05/hello-world/?utm_source=x", &[]);
     assert_eq!(
         r.text().split(" pad").next().unwrap(),
-        "front controller: /2024/05/hello-world/?utm_source=x"
+        "front controller: /2024/05/hello-world/"
+    );
+    let r = s.get("/2024//05/hello-world/?p=1&utm_source=x", &[]);
+    assert_eq!(
+        r.text().split(" pad").next().unwrap(),
+        "front controller: /2024//05/hello-world/?p=1&utm_source=x"
     );
 
     // Request bodies reach PHP, with and without a length.
@@ -568,4 +575,26 @@ fn a_purge_reaches_every_edge_of_purge_fanout_and_says_which_failed() {
         (passed.status, passed.text().trim()),
         (200, "{\"purged\":1}")
     );
+}
+
+#[test]
+fn pages_php_keeps_private_see_each_visitor_s_own_request() {
+    // A page PHP marks private (an A/B test on a cookie the cache knows
+    // nothing of): never stored, and each visitor's PHP sees their own
+    // cookie, from the first request on, not the cache's canonical request.
+    let s = PhpSite::start("", "");
+    support::php_site::write(
+        &s.root(),
+        "ab.php",
+        "<?php header('Cache-Control: private'); echo 'variant ', $_COOKIE['ab'] ?? 'none';",
+    );
+    for (variant, round) in [("B", 1), ("C", 2), ("B", 3)] {
+        let r = s.get("/ab.php", &["-H", &format!("Cookie: ab={variant}")]);
+        assert_eq!(r.text(), format!("variant {variant}"), "round {round}");
+        assert_eq!(r.cache(), "BYPASS", "round {round}");
+    }
+    assert_eq!(s.get("/ab.php", &[]).text(), "variant none");
+    // The first visitor's request was rendered twice (the canonical one to
+    // learn the page is private, then theirs), later ones once each.
+    assert_eq!(s.fpm.requests_for("ab.php"), 5);
 }

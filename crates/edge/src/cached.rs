@@ -107,6 +107,8 @@ pub async fn serve(
     let wants = wants(&parts.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.fill_params(&key);
+    // The client's own request, for keys whose pages are not shared.
+    let own = || target.params(&parts.method, &parts.uri, &parts.headers, None);
 
     match cache.store.lookup(&key) {
         Lookup::Fresh(e) => return hit(&e, &wants, "HIT", outcome),
@@ -125,16 +127,22 @@ pub async fn serve(
         }
         Lookup::Miss => {}
     }
+    if cache.store.is_pass(&key) {
+        outcome.cache = Some("BYPASS");
+        return target
+            .pass_through(&own(), SpooledBody::Empty, outcome)
+            .await;
+    }
     match cache.coalescer.turn(&key) {
         Turn::Wait(waiter) => {
             waiter.wait().await;
             match cache.store.lookup(&key) {
                 Lookup::Fresh(e) | Lookup::Stale(e) => hit(&e, &wants, "HIT", outcome),
-                // The leader's answer was not cacheable: ask PHP ourselves.
+                // The leader's answer was not shared: ask PHP ourselves.
                 Lookup::Miss => {
                     outcome.cache = Some("MISS");
                     target
-                        .pass_through(&params(), SpooledBody::Empty, outcome)
+                        .pass_through(&own(), SpooledBody::Empty, outcome)
                         .await
                 }
             }
@@ -146,12 +154,24 @@ pub async fn serve(
                 Err(e) => return php_error(site, &e),
             };
             outcome.upstream = Some(up.head_time);
-            match fill(site, cache, key, up).await {
+            match fill(site, cache, key.clone(), up).await {
                 Filled::Stored(entry) => {
                     drop(lead);
                     respond(&entry, &wants)
                 }
                 Filled::Pass(up, prefix) => upstream_response(*up, prefix),
+                Filled::Private => {
+                    // The page is not shared (private, a cookie, a redirect
+                    // for the anonymous view, …): this client and the next
+                    // ones for a while get PHP's answer to their own
+                    // request, not the canonical one's.
+                    cache.store.mark_pass(key);
+                    drop(lead);
+                    outcome.cache = Some("BYPASS");
+                    target
+                        .pass_through(&own(), SpooledBody::Empty, outcome)
+                        .await
+                }
                 Filled::Failed(e) => php_error(site, &e),
             }
         }
@@ -160,15 +180,23 @@ pub async fn serve(
 
 enum Filled {
     Stored(Arc<Entry>),
-    /// Not stored (not cacheable, or too large): stream it, `prefix` first.
+    /// Shared but not stored (too large, a redirect to itself, a server
+    /// error): stream it, `prefix` first.
     Pass(Box<Upstream>, Vec<Bytes>),
+    /// Not to be shared (the policy refused it). Its answer is dropped
+    /// unread: the FastCGI connection closes, so PHP stops at its next
+    /// write rather than rendering for nobody.
+    Private,
     Failed(php::PhpError),
 }
 
 /// Reads a cacheable response whole, compresses and stores it.
 async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -> Filled {
     let Some(ttl) = cache.policy.storable(up.status, &up.headers) else {
-        return Filled::Pass(Box::new(up), Vec::new());
+        if up.status.is_server_error() {
+            return Filled::Pass(Box::new(up), Vec::new());
+        }
+        return Filled::Private;
     };
     if up.status.is_redirection() && !redirects_elsewhere(&key, &up.headers) {
         tracing::warn!(site = %site.name, url = %key, location = ?up.headers.get(header::LOCATION), "a redirect to its own URL is not stored");
@@ -240,13 +268,16 @@ async fn refresh(
     let status = up.status;
     match fill(&site, &cache, key.clone(), up).await {
         Filled::Stored(_) => {}
-        Filled::Pass(..) if status.as_u16() < 500 => {
-            // The page is no longer cacheable (e.g. now private): drop it.
+        Filled::Private => {
+            // The page is no longer shared (e.g. now private): drop it.
             cache.store.remove(&key);
+            cache.store.mark_pass(key);
         }
-        Filled::Pass(..) => {
+        Filled::Pass(..) if status.is_server_error() => {
             tracing::warn!(site = %site.name, url = %key, %status, "refresh got a server error; serving the stale page")
         }
+        // Too large now, or a redirect to itself: not served from here.
+        Filled::Pass(..) => cache.store.remove(&key),
         Filled::Failed(e) => {
             tracing::warn!(site = %site.name, url = %key, error = %e, "refresh failed; serving the stale page")
         }

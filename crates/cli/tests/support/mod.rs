@@ -416,13 +416,30 @@ impl PhpFpm {
         }
     }
 
-    /// Lines of the access log containing `needle`.
+    /// Requests whose method and script (`GET /index.php`, not the URI)
+    /// contain `needle`.
     pub fn requests_for(&self, needle: &str) -> usize {
+        self.log_lines()
+            .iter()
+            .filter(|l| l.split(" uri=").next().unwrap_or("").contains(needle))
+            .count()
+    }
+
+    /// Requests PHP was given with exactly this `REQUEST_URI`.
+    pub fn requests_with_uri(&self, request_uri: &str) -> usize {
+        let needle = format!(" uri={request_uri};");
+        self.log_lines()
+            .iter()
+            .filter(|l| l.contains(&needle))
+            .count()
+    }
+
+    fn log_lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.access_log)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(needle))
-            .count()
+            .map(str::to_string)
+            .collect()
     }
 }
 
