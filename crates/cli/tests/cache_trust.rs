@@ -296,27 +296,6 @@ fn renders(wp: &WordPress, request_uri: &str) -> usize {
     wp.fpm.requests_with_uri(request_uri)
 }
 
-/// A REST API POST as the admin (application password), over TLS.
-fn rest(wp: &WordPress, path: &str, json: &str) -> Resp {
-    let auth = format!("admin:{}", wp.app_password);
-    let url = format!("https://127.0.0.1:{}{path}", wp.tls_port);
-    let host = format!("Host: {}", wp.host);
-    curl(
-        &url,
-        &[
-            "-k",
-            "-H",
-            &host,
-            "-u",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            json,
-        ],
-    )
-}
-
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -339,8 +318,9 @@ fn last_purge_count(wp: &WordPress) -> Option<usize> {
     n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// A REST API POST as the admin over the plain listener.
-fn rest_plain(wp: &WordPress, path: &str, json: &str) -> Resp {
+/// A REST API POST as the admin (application password), over the plain
+/// listener.
+fn rest(wp: &WordPress, path: &str, json: &str) -> Resp {
     let auth = format!("admin:{}", wp.app_password);
     wp.get(
         path,
@@ -413,7 +393,7 @@ echo json_encode($ids);"#,
 
     // The editor saves a new title (publish → publish).
     let id = ids["10"];
-    let updated = rest_plain(
+    let updated = rest(
         &wp,
         &format!("/wp-json/wp/v2/posts/{id}"),
         &format!(r#"{{"title":"{new_title}"}}"#),
@@ -447,7 +427,7 @@ echo json_encode($ids);"#,
 
     // Publishing a new post enters every listing: every home and category
     // page it would appear in is purged, single posts that do not show it are not.
-    let created = rest_plain(
+    let created = rest(
         &wp,
         "/wp-json/wp/v2/posts",
         r#"{"title":"Brand-new-story","content":"x","status":"publish"}"#,
@@ -465,7 +445,7 @@ echo json_encode($ids);"#,
     // A template saved in the site editor (the REST call the editor makes)
     // shows on the next anonymous request.
     assert_eq!(wp.get("/", &[]).cache(), "HIT");
-    let saved = rest_plain(
+    let saved = rest(
         &wp,
         "/wp-json/wp/v2/templates/twentytwentythree//home",
         r#"{"content":"<!-- wp:paragraph --><p>EDITED-TEMPLATE</p><!-- /wp:paragraph -->"}"#,
