@@ -13,7 +13,10 @@
  * response header, which the edge keeps with the cached page and removes
  * before any client sees it:
  *   p:ID     the page shows post ID (its title, a link to it, it in a loop)
- *   q:TYPE   the page lists posts of TYPE (a loop a new post may enter); q:any
+ *   q:TYPE   the page lists posts of TYPE (a loop a new post may enter, a page list,
+ *            an archives or calendar widget); q:any
+ *   q:terms  the page lists terms (categories, tag cloud)
+ *   q:comments  the page lists comments of any post (recent comments)
  *   t:ID     the page shows term ID (its archive, a link to it)
  *   a:ID     the page shows author ID (their archive, a link to them)
  *   404      the page is a "not found" page
@@ -152,6 +155,38 @@ final class Murakumo_Purge
         }
     }
 
+    /** Page lists (get_pages(): navigation fallbacks, wp_list_pages) list every page. */
+    public static function get_pages($pages)
+    {
+        self::label('q:page');
+        return self::the_posts($pages);
+    }
+
+    /** Listings WordPress builds with its own SQL: archives and calendar widgets. */
+    public static function lists_posts($value)
+    {
+        self::label('q:post');
+        return $value;
+    }
+
+    /** Term lists (a category list, a tag cloud); not the terms of given posts (`p:ID`, `t:ID`). */
+    public static function get_terms($terms, $taxonomies = null, $args = [])
+    {
+        if (empty($args['object_ids'])) {
+            self::label('q:terms');
+        }
+        return $terms;
+    }
+
+    /** Comment lists not tied to one post (a post's own comments are `p:ID`). */
+    public static function pre_get_comments($query)
+    {
+        $vars = $query->query_vars;
+        if (empty($vars['post_id']) && empty($vars['post__in']) && empty($vars['post_ID'])) {
+            self::label('q:comments');
+        }
+    }
+
     public static function the_title($title, $id = 0)
     {
         self::label_post($id);
@@ -228,6 +263,7 @@ final class Murakumo_Purge
         if ($listed) {
             self::purge_tag('q:' . $post->post_type, $reason);
             self::purge_tag('q:any', $reason);
+            self::purge_tag('q:terms', $reason);
             // A "not found" page may now be this post's URL.
             self::purge_tag('404', $reason);
             self::purge_url(get_permalink($post));
@@ -301,25 +337,31 @@ final class Murakumo_Purge
     {
         $comment = get_comment($comment_id);
         if ($comment && $comment->comment_approved === '1') {
-            self::purge_tag('p:' . (int) $comment->comment_post_ID, "comment {$comment_id} on post {$comment->comment_post_ID}");
+            $reason = "comment {$comment_id} on post {$comment->comment_post_ID}";
+            self::purge_tag('p:' . (int) $comment->comment_post_ID, $reason);
+            self::purge_tag('q:comments', $reason);
         }
     }
 
     public static function comment_status($new_status, $old_status, $comment)
     {
         if ($new_status === 'approved' || $old_status === 'approved') {
-            self::purge_tag('p:' . (int) $comment->comment_post_ID, "comment {$comment->comment_ID} {$new_status}");
+            $reason = "comment {$comment->comment_ID} {$new_status}";
+            self::purge_tag('p:' . (int) $comment->comment_post_ID, $reason);
+            self::purge_tag('q:comments', $reason);
         }
     }
 
     public static function term($term_id, $tt_id = 0, $taxonomy = '')
     {
         self::purge_tag('t:' . (int) $term_id, "term {$term_id} changed");
+        self::purge_tag('q:terms', "term {$term_id} changed");
     }
 
     public static function term_deleted($term_id, $tt_id = 0, $taxonomy = '')
     {
         self::purge_tag('t:' . (int) $term_id, "term {$term_id} deleted");
+        self::purge_tag('q:terms', "term {$term_id} deleted");
         self::purge_tag('q:any', "term {$term_id} deleted");
     }
 
@@ -393,6 +435,11 @@ add_filter('the_title', ['Murakumo_Purge', 'the_title'], 10, 2);
 foreach (['post_link', 'page_link', 'post_type_link', 'attachment_link'] as $filter) {
     add_filter($filter, ['Murakumo_Purge', 'post_link'], 10, 2);
 }
+add_filter('get_pages', ['Murakumo_Purge', 'get_pages'], 10, 1);
+add_filter('getarchives_where', ['Murakumo_Purge', 'lists_posts'], 10, 1);
+add_filter('get_calendar', ['Murakumo_Purge', 'lists_posts'], 10, 1);
+add_filter('get_terms', ['Murakumo_Purge', 'get_terms'], 10, 3);
+add_action('pre_get_comments', ['Murakumo_Purge', 'pre_get_comments'], 10, 1);
 add_filter('term_link', ['Murakumo_Purge', 'term_link'], 10, 2);
 add_filter('author_link', ['Murakumo_Purge', 'author_link'], 10, 2);
 
@@ -405,6 +452,7 @@ if (Murakumo_Purge::endpoint() !== null) {
     add_action('edit_comment', ['Murakumo_Purge', 'comment'], 10, 1);
     add_action('transition_comment_status', ['Murakumo_Purge', 'comment_status'], 10, 3);
     add_action('edited_term', ['Murakumo_Purge', 'term'], 10, 3);
+    add_action('created_term', ['Murakumo_Purge', 'term'], 10, 3);
     add_action('delete_term', ['Murakumo_Purge', 'term_deleted'], 10, 3);
     add_action('profile_update', ['Murakumo_Purge', 'user'], 10, 1);
     add_action('deleted_user', ['Murakumo_Purge', 'user'], 10, 1);

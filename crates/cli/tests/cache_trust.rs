@@ -425,8 +425,19 @@ echo json_encode($ids);"#,
         urls.len()
     );
 
+    // A page with a "latest posts" block lists other posts (a related-posts
+    // box works the same way); a page without one does not.
+    wp.php(
+        r#"wp_insert_post(['post_type' => 'page', 'post_title' => 'Latest', 'post_name' => 'latest', 'post_status' => 'publish', 'post_content' => '<!-- wp:latest-posts /-->']);
+wp_insert_post(['post_type' => 'page', 'post_title' => 'Plain', 'post_name' => 'plain', 'post_status' => 'publish', 'post_content' => 'nothing listed']);"#,
+    );
+    for page in ["/latest/", "/plain/"] {
+        wp.get(page, &[]);
+        assert_eq!(wp.get(page, &[]).cache(), "HIT", "{page}");
+    }
+
     // Publishing a new post enters every listing: every home and category
-    // page it would appear in is purged, single posts that do not show it are not.
+    // page it would appear in is purged, pages that do not list posts are not.
     let created = rest(
         &wp,
         "/wp-json/wp/v2/posts",
@@ -436,6 +447,18 @@ echo json_encode($ids);"#,
     let home = wp.get("/", &[]);
     assert_eq!(home.cache(), "MISS");
     assert!(home.text().contains("Brand-new-story"));
+    let latest = wp.get("/latest/", &[]);
+    assert_eq!(
+        latest.cache(),
+        "MISS",
+        "the latest-posts block was not purged"
+    );
+    assert!(latest.text().contains("Brand-new-story"));
+    assert_eq!(
+        wp.get("/plain/", &[]).cache(),
+        "HIT",
+        "a page that lists no posts was purged"
+    );
     assert_eq!(
         wp.get("/story-01/", &[]).cache(),
         "HIT",
