@@ -1,27 +1,14 @@
 //! `murakumo probe`: the healthcheck of the compose and Swarm services, for
 //! an image that carries no curl.
 //!
-//! HTTP/1.1 `GET` over a plain TCP stream, reading only the status line:
-//! the peers are our own edge and php-fpm on loopback or the pod network.
+//! HTTP/1.1 `GET` over a plain TCP stream, reading only the status line
+//! (`murakumo_stack::probe`, which `up` and `status` use too): the peers
+//! are our own edge and php-fpm on loopback or the pod network.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-
-fn connect(hostport: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
-    let addr = hostport
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {hostport}"))?
-        .next()
-        .with_context(|| format!("{hostport} has no address"))?;
-    let s = TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    Ok(s)
-}
+use murakumo_stack::probe::{connect, get_status};
 
 /// `http://HOST:PORT/PATH` → (`HOST:PORT`, `/PATH`).
 fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
@@ -35,29 +22,6 @@ fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
     Ok((hostport, if path.is_empty() { "/" } else { path }))
 }
 
-/// GETs `url` and returns the status code, or an error naming what failed.
-fn get(url: &str, timeout: Duration) -> anyhow::Result<u16> {
-    let (hostport, path) = split_url(url)?;
-    let mut s = connect(hostport, timeout)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nUser-Agent: murakumo-probe\r\n\r\n"
-    )?;
-    let mut head = [0u8; 64];
-    let n = s
-        .read(&mut head)
-        .with_context(|| format!("reading {url}"))?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let status = line.split_whitespace().nth(1).unwrap_or("");
-    match status.parse::<u16>() {
-        Ok(code) if status.len() == 3 => Ok(code),
-        _ => bail!(
-            "{url} answered {:?}, not HTTP",
-            line.lines().next().unwrap_or("")
-        ),
-    }
-}
-
 /// `http://HOST:PORT/PATH` must answer 2xx, `tcp:HOST:PORT` must accept a
 /// connection, within 3 s.
 pub fn probe(target: &str) -> anyhow::Result<()> {
@@ -69,7 +33,8 @@ pub fn probe(target: &str) -> anyhow::Result<()> {
     if !target.starts_with("http://") {
         bail!("{target:?}: probe http://HOST:PORT/PATH or tcp:HOST:PORT");
     }
-    match get(target, timeout)? {
+    let (hostport, path) = split_url(target)?;
+    match get_status(hostport, path, timeout).with_context(|| format!("probing {target}"))? {
         200..=299 => Ok(()),
         code => bail!("{target} answered {code}"),
     }
