@@ -145,6 +145,19 @@ mod tests {
             }
         }
 
+        /// The cache key's one spelling of a normalised path (percent-encoded
+        /// one way) decodes back to that path, and is the spelling of what
+        /// it decodes to.
+        #[test]
+        fn the_cache_key_spelling_decodes_to_the_normalised_path(raw in "/[a-z%./\\\\0-9A-F?#é ]{0,40}") {
+            if let Ok(p) = normalise(&raw) {
+                let spelt = murakumo_cache::key::encode_path(&p);
+                prop_assert_eq!(normalise(&spelt), Ok(p.clone()));
+                let again = normalise(&spelt).unwrap();
+                prop_assert_eq!(murakumo_cache::key::encode_path(&again), spelt.clone());
+            }
+        }
+
         /// A normalised path is a fixed point, absolute, and holds no `..`,
         /// `//` or NUL, whatever the input.
         #[test]
