@@ -8,6 +8,7 @@
 
 mod deploy;
 mod limits;
+mod php_address;
 mod units;
 
 use std::collections::HashSet;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use deploy::{DbKind, Deploy, DeployDb, IngressMode};
 pub use limits::{parse_rate, Limits, Rate, RateLimit};
+pub use php_address::PhpAddress;
 pub use units::{parse_duration, parse_size};
 
 #[derive(Debug, thiserror::Error)]
@@ -703,15 +705,7 @@ fn check_pool(members: &[String], _key: &str) -> Result<(), String> {
         return Err("is empty; give at least one php-fpm address: \"unix:/run/php/php8.2-fpm.sock\" or \"127.0.0.1:9000\"".into());
     }
     for m in members {
-        let ok = match m.strip_prefix("unix:") {
-            Some(path) => path.starts_with('/'),
-            None => m
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
-        };
-        if !ok {
-            return Err(format!("{m:?} is not a php-fpm address; write \"unix:/absolute/path.sock\" or \"host:port\""));
-        }
+        PhpAddress::parse(m)?;
     }
     Ok(())
 }

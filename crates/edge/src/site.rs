@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use murakumo_cache::{Coalescer, PageCache, Policy};
-use murakumo_config::{Config, HostPattern, Rate};
+use murakumo_config::{Config, HostPattern, PhpAddress, Rate};
 use murakumo_fastcgi::{Address, Pool, PoolConfig};
 
 use crate::guard::GuardOptions;
@@ -56,7 +56,19 @@ fn build_pool(
     members: &[String],
     site: &murakumo_config::Site,
 ) -> Arc<PhpPool> {
-    let addresses = members.iter().filter_map(|m| Address::parse(m)).collect();
+    // Validation has refused any address that does not parse; one that
+    // still did not would be named here, never dropped silently.
+    let addresses = members
+        .iter()
+        .filter_map(|m| match PhpAddress::parse(m) {
+            Ok(PhpAddress::Unix(path)) => Some(Address::Unix(path)),
+            Ok(PhpAddress::Tcp(hostport)) => Some(Address::Tcp(hostport)),
+            Err(e) => {
+                tracing::error!(site = %site.name, role, "{e}");
+                None
+            }
+        })
+        .collect();
     let config = PoolConfig {
         max_conns: site.php_max_conns,
         connect_timeout: site.php_connect_timeout,

@@ -26,24 +26,6 @@ pub enum Address {
     Tcp(String),
 }
 
-impl Address {
-    /// Parses the configuration form. Returns `None` for an empty string or a
-    /// TCP address without a port.
-    pub fn parse(s: &str) -> Option<Address> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return None;
-            }
-            return Some(Address::Unix(PathBuf::from(path)));
-        }
-        let (host, port) = s.rsplit_once(':')?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return None;
-        }
-        Some(Address::Tcp(s.to_string()))
-    }
-}
-
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -224,29 +206,5 @@ impl Connection {
     /// the connection is out of step and must not be reused.
     pub fn has_leftover(&self) -> bool {
         !self.read_buf.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn address_forms() {
-        assert_eq!(
-            Address::parse("unix:/run/a.sock"),
-            Some(Address::Unix("/run/a.sock".into()))
-        );
-        assert_eq!(
-            Address::parse("127.0.0.1:9000"),
-            Some(Address::Tcp("127.0.0.1:9000".into()))
-        );
-        assert_eq!(
-            Address::parse("[::1]:9000"),
-            Some(Address::Tcp("[::1]:9000".into()))
-        );
-        assert_eq!(Address::parse("unix:"), None);
-        assert_eq!(Address::parse("localhost"), None);
-        assert_eq!(Address::parse("h:99999"), None);
     }
 }
