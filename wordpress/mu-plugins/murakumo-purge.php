@@ -370,7 +370,45 @@ final class Murakumo_Purge
         self::purge_tag('a:' . (int) $user_id, "author {$user_id} changed");
     }
 
-    public static function option($option)
+    /**
+     * Theme mods without the keys WordPress writes as a lookup cache while
+     * rendering (`custom_css_post_id`, on a site's first page view): a
+     * change of those alone shows nowhere.
+     */
+    private static function shown_theme_mods($mods)
+    {
+        if (!is_array($mods)) {
+            return $mods;
+        }
+        unset($mods['custom_css_post_id']);
+        return $mods;
+    }
+
+    /**
+     * Options WordPress adds empty while rendering a site's first pages
+     * (each widget type's settings, the theme mods' lookup cache): nothing
+     * shows them yet, and purging for them would throw away those pages.
+     */
+    public static function option_added($option, $value = null)
+    {
+        if (strpos($option, 'theme_mods_') === 0 && !self::shown_theme_mods($value)) {
+            return;
+        }
+        if (strpos($option, 'widget_') === 0 && is_array($value) && !array_diff_key($value, ['_multiwidget' => true])) {
+            return;
+        }
+        self::option($option);
+    }
+
+    public static function option_updated($option, $old = null, $new = null)
+    {
+        if (strpos($option, 'theme_mods_') === 0 && self::shown_theme_mods($old) == self::shown_theme_mods($new)) {
+            return;
+        }
+        self::option($option);
+    }
+
+    private static function option($option)
     {
         if ($option === 'sticky_posts') {
             self::purge_tag('q:post', 'sticky posts changed');
@@ -456,8 +494,8 @@ if (Murakumo_Purge::endpoint() !== null) {
     add_action('delete_term', ['Murakumo_Purge', 'term_deleted'], 10, 3);
     add_action('profile_update', ['Murakumo_Purge', 'user'], 10, 1);
     add_action('deleted_user', ['Murakumo_Purge', 'user'], 10, 1);
-    add_action('updated_option', ['Murakumo_Purge', 'option'], 10, 1);
-    add_action('added_option', ['Murakumo_Purge', 'option'], 10, 1);
+    add_action('updated_option', ['Murakumo_Purge', 'option_updated'], 10, 3);
+    add_action('added_option', ['Murakumo_Purge', 'option_added'], 10, 2);
     foreach (['switch_theme', 'customize_save_after', 'wp_update_nav_menu', 'wp_delete_nav_menu',
               'activated_plugin', 'deactivated_plugin', 'upgrader_process_complete'] as $hook) {
         add_action($hook, ['Murakumo_Purge', 'everything'], 10, 0);

@@ -3,7 +3,8 @@
 //! The rule the page cache keeps: everything PHP sees that can change a
 //! response is either part of the key or normalised away before PHP sees
 //! it. A key is built from the scheme, the host and port the client named
-//! (lowercase; the scheme's default port dropped), the normalised path and
+//! (lowercase, no trailing dot; the scheme's default port dropped), the
+//! normalised path and
 //! the query without tracking parameters. The edge fills an entry by sending
 //! PHP exactly this key's request ([`CacheKey::request_uri`],
 //! [`CacheKey::host_header`]), never the variant a client happened to send,
@@ -49,7 +50,8 @@ impl CacheKey {
         CacheKey {
             site,
             https,
-            host: name.to_ascii_lowercase(),
+            // `example.com.` is `example.com` (the router agrees).
+            host: name.trim_end_matches('.').to_ascii_lowercase(),
             port: port.filter(|p| *p != default_port),
             target,
         }
@@ -228,6 +230,7 @@ mod tests {
             key(false, "[::1]:8080", "/", None).host_header(),
             "[::1]:8080"
         );
+        assert_eq!(key(true, "Localhost.:18443", "/", None), a);
         // Not a port: kept in the name, never silently dropped.
         assert_eq!(key(false, "a.test:x", "/", None).host, "a.test:x");
     }

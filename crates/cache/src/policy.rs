@@ -169,37 +169,43 @@ impl Policy {
     /// refuse storing, for `not_found_ttl`. A URL purge removes a stored 404
     /// like any entry, so a post published there shows at once.
     pub fn storable(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-        let not_found = status == StatusCode::NOT_FOUND;
         let ttl = match status.as_u16() {
             200 | 301 => self.ttl,
             404 => self.ttl_404,
             _ => return None,
         };
-        if headers.contains_key(SET_COOKIE) || headers.contains_key(CONTENT_ENCODING) {
+        if headers.contains_key(CONTENT_ENCODING) || self.is_private(status, headers) {
             return None;
         }
-        for v in headers.get_all(CACHE_CONTROL) {
+        Some(ttl)
+    }
+
+    /// Whether PHP said that this answer is for its client only:
+    /// `Set-Cookie`, `Cache-Control: private`, `no-store` or (but for a 404)
+    /// `no-cache`, or a `Vary` on anything but `Accept-Encoding`. Such a
+    /// page must reach PHP with each client's own request.
+    pub fn is_private(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let not_found = status == StatusCode::NOT_FOUND;
+        if headers.contains_key(SET_COOKIE) {
+            return true;
+        }
+        let cache_control = headers.get_all(CACHE_CONTROL).iter().any(|v| {
             let text = v.to_str().unwrap_or("private").to_ascii_lowercase();
-            if text.split(',').map(str::trim).any(|d| {
+            text.split(',').map(str::trim).any(|d| {
                 d == "private"
                     || d == "no-store"
                     || d.starts_with("private=")
                     || (!not_found && (d == "no-cache" || d.starts_with("no-cache=")))
-            }) {
-                return None;
-            }
-        }
-        for v in headers.get_all(VARY) {
-            let text = v.to_str().unwrap_or("*");
-            if text
+            })
+        });
+        let vary = headers.get_all(VARY).iter().any(|v| {
+            v.to_str()
+                .unwrap_or("*")
                 .split(',')
                 .map(str::trim)
                 .any(|f| !f.eq_ignore_ascii_case("accept-encoding") && !f.is_empty())
-            {
-                return None;
-            }
-        }
-        Some(ttl)
+        });
+        cache_control || vary
     }
 }
 

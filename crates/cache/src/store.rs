@@ -234,6 +234,8 @@ pub struct PageCache {
     /// Keys whose canonical render PHP marked private (or otherwise not to
     /// be stored), for [`PASS_TTL`].
     passes: moka::sync::Cache<CacheKey, ()>,
+    /// Counted up by every purge (see `insert_unless_purged`).
+    generation: AtomicU64,
     stats: Stats,
 }
 
@@ -260,6 +262,7 @@ impl PageCache {
             entries,
             tags,
             passes,
+            generation: AtomicU64::new(0),
             stats: Stats::default(),
         }
     }
@@ -284,16 +287,45 @@ impl PageCache {
         self.entries.insert(key, entry);
     }
 
-    /// Purges the entries of `host` (any host when `None`, any port) that
-    /// carry one of `tags`, and those of that host PHP stored untagged (a
-    /// page nobody labelled cannot be known not to show what changed).
-    pub fn purge_tags(&self, host: Option<&str>, tags: &[&str]) -> usize {
-        let host = host.map(|h| crate::key::host_without_port(h).to_ascii_lowercase());
-        // Keys are collected under the index lock and removed after it is
-        // released: removal calls the eviction listener, which locks it.
-        let doomed = self
-            .tags
-            .keys_for(tags, |k| host.as_ref().is_none_or(|h| &k.host == h));
+    /// Purges so far: a fill notes it before asking PHP and stores with
+    /// [`PageCache::insert_unless_purged`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Stores an entry rendered from a request sent when [`Self::generation`]
+    /// was `since`, unless a purge came in between: PHP may have read the
+    /// database before the change that purge was for, and nothing would
+    /// remove the old page it rendered. `false` when it was not kept.
+    pub fn insert_unless_purged(&self, key: CacheKey, entry: Arc<Entry>, since: u64) -> bool {
+        if self.generation() != since {
+            return false;
+        }
+        let id = entry.id;
+        self.insert(key.clone(), entry);
+        // A purge that began after the check above and before the insert
+        // may have missed the entry: look again, now that it is in.
+        if self.generation() != since {
+            if self.entries.get(&key).is_some_and(|e| e.id == id) {
+                self.entries.invalidate(&key);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Removes the entries (and passes) `pred` names; every purge goes
+    /// through here, the generation counted up first.
+    fn purge_keys(&self, pred: impl Fn(&CacheKey) -> bool, doomed: Vec<CacheKey>) -> usize {
+        let passes: Vec<Arc<CacheKey>> = self
+            .passes
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in passes {
+            self.passes.invalidate(k.as_ref());
+        }
         let mut purged = 0;
         for k in &doomed {
             if self.entries.remove(k).is_some() {
@@ -306,40 +338,33 @@ impl PageCache {
         purged
     }
 
-    /// A purge also ends the passes it reaches: the page may be shared now.
-    fn forget_passes(&self, pred: &impl Fn(&CacheKey) -> bool) {
-        let keys: Vec<Arc<CacheKey>> = self
-            .passes
+    fn purge_where(&self, pred: impl Fn(&CacheKey) -> bool) -> usize {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let doomed = self
+            .entries
             .iter()
             .filter(|(k, _)| pred(k))
-            .map(|(k, _)| k)
+            .map(|(k, _)| (*k).clone())
             .collect();
-        for k in keys {
-            self.passes.invalidate(k.as_ref());
-        }
+        self.purge_keys(pred, doomed)
+    }
+
+    /// Purges the entries that carry one of `tags`, and those PHP stored
+    /// untagged (a page nobody labelled cannot be known not to show what
+    /// changed), whatever their host: every host of a site shows the same
+    /// posts.
+    pub fn purge_tags(&self, tags: &[&str]) -> usize {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        // Keys are collected under the index lock and removed after it is
+        // released: removal calls the eviction listener, which locks it.
+        let doomed = self.tags.keys_for(tags, |_| true);
+        self.purge_keys(|_| true, doomed)
     }
 
     /// Distinct tags and (tag, entry) references held by the tag index.
     pub fn tag_usage(&self) -> (usize, usize) {
         self.entries.run_pending_tasks();
         self.tags.usage()
-    }
-
-    fn purge_where(&self, pred: impl Fn(&CacheKey) -> bool) -> usize {
-        self.forget_passes(&pred);
-        let doomed: Vec<Arc<CacheKey>> = self
-            .entries
-            .iter()
-            .filter(|(k, _)| pred(k))
-            .map(|(k, _)| k)
-            .collect();
-        for k in &doomed {
-            self.entries.invalidate(k.as_ref());
-        }
-        self.stats
-            .purged
-            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
-        doomed.len()
     }
 
     /// Sends this key's requests to PHP as their clients sent them, for
@@ -357,16 +382,16 @@ impl PageCache {
         self.entries.invalidate(key);
     }
 
-    /// Purges one URL (`http://host/path?query`), whatever the scheme and port.
-    pub fn purge_url(&self, host: &str, target: &str) -> usize {
-        let host = crate::key::host_without_port(host).to_ascii_lowercase();
-        self.purge_where(|k| k.host == host && k.target == target)
+    /// Purges one path and query (`target` as in [`CacheKey::target`]) on
+    /// every host, scheme and port of the site: its aliases show the same
+    /// page.
+    pub fn purge_url(&self, target: &str) -> usize {
+        self.purge_where(|k| k.target == target)
     }
 
-    /// Purges every URL of `host` whose path and query start with `prefix`.
-    pub fn purge_prefix(&self, host: &str, prefix: &str) -> usize {
-        let host = crate::key::host_without_port(host).to_ascii_lowercase();
-        self.purge_where(|k| k.host == host && k.target.starts_with(prefix))
+    /// Purges every URL of the site whose path and query start with `prefix`.
+    pub fn purge_prefix(&self, prefix: &str) -> usize {
+        self.purge_where(|k| k.target.starts_with(prefix))
     }
 
     pub fn purge_all(&self) -> usize {
@@ -460,13 +485,36 @@ mod tests {
         for t in ["/", "/a/", "/a/b/", "/b/"] {
             c.insert(key("wp.test", t), Arc::new(html("x")));
         }
-        c.insert(key("other.test", "/a/"), Arc::new(html("x")));
+        // An alias of the site (another host name, a port) shows the same page.
+        c.insert(key("alias.test:8443", "/a/"), Arc::new(html("x")));
         assert!(matches!(c.lookup(&key("wp.test", "/a/")), Lookup::Fresh(_)));
-        assert_eq!(c.purge_url("WP.test:8080", "/a/"), 1);
+        assert_eq!(c.purge_url("/a/"), 2);
         assert!(matches!(c.lookup(&key("wp.test", "/a/")), Lookup::Miss));
-        assert_eq!(c.purge_prefix("wp.test", "/a"), 1);
-        assert_eq!(c.purge_all(), 3);
+        assert!(matches!(
+            c.lookup(&key("alias.test:8443", "/a/")),
+            Lookup::Miss
+        ));
+        assert_eq!(c.purge_prefix("/a"), 1);
+        assert_eq!(c.purge_all(), 2);
         assert_eq!(c.usage().0, 0);
+    }
+
+    #[test]
+    fn a_fill_that_began_before_a_purge_is_not_kept() {
+        let c = PageCache::new(1 << 20);
+        let since = c.generation();
+        // The edit's purge arrives while PHP renders the old page.
+        assert_eq!(c.purge_url("/a/"), 0);
+        assert!(!c.insert_unless_purged(key("a", "/a/"), Arc::new(html("old")), since));
+        assert!(matches!(c.lookup(&key("a", "/a/")), Lookup::Miss));
+        // A fill that began after it is kept.
+        let since = c.generation();
+        assert!(c.insert_unless_purged(key("a", "/a/"), Arc::new(html("new")), since));
+        assert!(matches!(c.lookup(&key("a", "/a/")), Lookup::Fresh(_)));
+        // Tag purges count too.
+        let since = c.generation();
+        c.purge_tags(&["p:1"]);
+        assert!(!c.insert_unless_purged(key("a", "/b/"), Arc::new(html("old")), since));
     }
 
     fn tagged(tags: &str) -> Entry {
@@ -494,29 +542,27 @@ mod tests {
         c.insert(key("wp.test", "/one/"), Arc::new(tagged("p:1 p:2")));
         c.insert(key("wp.test", "/three/"), Arc::new(tagged("p:3")));
         c.insert(key("wp.test:8443", "/three/"), Arc::new(tagged("p:3")));
-        c.insert(key("other.test", "/one/"), Arc::new(tagged("p:1")));
+        c.insert(key("alias.test", "/one/"), Arc::new(tagged("p:1")));
         assert_eq!(c.tag_usage(), (4, 10));
-        assert_eq!(c.purge_tags(Some("wp.test"), &["p:1"]), 2);
+        // Every host and port of the site, and nothing twice.
+        assert_eq!(c.purge_tags(&["p:1"]), 3);
         assert!(matches!(c.lookup(&key("wp.test", "/")), Lookup::Miss));
-        assert!(matches!(c.lookup(&key("wp.test", "/one/")), Lookup::Miss));
+        assert!(matches!(
+            c.lookup(&key("alias.test", "/one/")),
+            Lookup::Miss
+        ));
         assert!(matches!(
             c.lookup(&key("wp.test", "/page/2/")),
             Lookup::Fresh(_)
         ));
-        assert!(matches!(
-            c.lookup(&key("other.test", "/one/")),
-            Lookup::Fresh(_)
-        ));
-        // Every port of the host, and nothing twice.
-        assert_eq!(c.purge_tags(Some("WP.test:1"), &["p:3", "q:post"]), 3);
+        assert_eq!(c.purge_tags(&["p:3", "q:post"]), 3);
         // The index follows the entries out.
-        assert_eq!(c.tag_usage(), (1, 1));
-        // Untagged entries go with any tag purge of their host.
+        assert_eq!(c.tag_usage(), (0, 0));
+        // Untagged entries go with any tag purge.
         c.insert(key("wp.test", "/untagged/"), Arc::new(html("x")));
-        c.insert(key("other.test", "/untagged/"), Arc::new(html("x")));
-        assert_eq!(c.purge_tags(Some("wp.test"), &["p:999"]), 1);
-        assert_eq!(c.purge_tags(None, &["p:1"]), 2);
-        assert_eq!(c.usage().0, 0);
+        c.insert(key("wp.test", "/tagged/"), Arc::new(tagged("p:5")));
+        assert_eq!(c.purge_tags(&["p:999"]), 1);
+        assert_eq!(c.usage().0, 1);
     }
 
     #[test]
@@ -525,8 +571,8 @@ mod tests {
         c.insert(key("a", "/"), Arc::new(tagged("p:1 p:2")));
         c.insert(key("a", "/"), Arc::new(tagged("p:2 p:3")));
         assert_eq!(c.tag_usage(), (2, 2));
-        assert_eq!(c.purge_tags(None, &["p:1"]), 0);
-        assert_eq!(c.purge_tags(None, &["p:3"]), 1);
+        assert_eq!(c.purge_tags(&["p:1"]), 0);
+        assert_eq!(c.purge_tags(&["p:3"]), 1);
         assert_eq!(c.tag_usage(), (0, 0));
     }
 

@@ -391,6 +391,19 @@ echo json_encode($ids);"#,
     assert!(showing.contains(&&"/page/3/".to_string()), "{showing:?}");
     assert!(!showing.contains(&&"/".to_string()), "{showing:?}");
 
+    // The same post under another name of the site (an alias in `hosts`,
+    // the trailing-dot spelling of the Host): one more entry, the same page.
+    let story = wp.edge.url("/story-10/");
+    let alias = format!("Host: alias.wp.test:{}", wp.edge.port);
+    let dotted = format!("Host: wp.test.:{}", wp.edge.port);
+    assert_eq!(curl(&story, &["-H", &alias]).cache(), "MISS");
+    assert_eq!(curl(&story, &["-H", &alias]).cache(), "HIT");
+    assert_eq!(
+        curl(&story, &["-H", &dotted]).cache(),
+        "HIT",
+        "wp.test. is wp.test"
+    );
+
     // The editor saves a new title (publish → publish).
     let id = ids["10"];
     let updated = rest(
@@ -401,6 +414,9 @@ echo json_encode($ids);"#,
     assert_eq!(updated.status, 200, "{}", updated.text());
 
     let purged = last_purge_count(&wp);
+    let aliased = curl(&story, &["-H", &alias]);
+    assert_eq!(aliased.cache(), "MISS", "the alias host kept the old page");
+    assert!(aliased.text().contains(new_title));
     for (url, showed) in urls.iter().zip(&shows) {
         let r = wp.get(url, &[]);
         if *showed {
@@ -416,13 +432,13 @@ echo json_encode($ids);"#,
     }
     assert_eq!(
         purged,
-        Some(showing.len()),
+        Some(showing.len() + 1),
         "purged {purged:?}; pages showing it: {showing:?}"
     );
     eprintln!(
-        "updating one post purged {} of {} cached pages: {showing:?}",
-        showing.len(),
-        urls.len()
+        "updating one post purged {} of {} cached pages: {showing:?} and the alias host's copy",
+        showing.len() + 1,
+        urls.len() + 1
     );
 
     // A page with a "latest posts" block lists other posts (a related-posts

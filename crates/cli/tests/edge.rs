@@ -598,3 +598,42 @@ fn pages_php_keeps_private_see_each_visitor_s_own_request() {
     // learn the page is private, then theirs), later ones once each.
     assert_eq!(s.fpm.requests_for("ab.php"), 5);
 }
+
+#[test]
+fn a_page_rendered_before_a_purge_is_not_kept_after_it() {
+    // PHP reads the content, then takes a while to render; the edit and its
+    // purge land in between. The page it renders is the old one: its client
+    // gets it, but the cache must not keep it past the purge.
+    let s = PhpSite::start("", "");
+    let version = s.root().join("version.txt");
+    std::fs::write(&version, "v1").unwrap();
+    support::php_site::write(
+        &s.root(),
+        "versioned.php",
+        "<?php $v = file_get_contents(__DIR__ . '/version.txt'); usleep(800000); header('Content-Type: text/html'); echo 'version ', $v;",
+    );
+    let url = s.edge.url("/versioned.php");
+    let host = format!("Host: {HOST}");
+    let slow = {
+        let (url, host) = (url.clone(), host.clone());
+        std::thread::spawn(move || curl(&url, &["-H", &host]))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&version, "v2").unwrap();
+    let purged = curl(
+        &s.edge
+            .ops(&format!("/purge?url=http://{HOST}/versioned.php")),
+        &["-X", "POST"],
+    );
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let old = slow.join().unwrap();
+    assert_eq!((old.text().as_str(), old.cache()), ("version v1", "MISS"));
+    let after = s.get("/versioned.php", &[]);
+    assert_eq!(
+        after.text(),
+        "version v2",
+        "the page rendered before the purge was kept"
+    );
+    assert_eq!(after.cache(), "MISS");
+    assert_eq!(s.get("/versioned.php", &[]).cache(), "HIT");
+}

@@ -149,22 +149,22 @@ pub async fn serve(
         }
         Turn::Lead(lead) => {
             outcome.cache = Some("MISS");
+            let since = cache.store.generation();
             let up = match target.exchange(&params(), SpooledBody::Empty).await {
                 Ok(up) => up,
                 Err(e) => return php_error(site, &e),
             };
             outcome.upstream = Some(up.head_time);
-            match fill(site, cache, key.clone(), up).await {
+            match fill(site, cache, key.clone(), up, since).await {
                 Filled::Stored(entry) => {
                     drop(lead);
                     respond(&entry, &wants)
                 }
                 Filled::Pass(up, prefix) => upstream_response(*up, prefix),
                 Filled::Private => {
-                    // The page is not shared (private, a cookie, a redirect
-                    // for the anonymous view, …): this client and the next
-                    // ones for a while get PHP's answer to their own
-                    // request, not the canonical one's.
+                    // The page is not shared (private, a cookie, `Vary`):
+                    // this client and the next ones for a while get PHP's
+                    // answer to their own request, not the canonical one's.
                     cache.store.mark_pass(key);
                     drop(lead);
                     outcome.cache = Some("BYPASS");
@@ -179,24 +179,37 @@ pub async fn serve(
 }
 
 enum Filled {
+    /// Stored, or (a purge came while PHP rendered it) fresh but not kept.
     Stored(Arc<Entry>),
-    /// Shared but not stored (too large, a redirect to itself, a server
-    /// error): stream it, `prefix` first.
+    /// The canonical answer, not stored (a status that is not stored such
+    /// as 302, 403 or 5xx, too large, a redirect to itself): stream it,
+    /// `prefix` first. A status is no reason to pass the key: the answer may
+    /// be the client's alone (an IP a security plugin refuses), and would
+    /// turn off the cache for everyone.
     Pass(Box<Upstream>, Vec<Bytes>),
-    /// Not to be shared (the policy refused it). Its answer is dropped
-    /// unread: the FastCGI connection closes, so PHP stops at its next
-    /// write rather than rendering for nobody.
+    /// PHP said the page is for its client only ([`Policy::is_private`]).
+    /// Its answer is dropped unread: the FastCGI connection closes, so PHP
+    /// stops at its next write rather than rendering for nobody.
+    ///
+    /// [`Policy::is_private`]: murakumo_cache::Policy::is_private
     Private,
     Failed(php::PhpError),
 }
 
-/// Reads a cacheable response whole, compresses and stores it.
-async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -> Filled {
+/// Reads a cacheable response whole, compresses and stores it, unless a
+/// purge came after `since` (the generation before PHP was asked).
+async fn fill(
+    site: &Site,
+    cache: &SiteCache,
+    key: CacheKey,
+    mut up: Upstream,
+    since: u64,
+) -> Filled {
     let Some(ttl) = cache.policy.storable(up.status, &up.headers) else {
-        if up.status.is_server_error() {
-            return Filled::Pass(Box::new(up), Vec::new());
+        if cache.policy.is_private(up.status, &up.headers) {
+            return Filled::Private;
         }
-        return Filled::Private;
+        return Filled::Pass(Box::new(up), Vec::new());
     };
     if up.status.is_redirection() && !redirects_elsewhere(&key, &up.headers) {
         tracing::warn!(site = %site.name, url = %key, location = ?up.headers.get(header::LOCATION), "a redirect to its own URL is not stored");
@@ -222,7 +235,13 @@ async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -
         body.extend_from_slice(&c);
     }
     let tags = Tags::take(&mut up.headers);
-    let (status, headers, stale) = (up.status, std::mem::take(&mut up.headers), cache.stale);
+    // A stale 404 would hide a post published there past `not_found_ttl`.
+    let stale = if up.status == StatusCode::NOT_FOUND {
+        std::time::Duration::ZERO
+    } else {
+        cache.stale
+    };
+    let (status, headers) = (up.status, std::mem::take(&mut up.headers));
     let built = tokio::task::spawn_blocking(move || {
         Entry::build(status, headers, body.freeze(), ttl, stale, tags)
     })
@@ -230,7 +249,12 @@ async fn fill(site: &Site, cache: &SiteCache, key: CacheKey, mut up: Upstream) -
     match built {
         Ok(entry) => {
             let entry = Arc::new(entry);
-            cache.store.insert(key, entry.clone());
+            if !cache
+                .store
+                .insert_unless_purged(key.clone(), entry.clone(), since)
+            {
+                tracing::info!(site = %site.name, url = %key, "a purge came while PHP rendered this page: served once, not kept");
+            }
             Filled::Stored(entry)
         }
         Err(e) => {
@@ -250,6 +274,7 @@ async fn refresh(
     params: Params,
     _lead: Lead,
 ) {
+    let since = cache.store.generation();
     let up = match php::exchange(
         &pool,
         &params,
@@ -266,7 +291,7 @@ async fn refresh(
         }
     };
     let status = up.status;
-    match fill(&site, &cache, key.clone(), up).await {
+    match fill(&site, &cache, key.clone(), up, since).await {
         Filled::Stored(_) => {}
         Filled::Private => {
             // The page is no longer shared (e.g. now private): drop it.
@@ -276,7 +301,8 @@ async fn refresh(
         Filled::Pass(..) if status.is_server_error() => {
             tracing::warn!(site = %site.name, url = %key, %status, "refresh got a server error; serving the stale page")
         }
-        // Too large now, or a redirect to itself: not served from here.
+        // Another status now, too large, or a redirect to itself: not
+        // served from here any more.
         Filled::Pass(..) => cache.store.remove(&key),
         Filled::Failed(e) => {
             tracing::warn!(site = %site.name, url = %key, error = %e, "refresh failed; serving the stale page")

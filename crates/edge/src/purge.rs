@@ -2,10 +2,12 @@
 //! read from the query ([`Order::parse`]), applied to this edge's sites
 //! ([`Order::apply`]), then passed on to the other edges (`purge_fanout`).
 //!
-//! `url=URL` and `prefix=URL` (absolute; any port of the host), `tag=TAG`
-//! (several allowed; scoped to `host=HOST` when given, else every site),
-//! `site=NAME`, `all=1`; `reason=TEXT` goes into the log line. The answer
-//! says how many entries went, `{"purged":N}`.
+//! `url=URL` and `prefix=URL` (absolute: the site its host routes to, that
+//! path on every host, scheme and port of the site, whose aliases show the
+//! same pages), `tag=TAG` (several allowed; in the site `host=HOST` routes
+//! to when given, else every site), `site=NAME`, `all=1`; `reason=TEXT`
+//! goes into the log line. The answer says how many entries went,
+//! `{"purged":N}`.
 
 use std::sync::atomic::Ordering;
 
@@ -33,7 +35,7 @@ enum Target {
 struct Order {
     targets: Vec<Target>,
     tags: Vec<String>,
-    /// Scope of `tags`: this host's entries only.
+    /// Scope of `tags`: the site this host routes to.
     host: Option<String>,
     reason: Option<String>,
 }
@@ -97,9 +99,7 @@ impl Order {
                 None => sites.list.iter().collect(),
             };
             for site in scoped {
-                purged += purge_site(edge, site, "tag", |c| {
-                    c.store.purge_tags(self.host.as_deref(), &tags)
-                });
+                purged += purge_site(edge, site, "tag", |c| c.store.purge_tags(&tags));
             }
         }
         Ok(purged)
@@ -140,9 +140,9 @@ fn purge_url(
     let key = murakumo_cache::CacheKey::new(site.name.clone(), https, host, &path, query);
     Ok(purge_site(edge, site, name, |c| {
         if prefix {
-            c.store.purge_prefix(host, &key.target)
+            c.store.purge_prefix(&key.target)
         } else {
-            c.store.purge_url(host, &key.target)
+            c.store.purge_url(&key.target)
         }
     }))
 }
@@ -181,7 +181,7 @@ pub async fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     let passed_on = req.headers().contains_key(purge_fanout::FANOUT_HEADER);
     tracing::info!(
         reason = order.reason.as_deref().unwrap_or("-"),
-        urls = order.targets.len(),
+        targets = ?order.targets,
         tags = %order.tags.join(" "),
         host = order.host.as_deref().unwrap_or("-"),
         purged,

@@ -635,7 +635,7 @@ impl WordPress {
             .unwrap_or_else(|e| panic!("install output {stdout:?}: {e}"));
 
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nops_listen = \"127.0.0.1:{ops_port}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"blog\"\nhosts = [\"wp.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ndb = \"mysql://wp@localhost/wordpress?socket={dbsock}\"\ndb_password_file = \"{pwfile}\"\n{site_extra}\n[site.cache]\n{cache}\n",
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nops_listen = \"127.0.0.1:{ops_port}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"blog\"\nhosts = [\"wp.test\", \"alias.wp.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ndb = \"mysql://wp@localhost/wordpress?socket={dbsock}\"\ndb_password_file = \"{pwfile}\"\n{site_extra}\n[site.cache]\n{cache}\n",
             root = root.display(),
             sock = fpm.socket.display(),
             dbsock = db.socket.display(),
@@ -648,6 +648,14 @@ impl WordPress {
         let mut f = std::fs::File::create(d.join("db-password")).unwrap();
         writeln!(f, "wp-secret").unwrap();
         let edge = Edge::start_on(d, &config, port, ops_port);
+        // The first page view of a new site stores the theme's options,
+        // which purges the site (and any page rendered meanwhile): let it
+        // happen, uncached, before a test counts on the cache.
+        let warm = curl(
+            &edge.url("/?murakumo-test-warm-up=1"),
+            &["-H", &format!("Host: {host}")],
+        );
+        assert_eq!(warm.status, 200, "warming up: {}", warm.text());
         WordPress {
             root,
             db,
