@@ -651,10 +651,13 @@ impl WordPress {
         // The first page view of a new site stores the theme's options,
         // which purges the site (and any page rendered meanwhile): let it
         // happen, uncached, before a test counts on the cache.
-        let warm = curl(
-            &edge.url("/?murakumo-test-warm-up=1"),
-            &["-H", &format!("Host: {host}")],
-        );
+        let warm_up = "/?murakumo-test-warm-up=1";
+        let warm = if https {
+            let url = format!("https://127.0.0.1:{tls_port}{warm_up}");
+            curl(&url, &["-k", "-H", &format!("Host: {host}")])
+        } else {
+            curl(&edge.url(warm_up), &["-H", &format!("Host: {host}")])
+        };
         assert_eq!(warm.status, 200, "warming up: {}", warm.text());
         WordPress {
             root,
