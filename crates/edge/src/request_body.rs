@@ -25,10 +25,6 @@ pub enum SpooledBody {
 }
 
 impl SpooledBody {
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn len(&self) -> u64 {
         match self {
             SpooledBody::Empty => 0,

@@ -137,10 +137,6 @@ impl<IO> Watchdog<IO> {
         }
     }
 
-    pub fn get_ref(&self) -> &IO {
-        &self.io
-    }
-
     /// Turns a pending write into an error once it has stalled for
     /// `send_timeout`; progress resets the clock.
     fn on_write(
