@@ -274,7 +274,9 @@ fn anonymous_404s_are_cached_until_a_post_is_published_there() {
     );
     assert_eq!(renders(&wp, missing), before, "a cached 404 reached PHP");
     // Hits say how old they are (HTTP's Age, which Site Health reads too).
-    assert!(again.header("age").is_some_and(|a| a.parse::<u64>().is_ok()));
+    assert!(again
+        .header("age")
+        .is_some_and(|a| a.parse::<u64>().is_ok()));
     // WordPress's own no-cache header still reaches the browser.
     assert!(again
         .header("cache-control")
