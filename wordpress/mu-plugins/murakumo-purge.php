@@ -18,7 +18,7 @@
  *   q:terms  the page lists terms (categories, tag cloud)
  *   q:comments  the page lists comments of any post (recent comments)
  *   t:ID     the page shows term ID (its archive, a link to it)
- *   a:ID     the page shows author ID (their archive, a link to them)
+ *   a:ID     the page shows author ID (their archive, a link to them, their name)
  *   404      the page is a "not found" page
  *
  * Purges are collected during the request and sent in one POST at shutdown,
@@ -45,7 +45,10 @@ final class Murakumo_Purge
                                'time_format', 'start_of_week', 'timezone_string', 'gmt_offset', 'WPLANG', 'site_icon',
                                'home', 'siteurl', 'sidebars_widgets', 'stylesheet', 'template', 'show_avatars',
                                'comment_registration', 'thread_comments', 'page_comments', 'comments_per_page',
-                               'default_comments_page', 'comment_order', 'blog_public', 'rss_use_excerpt'];
+                               'default_comments_page', 'comment_order', 'blog_public', 'rss_use_excerpt',
+                               'site_logo', 'close_comments_for_old_posts', 'close_comments_days_old',
+                               'require_name_email', 'show_comments_cookies_opt_in', 'thread_comments_depth',
+                               'avatar_default', 'avatar_rating', 'use_smilies', 'default_comment_status'];
 
     /** @var array<string,bool> tags of the page being rendered */
     private static $labels = [];
@@ -215,6 +218,39 @@ final class Murakumo_Purge
         return $link;
     }
 
+    /** An author's name or other field shown (`get_the_author_{field}`). */
+    public static function author_field($value, $user_id = 0)
+    {
+        if ((int) $user_id > 0) {
+            self::label('a:' . (int) $user_id);
+        }
+        return $value;
+    }
+
+    /** `the_author` (the loop's author, from `$authordata`). */
+    public static function the_author($name)
+    {
+        global $authordata;
+        if (is_object($authordata) && isset($authordata->ID)) {
+            self::label('a:' . (int) $authordata->ID);
+        }
+        return $name;
+    }
+
+    /** An image of the media library on the page (featured, content, gallery). */
+    public static function attachment_image($value, $attachment = null)
+    {
+        self::label_post($attachment);
+        return $value;
+    }
+
+    /** `wp_content_img_tag`: ($filtered_image, $context, $attachment_id). */
+    public static function content_image($image, $context = '', $attachment_id = 0)
+    {
+        self::label_post($attachment_id);
+        return $image;
+    }
+
     // ---- Purging: what a change removes ----
 
     private static function purge_tag($tag, $reason)
@@ -370,6 +406,29 @@ final class Murakumo_Purge
         self::purge_tag('a:' . (int) $user_id, "author {$user_id} changed");
     }
 
+    /** A deleted user's posts are deleted or given to another: every page may change. */
+    public static function user_deleted($user_id)
+    {
+        self::everything("user {$user_id} deleted");
+    }
+
+    /** A media item edited, replaced or deleted: the pages that show it. */
+    public static function attachment($attachment_id)
+    {
+        $attachment_id = (int) (is_object($attachment_id) ? $attachment_id->ID : $attachment_id);
+        if ($attachment_id > 0) {
+            self::purge_tag('p:' . $attachment_id, "media {$attachment_id} changed");
+        }
+    }
+
+    /** Alt text and sizes are attachment meta, saved without a post update. */
+    public static function attachment_meta($meta_id, $object_id, $meta_key)
+    {
+        if ($meta_key === '_wp_attachment_image_alt' || $meta_key === '_wp_attachment_metadata' || $meta_key === '_wp_attached_file') {
+            self::attachment($object_id);
+        }
+    }
+
     /**
      * Theme mods without the keys WordPress writes as a lookup cache while
      * rendering (`custom_css_post_id`, on a site's first page view): a
@@ -480,6 +539,12 @@ add_filter('get_terms', ['Murakumo_Purge', 'get_terms'], 10, 3);
 add_action('pre_get_comments', ['Murakumo_Purge', 'pre_get_comments'], 10, 1);
 add_filter('term_link', ['Murakumo_Purge', 'term_link'], 10, 2);
 add_filter('author_link', ['Murakumo_Purge', 'author_link'], 10, 2);
+foreach (['display_name', 'nickname', 'first_name', 'last_name', 'description', 'user_url', 'user_nicename'] as $field) {
+    add_filter("get_the_author_{$field}", ['Murakumo_Purge', 'author_field'], 10, 2);
+}
+add_filter('the_author', ['Murakumo_Purge', 'the_author'], 10, 1);
+add_filter('wp_get_attachment_image_attributes', ['Murakumo_Purge', 'attachment_image'], 10, 2);
+add_filter('wp_content_img_tag', ['Murakumo_Purge', 'content_image'], 10, 3);
 
 if (Murakumo_Purge::endpoint() !== null) {
     add_action('transition_post_status', ['Murakumo_Purge', 'transition'], 10, 3);
@@ -493,7 +558,13 @@ if (Murakumo_Purge::endpoint() !== null) {
     add_action('created_term', ['Murakumo_Purge', 'term'], 10, 3);
     add_action('delete_term', ['Murakumo_Purge', 'term_deleted'], 10, 3);
     add_action('profile_update', ['Murakumo_Purge', 'user'], 10, 1);
-    add_action('deleted_user', ['Murakumo_Purge', 'user'], 10, 1);
+    add_action('deleted_user', ['Murakumo_Purge', 'user_deleted'], 10, 1);
+    foreach (['edit_attachment', 'delete_attachment'] as $hook) {
+        add_action($hook, ['Murakumo_Purge', 'attachment'], 10, 1);
+    }
+    foreach (['added_post_meta', 'updated_post_meta', 'deleted_post_meta'] as $hook) {
+        add_action($hook, ['Murakumo_Purge', 'attachment_meta'], 10, 3);
+    }
     add_action('updated_option', ['Murakumo_Purge', 'option_updated'], 10, 3);
     add_action('added_option', ['Murakumo_Purge', 'option_added'], 10, 2);
     foreach (['switch_theme', 'customize_save_after', 'wp_update_nav_menu', 'wp_delete_nav_menu',

@@ -14,6 +14,7 @@ pub mod coalesce;
 pub mod encoding;
 pub mod key;
 pub mod policy;
+mod purge_log;
 pub mod store;
 pub mod tags;
 

@@ -209,12 +209,13 @@ impl Policy {
     }
 }
 
+/// WordPress's feed URLs (its rewrite rules): a last segment `feed`,
+/// `rdf`, `rss`, `rss2` or `atom` (`/feed/`, `/rss2/`, `/post/atom/`,
+/// `/category/x/feed/rss/`), or a `/feed/` segment anywhere.
 fn is_feed_path(path: &str) -> bool {
-    path.ends_with("/feed")
-        || path.ends_with("/feed/")
-        || path.contains("/feed/")
-        || path.ends_with("/rss2")
-        || path.ends_with("/atom")
+    const FEEDS: [&str; 5] = ["feed", "rdf", "rss", "rss2", "atom"];
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    FEEDS.contains(&last) || path.contains("/feed/")
 }
 
 #[cfg(test)]
@@ -288,10 +289,25 @@ mod tests {
             bypass(Method::GET, "/feed/", None, &none),
             Some(Bypass::Feed)
         );
-        assert_eq!(
-            bypass(Method::GET, "/2024/hello/feed/", None, &none),
-            Some(Bypass::Feed)
-        );
+        for feed in [
+            "/2024/hello/feed/",
+            "/rss2/",
+            "/atom/",
+            "/rdf/",
+            "/rss/",
+            "/feed/atom/",
+            "/hello-world/rss2/",
+            "/category/uncategorized/atom/",
+            "/comments/feed/",
+            "/feed",
+        ] {
+            assert_eq!(
+                bypass(Method::GET, feed, None, &none),
+                Some(Bypass::Feed),
+                "{feed}"
+            );
+        }
+        assert_eq!(bypass(Method::GET, "/feeding-time/", None, &none), None);
         assert_eq!(
             bypass(Method::GET, "/wp-json/wp/v2/posts", None, &none),
             Some(Bypass::RestApi)

@@ -18,6 +18,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::encoding::Encoding;
 use crate::key::CacheKey;
+use crate::purge_log::{PurgeLog, Reach};
 use crate::tags::{TagIndex, Tags};
 
 /// Bodies smaller than this are not worth compressing.
@@ -234,8 +235,8 @@ pub struct PageCache {
     /// Keys whose canonical render PHP marked private (or otherwise not to
     /// be stored), for [`PASS_TTL`].
     passes: moka::sync::Cache<CacheKey, ()>,
-    /// Counted up by every purge (see `insert_unless_purged`).
-    generation: AtomicU64,
+    /// Recent purges (see `insert_unless_purged`).
+    purges: PurgeLog,
     stats: Stats,
 }
 
@@ -262,7 +263,7 @@ impl PageCache {
             entries,
             tags,
             passes,
-            generation: AtomicU64::new(0),
+            purges: PurgeLog::default(),
             stats: Stats::default(),
         }
     }
@@ -290,22 +291,27 @@ impl PageCache {
     /// Purges so far: a fill notes it before asking PHP and stores with
     /// [`PageCache::insert_unless_purged`].
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+        self.purges.generation()
     }
 
     /// Stores an entry rendered from a request sent when [`Self::generation`]
-    /// was `since`, unless a purge came in between: PHP may have read the
-    /// database before the change that purge was for, and nothing would
-    /// remove the old page it rendered. `false` when it was not kept.
+    /// was `since`, unless a purge that reaches this page (its URL, a
+    /// prefix, one of its tags, everything) came in between: PHP may have
+    /// read the database before the change that purge was for, and nothing
+    /// would remove the old page it rendered. `false` when it was not kept.
     pub fn insert_unless_purged(&self, key: CacheKey, entry: Arc<Entry>, since: u64) -> bool {
-        if self.generation() != since {
+        let (overtaken, checked) = self
+            .purges
+            .overtook(since, &key.target, entry.tags.as_ref());
+        if overtaken {
             return false;
         }
         let id = entry.id;
+        let tags = entry.tags.clone();
         self.insert(key.clone(), entry);
-        // A purge that began after the check above and before the insert
-        // may have missed the entry: look again, now that it is in.
-        if self.generation() != since {
+        // A purge recorded after the check above may have looked for the
+        // entry before it was in: look again, now that it is.
+        if self.purges.overtook(checked, &key.target, tags.as_ref()).0 {
             if self.entries.get(&key).is_some_and(|e| e.id == id) {
                 self.entries.invalidate(&key);
             }
@@ -315,7 +321,7 @@ impl PageCache {
     }
 
     /// Removes the entries (and passes) `pred` names; every purge goes
-    /// through here, the generation counted up first.
+    /// through here, recorded in the purge log first.
     fn purge_keys(&self, pred: impl Fn(&CacheKey) -> bool, doomed: Vec<CacheKey>) -> usize {
         let passes: Vec<Arc<CacheKey>> = self
             .passes
@@ -338,8 +344,8 @@ impl PageCache {
         purged
     }
 
-    fn purge_where(&self, pred: impl Fn(&CacheKey) -> bool) -> usize {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+    fn purge_where(&self, reach: Reach, pred: impl Fn(&CacheKey) -> bool) -> usize {
+        self.purges.record(reach);
         let doomed = self
             .entries
             .iter()
@@ -354,7 +360,8 @@ impl PageCache {
     /// changed), whatever their host: every host of a site shows the same
     /// posts.
     pub fn purge_tags(&self, tags: &[&str]) -> usize {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.purges
+            .record(Reach::Tags(tags.iter().map(|t| Arc::from(*t)).collect()));
         // Keys are collected under the index lock and removed after it is
         // released: removal calls the eviction listener, which locks it.
         let doomed = self.tags.keys_for(tags, |_| true);
@@ -386,16 +393,18 @@ impl PageCache {
     /// every host, scheme and port of the site: its aliases show the same
     /// page.
     pub fn purge_url(&self, target: &str) -> usize {
-        self.purge_where(|k| k.target == target)
+        self.purge_where(Reach::Url(target.to_string()), |k| k.target == target)
     }
 
     /// Purges every URL of the site whose path and query start with `prefix`.
     pub fn purge_prefix(&self, prefix: &str) -> usize {
-        self.purge_where(|k| k.target.starts_with(prefix))
+        self.purge_where(Reach::Prefix(prefix.to_string()), |k| {
+            k.target.starts_with(prefix)
+        })
     }
 
     pub fn purge_all(&self) -> usize {
-        self.purge_where(|_| true)
+        self.purge_where(Reach::All, |_| true)
     }
 
     /// Entry count and bytes held (after pending maintenance).
@@ -511,10 +520,15 @@ mod tests {
         let since = c.generation();
         assert!(c.insert_unless_purged(key("a", "/a/"), Arc::new(html("new")), since));
         assert!(matches!(c.lookup(&key("a", "/a/")), Lookup::Fresh(_)));
-        // Tag purges count too.
+        // Tag purges count too (an untagged page goes with every one)...
         let since = c.generation();
         c.purge_tags(&["p:1"]);
         assert!(!c.insert_unless_purged(key("a", "/b/"), Arc::new(html("old")), since));
+        // ...but a purge that does not reach the page leaves its fill alone.
+        let since = c.generation();
+        c.purge_url("/elsewhere/");
+        c.purge_tags(&["p:2"]);
+        assert!(c.insert_unless_purged(key("a", "/c/"), Arc::new(tagged("p:1")), since));
     }
 
     fn tagged(tags: &str) -> Entry {

@@ -508,3 +508,60 @@ wp_insert_post(['post_type' => 'page', 'post_title' => 'Plain', 'post_name' => '
         "tags reached a client"
     );
 }
+
+#[test]
+fn author_and_media_edits_purge_the_pages_that_show_them() {
+    let wp = WordPress::start("", "");
+    // A post with a featured image from the media library, another without.
+    let made = wp.php(
+        r#"$img = imagecreatetruecolor(40, 30);
+$file = wp_upload_dir()['path'] . '/pixel.png';
+imagepng($img, $file);
+$media = wp_insert_attachment(['post_title' => 'Pixel', 'post_mime_type' => 'image/png', 'post_status' => 'inherit'], $file);
+require_once ABSPATH . 'wp-admin/includes/image.php';
+wp_update_attachment_metadata($media, wp_generate_attachment_metadata($media, $file));
+update_post_meta($media, '_wp_attachment_image_alt', 'ALT-ONE');
+$with = wp_insert_post(['post_title' => 'With image', 'post_name' => 'with-image', 'post_content' => 'x', 'post_status' => 'publish', 'post_author' => 1]);
+set_post_thumbnail($with, $media);
+wp_insert_post(['post_title' => 'No image', 'post_name' => 'no-image', 'post_content' => 'x', 'post_status' => 'publish', 'post_author' => 1]);
+echo json_encode(['media' => $media]);"#,
+    );
+    let v: serde_json::Value = serde_json::from_str(made.lines().last().unwrap_or("")).unwrap();
+    let media = v["media"].as_u64().unwrap();
+    for page in ["/with-image/", "/no-image/"] {
+        wp.get(page, &[]);
+        assert_eq!(wp.get(page, &[]).cache(), "HIT", "{page}");
+    }
+    let page = wp.get("/with-image/", &[]).text();
+    assert!(page.contains("ALT-ONE"));
+    assert!(
+        page.contains("wp-block-post-author__name\">admin<"),
+        "no byline"
+    );
+
+    // The media library's alt text: the page showing the image, only.
+    let edited = rest(
+        &wp,
+        &format!("/wp-json/wp/v2/media/{media}"),
+        r#"{"alt_text":"ALT-TWO"}"#,
+    );
+    assert_eq!(edited.status, 200, "{}", edited.text());
+    let r = wp.get("/with-image/", &[]);
+    assert_eq!(r.cache(), "MISS", "the image's page kept the old alt text");
+    assert!(r.text().contains("ALT-TWO"));
+    assert_eq!(wp.get("/no-image/", &[]).cache(), "HIT");
+
+    // The author's display name shows on every post's byline.
+    wp.get("/with-image/", &[]);
+    let renamed = rest(
+        &wp,
+        "/wp-json/wp/v2/users/1",
+        r#"{"name":"Renamed-author"}"#,
+    );
+    assert_eq!(renamed.status, 200, "{}", renamed.text());
+    for page in ["/with-image/", "/no-image/"] {
+        let r = wp.get(page, &[]);
+        assert_eq!(r.cache(), "MISS", "{page} kept the old byline");
+        assert!(r.text().contains("Renamed-author"), "{page}");
+    }
+}
