@@ -119,26 +119,32 @@ fn metrics(edge: &Edge) -> Response<Body> {
     let mut out = String::with_capacity(4096);
     edge.metrics.render(&mut out);
     let sites = edge.sites();
-    out.push_str("# TYPE murakumo_cache_entries gauge\n# TYPE murakumo_cache_bytes gauge\n# HELP murakumo_cache_tags Distinct tags in the page cache's tag index.\n# TYPE murakumo_cache_tags gauge\n# HELP murakumo_cache_tag_refs (tag, entry) references in the tag index.\n# TYPE murakumo_cache_tag_refs gauge\n");
-    for site in &sites.list {
-        if let Some(c) = &site.cache {
-            let (tags, refs) = c.store.tag_usage();
-            let _ = writeln!(
-                out,
-                "murakumo_cache_tags{{site=\"{0}\"}} {tags}\nmurakumo_cache_tag_refs{{site=\"{0}\"}} {refs}",
-                site.name
-            );
-            let (entries, bytes) = c.store.usage();
-            let _ = writeln!(
-                out,
-                "murakumo_cache_entries{{site=\"{}\"}} {entries}",
-                site.name
-            );
-            let _ = writeln!(
-                out,
-                "murakumo_cache_bytes{{site=\"{}\"}} {bytes}",
-                site.name
-            );
+    // Each family's samples together, one line a site.
+    let caches: Vec<(&str, [u64; 4])> = sites
+        .list
+        .iter()
+        .filter_map(|site| {
+            let c = site.cache.as_ref()?;
+            let ((entries, bytes), (tags, refs)) = (c.store.usage(), c.store.tag_usage());
+            Some((&*site.name, [entries, bytes, tags as u64, refs as u64]))
+        })
+        .collect();
+    let families = [
+        ("murakumo_cache_entries", "Entries in the page cache."),
+        ("murakumo_cache_bytes", "Bytes the page cache holds."),
+        (
+            "murakumo_cache_tags",
+            "Distinct tags in the page cache's tag index.",
+        ),
+        (
+            "murakumo_cache_tag_refs",
+            "(tag, entry) references in the tag index.",
+        ),
+    ];
+    for (i, (name, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (site, values) in &caches {
+            let _ = writeln!(out, "{name}{{site=\"{site}\"}} {}", values[i]);
         }
     }
     out.push_str("# HELP murakumo_php_member_up Whether a php-fpm member accepts connections.\n# TYPE murakumo_php_member_up gauge\n");
