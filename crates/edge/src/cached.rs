@@ -62,17 +62,25 @@ fn wants(headers: &HeaderMap) -> Wants {
     }
 }
 
-/// Answers a cacheable request from a fresh entry without touching the
-/// filesystem or PHP; `None` when the full path must run.
-pub fn fresh_hit(
+/// A request the page cache may answer, looked up once: its key and what
+/// the store had for it when the pipeline asked.
+pub struct Cacheable {
+    cache: Arc<SiteCache>,
+    key: CacheKey,
+    lookup: Lookup,
+}
+
+/// The page cache's view of a request (bypass rules, key, lookup), taken
+/// once, before the filesystem is touched; `None` when it bypasses the
+/// cache. `path` is the normalised path.
+pub fn consult(
     site: &Site,
     https: bool,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     path: &str,
-    outcome: &mut Outcome,
-) -> Option<Response<Body>> {
+) -> Option<Cacheable> {
     let cache = site.cache.as_ref()?;
     if cache
         .policy
@@ -81,36 +89,44 @@ pub fn fresh_hit(
     {
         return None;
     }
-    match cache
-        .store
-        .lookup(&key_for(site, https, uri, headers, path))
-    {
-        Lookup::Fresh(e) => Some(hit(&e, &wants(headers), "HIT", outcome)),
-        _ => None,
+    let key = key_for(site, https, uri, headers, path);
+    let lookup = cache.store.lookup(&key);
+    Some(Cacheable {
+        cache: cache.clone(),
+        key,
+        lookup,
+    })
+}
+
+impl Cacheable {
+    /// The answer from a fresh entry, which needs neither the filesystem
+    /// nor PHP; `None` when the request must go on.
+    pub fn fresh_hit(&self, headers: &HeaderMap, outcome: &mut Outcome) -> Option<Response<Body>> {
+        match &self.lookup {
+            Lookup::Fresh(e) => Some(hit(e, &wants(headers), "HIT", outcome)),
+            _ => None,
+        }
     }
 }
 
+/// Answers a cacheable request for a PHP page: a stale entry (refreshed in
+/// the background), a pass, or a fill coalesced with others for its key.
 pub async fn serve(
-    cache: &Arc<SiteCache>,
+    cacheable: Cacheable,
     target: &PhpTarget<'_>,
     parts: &Parts,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let site = target.site;
-    let key = key_for(
-        site,
-        target.conn.https,
-        &parts.uri,
-        &parts.headers,
-        target.path,
-    );
+    let Cacheable { cache, key, lookup } = cacheable;
+    let cache = &cache;
     let wants = wants(&parts.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.fill_params(&key);
     // The client's own request, for keys whose pages are not shared.
     let own = || target.params(&parts.method, &parts.uri, &parts.headers, None);
 
-    match cache.store.lookup(&key) {
+    match lookup {
         Lookup::Fresh(e) => return hit(&e, &wants, "HIT", outcome),
         Lookup::Stale(e) => {
             if let Some(lead) = cache.coalescer.try_lead(&key) {

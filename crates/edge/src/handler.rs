@@ -1,8 +1,10 @@
 //! The public request pipeline, one step per module:
 //! host → [`crate::router`], path → [`crate::path`], [`crate::guard`],
-//! [`crate::resolve`], then [`crate::static_files`] or PHP, through
-//! [`crate::cached`] when the page cache may answer. Every request ends in
-//! one access-log line and one metrics sample.
+//! rate limits, the page cache consulted once ([`crate::cached::consult`]:
+//! a fresh hit answers here), [`crate::resolve`], then
+//! [`crate::static_files`] or PHP (through [`crate::cached::serve`] when the
+//! cache may answer). Every request ends in one access-log line and one
+//! metrics sample.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -234,18 +236,21 @@ async fn route(
     if let Some(resp) = rate_limited(edge, &site, req.method(), &path, conn) {
         return resp;
     }
-    let (method, https) = (req.method(), conn.https);
+    // The page cache is consulted here, once (bypass rules, key, lookup).
     // Hot paths that need neither the filesystem nor PHP: a fresh cached
     // page, a static file checked within the last second.
-    if let Some(resp) = crate::cached::fresh_hit(
+    let cacheable = crate::cached::consult(
         &site,
-        https,
-        method,
+        conn.https,
+        req.method(),
         req.uri(),
         req.headers(),
         &path,
-        outcome,
-    ) {
+    );
+    if let Some(resp) = cacheable
+        .as_ref()
+        .and_then(|c| c.fresh_hit(req.headers(), outcome))
+    {
         return resp;
     }
     let hot_file = edge.files.fresh(&site.config.root.join(&path[1..]));
@@ -282,13 +287,12 @@ async fn route(
             let target = PhpTarget {
                 site: &site,
                 conn,
-                path: &path,
                 script: &script,
                 path_info: &path_info,
                 admin,
             };
             let body_timeout = edge.config().server.limits.body_timeout;
-            php_request(&target, req, body_timeout, outcome).await
+            php_request(&target, req, cacheable, body_timeout, outcome).await
         }
     }
 }
@@ -326,7 +330,6 @@ fn rate_limited(
 pub struct PhpTarget<'a> {
     pub site: &'a Arc<Site>,
     pub conn: ConnInfo,
-    pub path: &'a str,
     pub script: &'a str,
     pub path_info: &'a str,
     pub admin: bool,
@@ -421,19 +424,14 @@ impl PhpTarget<'_> {
 async fn php_request(
     target: &PhpTarget<'_>,
     req: Request<Incoming>,
+    cacheable: Option<crate::cached::Cacheable>,
     body_timeout: Duration,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let site = target.site;
-    if let Some(cache) = &site.cache {
-        if cache
-            .policy
-            .request_bypass(req.method(), target.path, req.uri().query(), req.headers())
-            .is_none()
-        {
-            let (parts, _) = req.into_parts();
-            return crate::cached::serve(cache, target, &parts, outcome).await;
-        }
+    if let Some(cacheable) = cacheable {
+        let (parts, _) = req.into_parts();
+        return crate::cached::serve(cacheable, target, &parts, outcome).await;
     }
     outcome.cache = Some("BYPASS");
     let (parts, incoming) = req.into_parts();

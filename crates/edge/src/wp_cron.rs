@@ -82,7 +82,6 @@ pub async fn run_once(site: &Arc<Site>) -> bool {
             local: loopback,
             https: site.config.tls.is_some(),
         },
-        path: SCRIPT,
         script: SCRIPT,
         path_info: "",
         admin: true,
