@@ -610,7 +610,7 @@ fn a_page_rendered_before_a_purge_is_not_kept_after_it() {
     support::php_site::write(
         &s.root(),
         "versioned.php",
-        "<?php $v = file_get_contents(__DIR__ . '/version.txt'); usleep(800000); header('Content-Type: text/html'); header('X-Murakumo-Tags: p:1'); echo 'version ', $v;",
+        "<?php $v = file_get_contents(__DIR__ . '/version.txt'); touch(__DIR__ . \"/read-$v\"); usleep(800000); header('Content-Type: text/html'); header('X-Murakumo-Tags: p:1'); echo 'version ', $v;",
     );
     let url = s.edge.url("/versioned.php");
     // The Host `s.get` sends: the port is part of the key.
@@ -619,7 +619,11 @@ fn a_page_rendered_before_a_purge_is_not_kept_after_it() {
         let (url, host) = (url.clone(), host.clone());
         std::thread::spawn(move || curl(&url, &["-H", &host]))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    // PHP has read the content (it says so by a file), and renders on.
+    let root = s.root();
+    support::wait_until("PHP to read v1", Duration::from_secs(10), || {
+        root.join("read-v1").exists()
+    });
     std::fs::write(&version, "v2").unwrap();
     let purged = curl(
         &s.edge
@@ -651,7 +655,9 @@ fn a_page_rendered_before_a_purge_is_not_kept_after_it() {
         let (url, host) = (url.clone(), host.clone());
         std::thread::spawn(move || curl(&url, &["-H", &host]))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    support::wait_until("PHP to read v3", Duration::from_secs(10), || {
+        root.join("read-v3").exists()
+    });
     for q in ["url=http://{HOST}/elsewhere/", "tag=p:999&host={HOST}"] {
         let q = q.replace("{HOST}", HOST);
         let r = curl(&s.edge.ops(&format!("/purge?{q}")), &["-X", "POST"]);
