@@ -364,7 +364,7 @@ impl PageCache {
             .record(Reach::Tags(tags.iter().map(|t| Arc::from(*t)).collect()));
         // Keys are collected under the index lock and removed after it is
         // released: removal calls the eviction listener, which locks it.
-        let doomed = self.tags.keys_for(tags, |_| true);
+        let doomed = self.tags.keys_for(tags);
         self.purge_keys(|_| true, doomed)
     }
 

@@ -135,21 +135,16 @@ impl TagIndex {
         }
     }
 
-    /// The keys carrying one of `tags`, and the untagged ones, that `keep`
-    /// accepts.
-    pub(crate) fn keys_for(
-        &self,
-        tags: &[&str],
-        keep: impl Fn(&CacheKey) -> bool,
-    ) -> Vec<CacheKey> {
+    /// The keys carrying one of `tags`, and the untagged ones.
+    pub(crate) fn keys_for(&self, tags: &[&str]) -> Vec<CacheKey> {
         let index = self.lock();
         let mut keys: HashSet<&CacheKey> = HashSet::new();
         for tag in tags {
             if let Some(refs) = index.by_tag.get(*tag) {
-                keys.extend(refs.keys().filter(|k| keep(k)));
+                keys.extend(refs.keys());
             }
         }
-        keys.extend(index.untagged.keys().filter(|k| keep(k)));
+        keys.extend(index.untagged.keys());
         keys.into_iter().cloned().collect()
     }
 

@@ -41,10 +41,6 @@ pub(crate) fn request_key(
     CacheKey::new(site, https, host, path, uri.query())
 }
 
-fn key_for(site: &Site, https: bool, uri: &Uri, headers: &HeaderMap, path: &str) -> CacheKey {
-    request_key(site.name.clone(), https, uri, headers, path)
-}
-
 /// What of a request decides how a stored entry is answered.
 struct Wants {
     accept: encoding::AcceptSet,
@@ -64,8 +60,8 @@ fn wants(headers: &HeaderMap) -> Wants {
 
 /// A request the page cache may answer, looked up once: its key and what
 /// the store had for it when the pipeline asked.
-pub struct Cacheable {
-    cache: Arc<SiteCache>,
+pub struct Cacheable<'a> {
+    cache: &'a Arc<SiteCache>,
     key: CacheKey,
     lookup: Lookup,
 }
@@ -73,14 +69,14 @@ pub struct Cacheable {
 /// The page cache's view of a request (bypass rules, key, lookup), taken
 /// once, before the filesystem is touched; `None` when it bypasses the
 /// cache. `path` is the normalised path.
-pub fn consult(
-    site: &Site,
+pub fn consult<'a>(
+    site: &'a Site,
     https: bool,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     path: &str,
-) -> Option<Cacheable> {
+) -> Option<Cacheable<'a>> {
     let cache = site.cache.as_ref()?;
     if cache
         .policy
@@ -89,16 +85,12 @@ pub fn consult(
     {
         return None;
     }
-    let key = key_for(site, https, uri, headers, path);
+    let key = request_key(site.name.clone(), https, uri, headers, path);
     let lookup = cache.store.lookup(&key);
-    Some(Cacheable {
-        cache: cache.clone(),
-        key,
-        lookup,
-    })
+    Some(Cacheable { cache, key, lookup })
 }
 
-impl Cacheable {
+impl Cacheable<'_> {
     /// The answer from a fresh entry, which needs neither the filesystem
     /// nor PHP; `None` when the request must go on.
     pub fn fresh_hit(&self, headers: &HeaderMap, outcome: &mut Outcome) -> Option<Response<Body>> {
@@ -112,14 +104,13 @@ impl Cacheable {
 /// Answers a cacheable request for a PHP page: a stale entry (refreshed in
 /// the background), a pass, or a fill coalesced with others for its key.
 pub async fn serve(
-    cacheable: Cacheable,
+    cacheable: Cacheable<'_>,
     target: &PhpTarget<'_>,
     parts: &Parts,
     outcome: &mut Outcome,
 ) -> Response<Body> {
     let site = target.site;
     let Cacheable { cache, key, lookup } = cacheable;
-    let cache = &cache;
     let wants = wants(&parts.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.fill_params(&key);

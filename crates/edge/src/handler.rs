@@ -424,7 +424,7 @@ impl PhpTarget<'_> {
 async fn php_request(
     target: &PhpTarget<'_>,
     req: Request<Incoming>,
-    cacheable: Option<crate::cached::Cacheable>,
+    cacheable: Option<crate::cached::Cacheable<'_>>,
     body_timeout: Duration,
     outcome: &mut Outcome,
 ) -> Response<Body> {
