@@ -6,11 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-
-// The module has no dependency but thiserror; including it keeps this
-// target from building the whole edge (hyper, rustls) with sanitizers.
-#[path = "../../crates/edge/src/path.rs"]
-mod path;
+use murakumo_path as path;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {

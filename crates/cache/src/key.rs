@@ -57,6 +57,23 @@ impl CacheKey {
         }
     }
 
+    /// The key of a request: its Host header (or the target's authority),
+    /// `path` its normalised path, and its query.
+    pub fn of_request(
+        site: Arc<str>,
+        https: bool,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        path: &str,
+    ) -> CacheKey {
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        CacheKey::new(site, https, host, path, uri.query())
+    }
+
     /// The `Host` header PHP is given for this key.
     pub fn host_header(&self) -> String {
         match self.port {
@@ -254,5 +271,21 @@ mod tests {
         assert_eq!(host_without_port("a.test:80"), "a.test");
         assert_eq!(host_without_port("[::1]:8080"), "[::1]");
         assert_eq!(host_without_port("a.test"), "a.test");
+    }
+
+    proptest::proptest! {
+        /// The key's one spelling of a normalised path (percent-encoded one
+        /// way) decodes back to that path, and is the spelling of what it
+        /// decodes to.
+        #[test]
+        fn the_key_spelling_decodes_to_the_normalised_path(raw in "/[a-z%./\\\\0-9A-F?#é ]{0,40}") {
+            use murakumo_path::normalise;
+            if let Ok(p) = normalise(&raw) {
+                let spelt = encode_path(&p);
+                proptest::prop_assert_eq!(normalise(&spelt), Ok(p.clone()));
+                let again = normalise(&spelt).unwrap();
+                proptest::prop_assert_eq!(encode_path(&again), spelt.clone());
+            }
+        }
     }
 }

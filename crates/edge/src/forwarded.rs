@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::handler::ConnInfo;
+use crate::conn::ConnInfo;
 
 const SPOOFABLE: [&str; 18] = [
     "x-forwarded-for",

@@ -1,47 +1,36 @@
 //! The murakumo edge: HTTP in front of php-fpm.
 //!
-//! Request flow (see `handler`): site by Host → path normalised → guards →
-//! rate limits → a fresh cached page (`cached`) → static file or PHP → page
-//! cache fill, each fill the key's canonical request (`cached`, `cgi`) →
-//! FastCGI pool (`php`).
-//! Operations (`ops`): health, readiness, metrics, and `purge` (by URL,
-//! prefix, tag, site) on their own listener.
-//! Lifecycle (`server`): drain on SIGTERM, reload on SIGHUP.
-//! HTTPS (`server`, `certificates`): TLS 1.3/1.2 with h2 and http/1.1,
-//! certificates by SNI from files, self-signed or ACME; `forwarded`: the
-//! real client behind trusted proxies.
-//! Limits: `rate_limit` (login and per-site rates), `request_body` (bodies
-//! read whole, bounded and timed, before PHP), `server` (timeouts and
-//! connection caps, `SO_REUSEPORT` handover).
-//! Scheduled work: `wp_cron` runs WordPress's tasks on a clock.
+//! - [`server`](crate::server): listeners, connections (TLS, h1/h2, PROXY,
+//!   caps), drain and reload; [`serve`] is the in-process entry point,
+//!   [`run`] wraps it with binding and signals.
+//! - `pipeline`: one request, step by step (its module doc lists them),
+//!   from the front door to the page cache, static files and PHP.
+//! - `php`: php-fpm exchanges, CGI environments, request bodies.
+//! - `ops`: health, readiness, metrics, purge and ACME renewal on their own
+//!   listener.
+//! - `state` and `site`: what every connection shares (the sites, swapped
+//!   whole on reload); `conn`, `forwarded` and `response`: small types the
+//!   others share, importing nothing of the rest.
+//! - `wp_cron`: WordPress's scheduled tasks, run on a clock.
 //!
-//! The crate's face is [`Edge::new`] and [`run`]; every module is private.
+//! ARCHITECTURE.md at the repository root has the import rules. The crate's
+//! face is [`Edge::new`], [`serve`] (with [`Listeners`]) and [`run`]; every
+//! module is private.
 
-mod admission;
-mod body;
-mod cached;
 mod certificates;
-mod cgi;
+mod conn;
 mod forwarded;
-mod guard;
-mod handler;
 mod metrics;
 mod ops;
-mod path;
 mod php;
-mod proxy_protocol;
-mod purge;
-mod purge_fanout;
+mod pipeline;
 mod rate_limit;
-mod request_body;
-mod resolve;
+mod response;
 mod router;
 mod server;
 mod site;
 mod state;
-mod static_files;
-mod watchdog;
 mod wp_cron;
 
-pub use server::{run, ServeError};
+pub use server::{run, serve, Listeners, ServeError};
 pub use state::{Edge, StateError};

@@ -1,37 +1,41 @@
-//! Counters and histograms, rendered in the Prometheus text format on the ops
-//! listener. Gauges (cache size, member health, pool counters) are read from
-//! their owners at scrape time.
+//! Counters and histograms the edge records as it serves; the ops
+//! listener's `/metrics` reads them ([`crate::ops`]'s Prometheus writer),
+//! with the gauges it reads from their owners (cache size, member health,
+//! pool counters) at scrape time.
 
 use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BUCKETS: [f64; 12] = [
+/// The upper bounds of the upstream-time histogram, in seconds.
+pub const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Default, Clone)]
+pub struct Histogram {
+    /// Cumulative: `buckets[i]` counts the samples up to `BUCKETS[i]`.
+    pub buckets: [u64; BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
 }
 
 /// (site, status, cache result)
-type RequestLabels = (Arc<str>, u16, &'static str);
+pub type RequestLabels = (Arc<str>, u16, &'static str);
+/// (site, one more label's value)
+pub type SiteLabels = (Arc<str>, &'static str);
 
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<HashMap<RequestLabels, u64>>,
     upstream: Mutex<HashMap<Arc<str>, Histogram>>,
-    rate_limited: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    rate_limited: Mutex<HashMap<SiteLabels, u64>>,
     /// wp-cron.php runs by site and outcome ("ok", "failed").
-    wp_cron: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    wp_cron: Mutex<HashMap<SiteLabels, u64>>,
     pub purges: AtomicU64,
     /// Entries purged by site and kind (url, prefix, tag, site, all).
-    purged: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    purged: Mutex<HashMap<SiteLabels, u64>>,
     /// Edges a purge was to be passed on to but did not reach.
     pub purge_fanout_failures: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
@@ -41,23 +45,6 @@ pub struct Metrics {
     pub slow_readers_cut: AtomicU64,
     /// Connections closed for having no request in progress too long.
     pub idle_closed: AtomicU64,
-}
-
-/// A counter by site and one more label, rows sorted.
-fn per_site(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    counts: &Mutex<HashMap<(Arc<str>, &'static str), u64>>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-    let mut rows: Vec<_> = counts.iter().collect();
-    rows.sort_by(|a, b| a.0.cmp(b.0));
-    for ((site, value), n) in rows {
-        let _ = writeln!(out, "{name}{{site=\"{site}\",{label}=\"{value}\"}} {n}");
-    }
 }
 
 impl Metrics {
@@ -98,103 +85,35 @@ impl Metrics {
         h.sum += secs;
     }
 
-    /// Appends the request and upstream series.
-    pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP murakumo_requests_total Requests answered, by site, status and cache result.\n# TYPE murakumo_requests_total counter\n");
-        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = requests.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        for ((site, status, cache), n) in rows {
-            let _ = writeln!(out, "murakumo_requests_total{{site=\"{site}\",status=\"{status}\",cache=\"{cache}\"}} {n}");
-        }
-        drop(requests);
-        out.push_str("# HELP murakumo_upstream_seconds Time from sending a request to php-fpm to its response head.\n# TYPE murakumo_upstream_seconds histogram\n");
-        let upstream = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sites: Vec<_> = upstream.iter().collect();
-        sites.sort_by(|a, b| a.0.cmp(b.0));
-        for (site, h) in sites {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "murakumo_upstream_seconds_bucket{{site=\"{site}\",le=\"{b}\"}} {}",
-                    h.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "murakumo_upstream_seconds_bucket{{site=\"{site}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "murakumo_upstream_seconds_sum{{site=\"{site}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "murakumo_upstream_seconds_count{{site=\"{site}\"}} {}",
-                h.count
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE murakumo_purge_requests_total counter\nmurakumo_purge_requests_total {}",
-            self.purges.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP murakumo_purge_fanout_failures_total Other edges (purge_fanout) a purge did not reach.\n# TYPE murakumo_purge_fanout_failures_total counter\nmurakumo_purge_fanout_failures_total {}",
-            self.purge_fanout_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE murakumo_tls_handshake_failures_total counter\nmurakumo_tls_handshake_failures_total {}",
-            self.tls_handshake_failures.load(Ordering::Relaxed)
-        );
-        per_site(
-            out,
-            "murakumo_rate_limited_total",
-            "Requests refused with 429, by site and limit (login or site).",
-            "limit",
-            &self.rate_limited,
-        );
-        per_site(
-            out,
-            "murakumo_wp_cron_runs_total",
-            "Runs of wp-cron.php by the edge (site.wp_cron), by site and outcome.",
-            "outcome",
-            &self.wp_cron,
-        );
-        per_site(
-            out,
-            "murakumo_cache_purged_total",
-            "Page-cache entries removed by purges, by site and kind (url, prefix, tag, site, all).",
-            "kind",
-            &self.purged,
-        );
-        let counters: [(&str, &str, &AtomicU64); 3] = [
-            (
-                "murakumo_connections_refused_per_client_total",
-                "Connections closed at once because their client had max_connections_per_client open.",
-                &self.connections_refused_per_client,
-            ),
-            (
-                "murakumo_slow_readers_cut_total",
-                "Connections cut because the client left a response unread for send_timeout.",
-                &self.slow_readers_cut,
-            ),
-            (
-                "murakumo_idle_connections_closed_total",
-                "Connections closed after idle_timeout without a request in progress.",
-                &self.idle_closed,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+    /// The request counts, sorted by label.
+    pub fn request_counts(&self) -> Vec<(RequestLabels, u64)> {
+        sorted(&self.requests)
     }
+
+    /// The upstream-time histogram of every site, sorted by site.
+    pub fn upstream_histograms(&self) -> Vec<(Arc<str>, Histogram)> {
+        let m = self.upstream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<_> = m.iter().map(|(k, h)| (k.clone(), h.clone())).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    pub fn rate_limited_counts(&self) -> Vec<(SiteLabels, u64)> {
+        sorted(&self.rate_limited)
+    }
+
+    pub fn wp_cron_counts(&self) -> Vec<(SiteLabels, u64)> {
+        sorted(&self.wp_cron)
+    }
+
+    pub fn purged_counts(&self) -> Vec<(SiteLabels, u64)> {
+        sorted(&self.purged)
+    }
+}
+
+fn sorted<K: Ord + Clone>(m: &Mutex<HashMap<K, u64>>) -> Vec<(K, u64)> {
+    let m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rows: Vec<_> = m.iter().map(|(k, n)| (k.clone(), *n)).collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
 }

@@ -9,8 +9,8 @@ use murakumo_cache::{Coalescer, PageCache, Policy};
 use murakumo_config::{Config, HostPattern, PhpAddress, Rate};
 use murakumo_fastcgi::{Address, Pool, PoolConfig};
 
-use crate::guard::GuardOptions;
 use crate::php::PhpPool;
+use crate::pipeline::guard::GuardOptions;
 use crate::rate_limit::Limiter;
 use crate::router::Router;
 

@@ -8,11 +8,11 @@ use std::sync::{Arc, RwLock};
 
 use murakumo_config::Config;
 
-use crate::admission::Admission;
 use crate::certificates::{CertError, Certificates};
 use crate::metrics::Metrics;
+use crate::pipeline::static_files::FileCache;
+use crate::server::admission::Admission;
 use crate::site::{SiteError, Sites};
-use crate::static_files::FileCache;
 
 pub struct Edge {
     sites: RwLock<Arc<Sites>>,

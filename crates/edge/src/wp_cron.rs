@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method};
 
-use crate::handler::{ConnInfo, PhpTarget};
-use crate::request_body::SpooledBody;
+use crate::conn::ConnInfo;
+use crate::php::{PhpTarget, SpooledBody};
 use crate::site::Site;
 use crate::state::Edge;
 

@@ -16,9 +16,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 
-use crate::body::Body;
-use crate::handler::plain;
-use crate::purge_fanout;
+use super::purge_fanout;
+use crate::response::{plain, Body};
 use crate::site::{Site, Sites};
 use crate::state::Edge;
 
@@ -134,7 +133,7 @@ fn purge_url(
     let Some(site) = sites.router.route(host) else {
         return Err((StatusCode::NOT_FOUND, format!("no site serves {host}")));
     };
-    let Ok(path) = crate::path::normalise(path) else {
+    let Ok(path) = murakumo_path::normalise(path) else {
         return Err((StatusCode::BAD_REQUEST, format!("{name}: bad path")));
     };
     let key = murakumo_cache::CacheKey::new(site.name.clone(), https, host, &path, query);

@@ -3,7 +3,7 @@
 //! others wait (a stampede of misses costs one PHP request).
 //!
 //! Every fill, the first and each refresh, sends PHP the key's canonical
-//! request ([`crate::cgi::fill_params`]), whichever variant of the URL the
+//! request ([`crate::php::cgi::fill_params`]), whichever variant of the URL the
 //! client that triggered it sent; a redirect back to the key's own URL is
 //! never stored (it would loop for every visitor).
 
@@ -12,34 +12,18 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
 use murakumo_cache::encoding;
 use murakumo_cache::{CacheKey, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 
-use crate::body::Body;
-use crate::handler::{php_error, upstream_response, Outcome, PhpTarget};
-use crate::php::{self, PhpPool, Upstream};
-use crate::request_body::SpooledBody;
+use super::context::Outcome;
+use super::php::{failed, pass};
+use super::static_files::etag_matches;
+use crate::php::{self, PhpPool, PhpTarget, SpooledBody, Upstream};
+use crate::response::{Body, Early, Step};
 use crate::site::{Site, SiteCache};
-use crate::static_files::etag_matches;
-
-/// The key of a request; `path` is its normalised path.
-pub(crate) fn request_key(
-    site: Arc<str>,
-    https: bool,
-    uri: &Uri,
-    headers: &HeaderMap,
-    path: &str,
-) -> CacheKey {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    CacheKey::new(site, https, host, path, uri.query())
-}
 
 /// What of a request decides how a stored entry is answered.
 struct Wants {
@@ -69,34 +53,33 @@ pub struct Cacheable<'a> {
 /// The page cache's view of a request (bypass rules, key, lookup), taken
 /// once, before the filesystem is touched; `None` when it bypasses the
 /// cache. `path` is the normalised path.
-pub fn consult<'a>(
+pub fn consult<'a, B>(
     site: &'a Site,
     https: bool,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    req: &Request<B>,
     path: &str,
 ) -> Option<Cacheable<'a>> {
     let cache = site.cache.as_ref()?;
+    let (uri, headers) = (req.uri(), req.headers());
     if cache
         .policy
-        .request_bypass(method, path, uri.query(), headers)
+        .request_bypass(req.method(), path, uri.query(), headers)
         .is_some()
     {
         return None;
     }
-    let key = request_key(site.name.clone(), https, uri, headers, path);
+    let key = CacheKey::of_request(site.name.clone(), https, uri, headers, path);
     let lookup = cache.store.lookup(&key);
     Some(Cacheable { cache, key, lookup })
 }
 
 impl Cacheable<'_> {
-    /// The answer from a fresh entry, which needs neither the filesystem
-    /// nor PHP; `None` when the request must go on.
-    pub fn fresh_hit(&self, headers: &HeaderMap, outcome: &mut Outcome) -> Option<Response<Body>> {
+    /// A fresh entry answers here, needing neither the filesystem nor PHP;
+    /// otherwise the request goes on.
+    pub fn fresh_hit(&self, headers: &HeaderMap, outcome: &mut Outcome) -> Step<()> {
         match &self.lookup {
-            Lookup::Fresh(e) => Some(hit(e, &wants(headers), "HIT", outcome)),
-            _ => None,
+            Lookup::Fresh(e) => Err(Early(hit(e, &wants(headers), "HIT", outcome))),
+            _ => Ok(()),
         }
     }
 }
@@ -136,9 +119,7 @@ pub async fn serve(
     }
     if cache.store.is_pass(&key) {
         outcome.cache = Some("BYPASS");
-        return target
-            .pass_through(&own(), SpooledBody::Empty, outcome)
-            .await;
+        return pass(target, &own(), SpooledBody::Empty, outcome).await;
     }
     match cache.coalescer.turn(&key) {
         Turn::Wait(waiter) => {
@@ -148,9 +129,7 @@ pub async fn serve(
                 // The leader's answer was not shared: ask PHP ourselves.
                 Lookup::Miss => {
                     outcome.cache = Some("MISS");
-                    target
-                        .pass_through(&own(), SpooledBody::Empty, outcome)
-                        .await
+                    pass(target, &own(), SpooledBody::Empty, outcome).await
                 }
             }
         }
@@ -159,7 +138,7 @@ pub async fn serve(
             let since = cache.store.generation();
             let up = match target.exchange(&params(), SpooledBody::Empty).await {
                 Ok(up) => up,
-                Err(e) => return php_error(site, &e),
+                Err(e) => return failed(site, e),
             };
             outcome.upstream = Some(up.head_time);
             match fill(site, cache, key.clone(), up, since).await {
@@ -167,7 +146,7 @@ pub async fn serve(
                     drop(lead);
                     respond(&entry, &wants)
                 }
-                Filled::Pass(up, prefix) => upstream_response(*up, prefix),
+                Filled::Pass(up, prefix) => up.into_response(prefix),
                 Filled::Private => {
                     // The page is not shared (private, a cookie, `Vary`):
                     // this client and the next ones for a while get PHP's
@@ -175,11 +154,9 @@ pub async fn serve(
                     cache.store.mark_pass(key);
                     drop(lead);
                     outcome.cache = Some("BYPASS");
-                    target
-                        .pass_through(&own(), SpooledBody::Empty, outcome)
-                        .await
+                    pass(target, &own(), SpooledBody::Empty, outcome).await
                 }
-                Filled::Failed(e) => php_error(site, &e),
+                Filled::Failed(e) => failed(site, e),
             }
         }
     }
@@ -345,7 +322,7 @@ fn location_key(key: &CacheKey, location: &str) -> Option<CacheKey> {
         Some(a) => a.as_str().to_string(),
         None => key.host_header(),
     };
-    let path = crate::path::normalise(uri.path()).ok()?;
+    let path = murakumo_path::normalise(uri.path()).ok()?;
     Some(CacheKey::new(
         key.site.clone(),
         https,

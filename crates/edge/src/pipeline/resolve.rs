@@ -6,6 +6,76 @@
 //! URI: CVE-2019-11043).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::static_files::{FileCache, FileInfo};
+use crate::response::{plain, Body, Refusal};
+
+/// What the pipeline serves for a path.
+pub enum Resolved {
+    File(Arc<FileInfo>),
+    /// A PHP script: `script` is its URL path (`/index.php`).
+    Php {
+        script: String,
+        path_info: String,
+    },
+}
+
+/// A path with nothing to serve as it is.
+#[derive(Debug)]
+pub enum NotServed {
+    /// A directory asked for without its trailing slash: 301 to the
+    /// address with it (`location`, the query kept).
+    AddSlash {
+        location: String,
+    },
+    NotFound,
+}
+
+impl Refusal for NotServed {
+    fn response(self) -> Response<Body> {
+        match self {
+            NotServed::AddSlash { location } => {
+                let mut r = plain(StatusCode::MOVED_PERMANENTLY, "moved");
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            }
+            NotServed::NotFound => plain(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+}
+
+/// The resolve step: a file checked within the last second answers without
+/// touching the disk; anything else goes through [`resolve`].
+pub fn step(
+    files: &FileCache,
+    root: &Path,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Resolved, NotServed> {
+    if let Some(hot) = files.fresh(&root.join(&path[1..])) {
+        return Ok(Resolved::File(hot));
+    }
+    match resolve(root, path) {
+        Target::Static(file) => files
+            .info(&file)
+            .map(Resolved::File)
+            .ok_or(NotServed::NotFound),
+        Target::Php { script, path_info } => Ok(Resolved::Php { script, path_info }),
+        Target::AddSlash => Err(NotServed::AddSlash {
+            location: match query {
+                Some(q) => format!("{path}/?{q}"),
+                None => format!("{path}/"),
+            },
+        }),
+        Target::NotFound => Err(NotServed::NotFound),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

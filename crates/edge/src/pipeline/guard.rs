@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use http::StatusCode;
 use ipnet::IpNet;
 
+use crate::response::{plain, Body, Refusal};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Serve it; `admin` routes PHP to the admin pool.
@@ -49,6 +51,29 @@ fn is_secret_file(name: &str) -> bool {
         ".sql", ".sql.gz", ".sql.zst", ".sqlite", ".log", ".bak", ".swp", ".old", ".orig", "~",
     ];
     name.starts_with("wp-config") || SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// A guard's refusal: its status and no more (what was refused, and why,
+/// is for the log only).
+#[derive(Debug)]
+pub struct Denied(StatusCode);
+
+impl Refusal for Denied {
+    fn response(self) -> http::Response<Body> {
+        plain(self.0, self.0.canonical_reason().unwrap_or("refused"))
+    }
+}
+
+/// The guard step: whether the request may go on, and if so whether its
+/// PHP runs on the admin pool.
+pub fn admit(path: &str, opts: &GuardOptions, client: IpAddr, site: &str) -> Result<bool, Denied> {
+    match check(path, opts, client) {
+        Verdict::Allow { admin } => Ok(admin),
+        Verdict::Deny { status, reason } => {
+            tracing::debug!(site, path, reason, "guard refused");
+            Err(Denied(status))
+        }
+    }
 }
 
 /// Judges a normalised path for a client.

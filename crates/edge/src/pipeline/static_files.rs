@@ -18,7 +18,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use murakumo_cache::encoding::{self, Encoding};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::body::Body;
+use crate::response::{plain, Body};
 
 /// Files up to this size are kept in memory.
 const MEMORY_FILE_MAX: u64 = 512 * 1024;
@@ -230,6 +230,12 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
 
 /// Serves a static file for a GET or HEAD.
 pub async fn serve(info: &FileInfo, method: &Method, headers: &HeaderMap) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let accept = encoding::accepted(
         headers

@@ -1,10 +1,12 @@
-//! One request/response exchange with a php-fpm pool.
+//! PHP: one request/response exchange with a php-fpm pool (here), what
+//! a request is sent to ([`target`]), its CGI environment ([`cgi`]) and its
+//! body, read whole first ([`request_body`]).
 //!
 //! Retry rule: a request moves to another member when connecting fails (the
 //! pool does that), and is resent once on a fresh connection when a *reused*
 //! keep-alive connection (php-fpm may have closed it while idle) fails:
 //! - while being written (bodies are read whole beforehand, see
-//!   [`crate::request_body`], so they can be sent again);
+//!   [`request_body`], so they can be sent again);
 //! - on its first read, for GET and HEAD only: php-fpm may have run the
 //!   script before dying, and running a POST twice is worse than a 502.
 //!
@@ -14,14 +16,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use murakumo_fastcgi::params::Params;
 use murakumo_fastcgi::response::{parse_response_head, HeadError};
 use murakumo_fastcgi::{Event, Pool, PoolError, PooledConnection};
 use tokio::io::AsyncReadExt;
 
-use crate::body::Body;
-use crate::request_body::SpooledBody;
+pub mod cgi;
+pub mod request_body;
+pub mod target;
+
+use crate::response::{plain, Body, Refusal};
+pub use request_body::SpooledBody;
+pub use target::PhpTarget;
 
 /// Most body bytes gathered into one chunk from records already received.
 const COALESCE: usize = 64 * 1024;
@@ -58,6 +65,15 @@ impl PhpError {
             PhpError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         }
+    }
+}
+
+/// A failed exchange is answered 502, 503 (saturated, with `Retry-After`)
+/// or 504, never with PHP's words; the error goes to the log.
+impl Refusal for PhpError {
+    fn response(self) -> http::Response<Body> {
+        let status = self.status();
+        plain(status, status.canonical_reason().unwrap_or("error"))
     }
 }
 
@@ -251,6 +267,29 @@ impl Upstream {
         if let Some(c) = self.conn.take() {
             c.release();
         }
+    }
+
+    /// The response to the client: PHP's head without hop-by-hop headers and
+    /// the edge's cache tags, its body streamed (`prefix` first).
+    pub fn into_response(mut self, prefix: Vec<Bytes>) -> http::Response<Body> {
+        let mut headers = std::mem::take(&mut self.headers);
+        for h in [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::TE,
+            header::TRAILER,
+            header::UPGRADE,
+        ] {
+            headers.remove(h);
+        }
+        headers.remove("keep-alive");
+        // The page's cache tags are for the edge, never for clients.
+        headers.remove(murakumo_cache::tags::TAGS_HEADER);
+        let status = self.status;
+        let mut r = http::Response::new(self.into_body(prefix));
+        *r.status_mut() = status;
+        *r.headers_mut() = headers;
+        r
     }
 
     /// Streams the rest of the body (after `prefix`) to the client through a

@@ -1,5 +1,5 @@
 //! The CGI environment sent to php-fpm, as nginx and Caddy give it to
-//! WordPress: script and path info from [`crate::resolve`], `REQUEST_URI` as
+//! WordPress: script and path info from [`crate::pipeline::resolve`], `REQUEST_URI` as
 //! the client sent it, `HTTP_HOST` with its port, every header as `HTTP_*`
 //! except `Proxy` (httpoxy) and names with `_` (ambiguous with `-`).
 //!
@@ -41,7 +41,7 @@ pub struct CgiRequest<'a> {
     pub content_length: Option<u64>,
 }
 
-/// Where a cache fill runs: the script [`crate::resolve`] chose for the
+/// Where a cache fill runs: the script [`crate::pipeline::resolve`] chose for the
 /// key's path, and the connection that asked.
 pub struct FillTarget<'a> {
     pub root: &'a Path,
@@ -211,7 +211,7 @@ mod tests {
         h.insert(header::COOKIE, HeaderValue::from_str(cookie).ok()?);
         h.insert("x-forwarded-host", HeaderValue::from_static("evil.test"));
         h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("ja"));
-        let path = crate::path::normalise(uri.path()).ok()?;
+        let path = murakumo_path::normalise(uri.path()).ok()?;
         let policy = murakumo_cache::Policy {
             ttl: std::time::Duration::from_secs(60),
             ttl_404: std::time::Duration::from_secs(60),
@@ -223,7 +223,7 @@ mod tests {
         {
             return None;
         }
-        let key = crate::cached::request_key("blog".into(), true, &uri, &h, &path);
+        let key = CacheKey::of_request("blog".into(), true, &uri, &h, &path);
         let at = FillTarget {
             root: Path::new("/srv/blog"),
             script: "/index.php",

@@ -1,0 +1,33 @@
+//! `POST /acme/renew?site=NAME`: renews a site's ACME certificate now and
+//! answers with the outcome.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+
+use crate::response::{plain, Body};
+use crate::state::Edge;
+
+/// `POST /acme/renew?site=NAME`: renews now and answers with the outcome.
+pub async fn renew(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
+    let Some(acme) = edge.certs.acme() else {
+        return plain(StatusCode::NOT_FOUND, "no site uses tls = { acme = true }");
+    };
+    let site = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("site="))
+        .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned());
+    let Some(site) = site else {
+        return plain(StatusCode::BAD_REQUEST, "say which site: ?site=NAME");
+    };
+    match acme.renew(&site).await {
+        Ok(()) => plain(StatusCode::OK, &format!("site {site}: certificate renewed")),
+        Err(e) => plain(
+            StatusCode::BAD_GATEWAY,
+            &format!("site {site}: renewal failed: {e}; the current certificate keeps serving"),
+        ),
+    }
+}

@@ -1,0 +1,60 @@
+//! The last step, for every response the pipeline made (refusals and early
+//! answers too): `X-Cache`, HSTS, no body for HEAD, `Connection: close`
+//! while draining, then one metrics sample and one access-log line.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Response};
+
+use super::context::Context;
+use crate::response::Body;
+use crate::state::Edge;
+
+pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<Body> {
+    let server = &ctx.config.server;
+    let outcome = &ctx.outcome;
+    if let Some(label) = outcome.cache {
+        resp.headers_mut()
+            .insert("x-cache", HeaderValue::from_static(label));
+    }
+    if ctx.conn.https {
+        if let Some(age) = server.hsts.0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", age.as_secs())) {
+                resp.headers_mut()
+                    .insert(header::STRICT_TRANSPORT_SECURITY, v);
+            }
+        }
+    }
+    if ctx.method == Method::HEAD {
+        *resp.body_mut() = Body::empty();
+    }
+    // Draining: kept-alive HTTP/1 clients reconnect, reaching a successor
+    // process or another replica.
+    if edge.is_draining() && ctx.version <= http::Version::HTTP_11 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let status = resp.status().as_u16();
+    let site = outcome.site.clone().unwrap_or_else(|| Arc::from("-"));
+    edge.metrics
+        .request(&site, status, outcome.cache.unwrap_or("NONE"));
+    if let Some(up) = outcome.upstream {
+        edge.metrics.upstream_time(&site, up);
+    }
+    if server.access_log {
+        tracing::info!(
+            target: "murakumo::access",
+            client = %ctx.conn.remote.ip(),
+            site = %site,
+            host = ctx.host().unwrap_or("-"),
+            method = %ctx.method,
+            target = ctx.uri.path_and_query().map_or("/", |p| p.as_str()),
+            status,
+            cache = outcome.cache.unwrap_or("-"),
+            upstream_ms = outcome.upstream.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+    resp
+}

@@ -1,0 +1,117 @@
+//! The front door, before any site is chosen: the Host header HTTP/2
+//! carries as `:authority`, requests two parties could read differently,
+//! ACME HTTP-01 challenges, and the redirect of plain HTTP to HTTPS.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+
+use super::context::Context;
+use crate::response::{plain, Body, Early, Refusal, Step};
+use crate::state::Edge;
+
+/// Where ACME CAs look for HTTP-01 answers.
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
+/// A request refused at the door (400).
+#[derive(Debug)]
+pub enum Refused {
+    Ambiguous(&'static str),
+    MissingHost,
+    BadHost,
+}
+
+impl Refusal for Refused {
+    fn response(self) -> Response<Body> {
+        let text = match self {
+            Refused::Ambiguous(why) => why,
+            Refused::MissingHost => "missing Host header",
+            Refused::BadHost => "bad Host header",
+        };
+        plain(StatusCode::BAD_REQUEST, text)
+    }
+}
+
+/// HTTP/2 names the host in `:authority`; the later steps (router, cache
+/// key, CGI) read the Host header.
+pub fn host_from_authority<B>(req: &mut Request<B>) {
+    if req.headers().contains_key(header::HOST) {
+        return;
+    }
+    if let Some(v) = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+}
+
+/// Requests whose target two parties could read differently (routing or
+/// cache confusion) are refused. Framing is hyper's: differing
+/// `Content-Length` headers are refused before the handler runs, and with
+/// `Transfer-Encoding` the length is dropped, the body read as chunked and
+/// the connection closed after the answer (RFC 9112 6.1), so nothing can be
+/// smuggled behind a body (tests/corpus/requests.txt).
+pub fn unambiguous(uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
+    if headers.get_all(header::HOST).iter().count() > 1 {
+        return Err(Refused::Ambiguous("more than one Host header"));
+    }
+    // An absolute-form target (or h2's :authority) naming another host than
+    // the Host header.
+    if let (Some(authority), Some(host)) = (uri.authority(), headers.get(header::HOST)) {
+        if !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
+        {
+            return Err(Refused::Ambiguous(
+                "the request target and the Host header name different hosts",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The key authorization for an HTTP-01 token, if an order waits on it;
+/// any other path goes on.
+pub fn acme_challenge(edge: &Edge, uri: &Uri) -> Step<()> {
+    let Some(token) = uri.path().strip_prefix(ACME_CHALLENGE) else {
+        return Ok(());
+    };
+    let answer = match edge.certs.challenges.answer(token) {
+        Some(answer) => {
+            let mut r = Response::new(Body::full(Bytes::from(answer)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        None => plain(StatusCode::NOT_FOUND, "no such ACME challenge"),
+    };
+    Err(Early(answer))
+}
+
+/// With `redirect_https`, plain HTTP gets a 308 to the same URL over HTTPS
+/// (308 keeps the method and body).
+pub fn require_https(ctx: &Context) -> Step<()> {
+    let server = &ctx.config.server;
+    if !server.redirect_https || ctx.conn.https {
+        return Ok(());
+    }
+    let host = ctx.host().ok_or(Refused::MissingHost)?;
+    let name = murakumo_cache::key::host_without_port(host);
+    let port = server.tls_listen.first().map_or(443, |a| a.port());
+    let authority = if port == 443 {
+        name.to_string()
+    } else {
+        format!("{name}:{port}")
+    };
+    let target = ctx.uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = HeaderValue::from_str(&format!("https://{authority}{target}"))
+        .map_err(|_| Refused::BadHost)?;
+    let mut r = plain(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS");
+    r.headers_mut().insert(header::LOCATION, location);
+    Err(Early(r))
+}

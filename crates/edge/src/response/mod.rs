@@ -1,0 +1,53 @@
+//! Responses the edge makes itself, and how a pipeline step ends a request
+//! early. Every step that can refuse a request has its own error type; each
+//! says what its client is answered ([`Refusal`]), and `?` turns it into an
+//! [`Early`] answer. Imports nothing of the crate but [`body`].
+
+pub mod body;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+pub use body::Body;
+
+/// A short plain-text response for errors and refusals.
+pub fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(Body::full(Bytes::from(format!("{text}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// What a step's error answers its client.
+pub trait Refusal {
+    fn response(self) -> Response<Body>;
+}
+
+/// A response that ends the pipeline before its last step: a refusal, a
+/// redirect, a cached page.
+pub struct Early(pub Response<Body>);
+
+impl<R: Refusal> From<R> for Early {
+    fn from(r: R) -> Early {
+        Early(r.response())
+    }
+}
+
+/// A response made by a step (a redirect, a cached page) ends the request
+/// as it is.
+impl Refusal for Response<Body> {
+    fn response(self) -> Response<Body> {
+        self
+    }
+}
+
+/// The outcome of a step: go on with `T`, or answer now.
+pub type Step<T> = Result<T, Early>;
