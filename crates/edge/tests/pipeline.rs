@@ -1,0 +1,325 @@
+//! The request pipeline, in process and in seconds: the edge served by
+//! `murakumo_edge::serve` in front of a FastCGI responder (a test double:
+//! what PHP renders is not the point here; `crates/cli/tests` runs the same
+//! paths against real php-fpm and WordPress). Each test names the step it
+//! holds to its word.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use support::edge::TestEdge;
+use support::fastcgi_responder::{Reply, Responder};
+
+/// PHP that echoes what it was asked, as a page anyone may share.
+async fn echo_php() -> Responder {
+    Responder::start(|seen| {
+        let body = format!(
+            "uri={} ua={} cookie={}",
+            seen.param("REQUEST_URI").unwrap_or("-"),
+            seen.param("HTTP_USER_AGENT").unwrap_or("-"),
+            seen.param("HTTP_COOKIE").unwrap_or("-"),
+        );
+        Reply::page(&body, &["X-Murakumo-Tags: p:1 q:post"])
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_shared_page_is_rendered_once_from_its_canonical_request_and_then_hit() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let first = edge
+        .get(
+            "/sample-page/",
+            &[("cookie", "_ga=1"), ("user-agent", "curl/8")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert!(
+        first.text().contains("uri=/sample-page/"),
+        "{}",
+        first.text()
+    );
+    // PHP never sees what one client sent: a fixed User-Agent, no cookie.
+    assert!(first.text().contains("cookie=-"), "{}", first.text());
+    assert!(
+        first.text().contains("murakumo-page-cache"),
+        "{}",
+        first.text()
+    );
+    // The tags are the edge's, never the client's.
+    assert_eq!(first.header("x-murakumo-tags"), None);
+    // Variants of the URL share the key and its entry.
+    for variant in [
+        "/sample-page/",
+        "/%73ample-page//",
+        "/sample-page/?utm_source=x",
+    ] {
+        let again = edge.get(variant, &[]).await;
+        assert_eq!(again.header("x-cache"), Some("HIT"), "{variant}");
+        assert_eq!(again.body, first.body, "{variant}");
+    }
+    assert_eq!(php.seen().len(), 1);
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_private_page_passes_and_php_gets_each_clients_own_request() {
+    let php = Responder::start(|seen| {
+        let cookie = seen.param("HTTP_COOKIE").unwrap_or("-").to_string();
+        Reply::page(&format!("cookie={cookie}"), &["Set-Cookie: ab=b; Path=/"])
+    })
+    .await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    // The fill finds the page private; this client then gets PHP's answer
+    // to its own request.
+    let a = edge.get("/ab/", &[("cookie", "visitor=a")]).await;
+    assert_eq!(a.header("x-cache"), Some("BYPASS"));
+    assert_eq!(a.text(), "cookie=visitor=a");
+    // The key now passes: the next client's own request, no fill first.
+    let before = php.seen().len();
+    let b = edge.get("/ab/", &[("cookie", "visitor=b")]).await;
+    assert_eq!(b.text(), "cookie=visitor=b");
+    assert_eq!(php.seen().len(), before + 1);
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_key_cost_one_php_request() {
+    let php =
+        Responder::start(|_| Reply::page("slow page", &[]).after(Duration::from_millis(300))).await;
+    let edge = Arc::new(TestEdge::start(php.addr, "", "").await);
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let edge = edge.clone();
+        clients.push(tokio::spawn(async move { edge.get("/busy/", &[]).await }));
+    }
+    for c in clients {
+        let a = c.await.unwrap();
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.text(), "slow page");
+    }
+    assert_eq!(php.seen_for("/busy/").len(), 1);
+}
+
+#[tokio::test]
+async fn refusals_come_from_their_step_and_never_reach_php() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let cases: [(&str, &[(&str, &str)], StatusCode, &str); 6] = [
+        // front door
+        (
+            "/",
+            &[("host", "wp.test"), ("host", "other.test")],
+            StatusCode::BAD_REQUEST,
+            "more than one Host",
+        ),
+        // route
+        (
+            "/",
+            &[("host", "nobody.test")],
+            StatusCode::NOT_FOUND,
+            "no site",
+        ),
+        // path
+        (
+            "/a/%2e%2e/%2e%2e/etc/passwd",
+            &[],
+            StatusCode::BAD_REQUEST,
+            "bad request path",
+        ),
+        ("/a%00b", &[], StatusCode::BAD_REQUEST, "bad request path"),
+        // guards
+        ("/wp-config.php", &[], StatusCode::FORBIDDEN, "Forbidden"),
+        ("/.git/config", &[], StatusCode::NOT_FOUND, "Not Found"),
+    ];
+    for (target, headers, status, says) in cases {
+        let a = edge.get(target, headers).await;
+        assert_eq!(a.status, status, "{target} {headers:?}");
+        assert!(a.text().contains(says), "{target}: {}", a.text());
+    }
+    assert!(php.seen().is_empty(), "{:?}", php.seen());
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn files_are_served_by_the_edge_and_directories_get_their_slash() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let css = edge.get("/style.css", &[]).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.text(), "body { color: teal }\n");
+    let etag = css.header("etag").expect("an ETag").to_string();
+    let again = edge.get("/style.css", &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    let post = edge
+        .send(Method::POST, "/style.css", &[], Bytes::from_static(b"x"))
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    let dir = edge.get("/docs?x=1", &[]).await;
+    assert_eq!(dir.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(dir.header("location"), Some("/docs/?x=1"));
+    assert_eq!(edge.get("/docs/", &[]).await.text(), "<h1>docs</h1>");
+    assert!(php.seen().is_empty());
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_post_reaches_php_with_its_body_and_is_never_cached() {
+    let php = Responder::start(|seen| {
+        let body = String::from_utf8_lossy(&seen.stdin).into_owned();
+        Reply::page(
+            &format!(
+                "{} {} {body}",
+                seen.param("REQUEST_METHOD").unwrap_or("-"),
+                seen.param("CONTENT_LENGTH").unwrap_or("-")
+            ),
+            &[],
+        )
+    })
+    .await;
+    let edge = TestEdge::start(php.addr, "", "max_body = \"1KiB\"").await;
+    let a = edge
+        .send(
+            Method::POST,
+            "/form/",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from_static(b"a=1&b=2"),
+        )
+        .await;
+    assert_eq!(a.header("x-cache"), Some("BYPASS"));
+    assert_eq!(a.text(), "POST 7 a=1&b=2");
+    let big = edge
+        .send(Method::POST, "/form/", &[], Bytes::from(vec![b'x'; 2048]))
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(php.seen().len(), 1);
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn php_that_does_not_answer_is_a_502_and_a_head_has_no_body() {
+    // A port nobody listens on.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = gone.local_addr().unwrap();
+    drop(gone);
+    let edge = TestEdge::start(addr, "", "php_connect_timeout = \"1s\"").await;
+    let a = edge.get("/", &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY);
+    let head = edge
+        .send(Method::HEAD, "/style.css", &[], Bytes::new())
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_purge_on_the_ops_listener_sends_the_next_visitor_to_php() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    edge.get("/hello/", &[]).await;
+    assert_eq!(
+        edge.get("/hello/", &[]).await.header("x-cache"),
+        Some("HIT")
+    );
+    let purge = edge.ops(Method::POST, "/purge?tag=p:1&reason=test").await;
+    assert_eq!(purge.status, StatusCode::OK, "{}", purge.text());
+    assert_eq!(purge.text().trim(), "{\"purged\":1}");
+    assert_eq!(
+        edge.get("/hello/", &[]).await.header("x-cache"),
+        Some("MISS")
+    );
+    let metrics = edge.ops(Method::GET, "/metrics").await.text();
+    assert!(
+        metrics.contains("murakumo_requests_total{site=\"site\",status=\"200\",cache=\"HIT\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("murakumo_cache_purged_total{site=\"site\",kind=\"tag\"} 1"),
+        "{metrics}"
+    );
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn login_attempts_past_the_limit_get_429_with_retry_after() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "login_limit = \"2/min\"").await;
+    let login = || {
+        edge.send(
+            Method::POST,
+            "/wp-login.php",
+            &[],
+            Bytes::from_static(b"log=a&pwd=b"),
+        )
+    };
+    std::fs::write(edge.root.path().join("wp-login.php"), "<?php").unwrap();
+    assert_eq!(login().await.status, StatusCode::OK);
+    assert_eq!(login().await.status, StatusCode::OK);
+    let refused = login().await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused
+        .header("retry-after")
+        .is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    assert_eq!(php.seen().len(), 2);
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn plain_http_is_sent_to_https_but_acme_challenges_are_not() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(
+        php.addr,
+        "redirect_https = true\ntls_listen = [\"127.0.0.1:8443\"]",
+        "tls = { self_signed = true }",
+    )
+    .await;
+    let a = edge.get("/a/?b=1", &[("host", "wp.test:8080")]).await;
+    assert_eq!(a.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(a.header("location"), Some("https://wp.test:8443/a/?b=1"));
+    let acme = edge.get("/.well-known/acme-challenge/unknown", &[]).await;
+    assert_eq!(acme.status, StatusCode::NOT_FOUND);
+    assert!(acme.text().contains("ACME"), "{}", acme.text());
+    assert!(php.seen().is_empty());
+    edge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_drains_and_returns_when_its_shutdown_future_resolves() {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let php = {
+        let answered = answered.clone();
+        Responder::start(move |_| {
+            answered.fetch_add(1, Ordering::SeqCst);
+            Reply::page("late", &["Cache-Control: private"]).after(Duration::from_millis(500))
+        })
+        .await
+    };
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let http = edge.http;
+    // A request in flight when the shutdown comes is answered.
+    let in_flight = tokio::spawn(async move {
+        let req = http::Request::get("/slow/")
+            .header("host", "wp.test")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        support::edge::request(http, req).await
+    });
+    while answered.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    edge.stop().await.unwrap();
+    let a = in_flight.await.unwrap();
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.text(), "late");
+    // The listener is closed.
+    assert!(tokio::net::TcpStream::connect(http).await.is_err());
+}
