@@ -112,7 +112,8 @@ async fn concurrent_misses_for_one_key_cost_one_php_request() {
 async fn refusals_come_from_their_step_and_never_reach_php() {
     let php = echo_php().await;
     let edge = TestEdge::start(php.addr, "", "").await;
-    let cases: [(&str, &[(&str, &str)], StatusCode, &str); 6] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], StatusCode, &'a str);
+    let cases: [Case; 6] = [
         // front door
         (
             "/",
