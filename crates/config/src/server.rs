@@ -1,0 +1,183 @@
+//! `[server]`: listeners, drain, purge fan-out, logs, HTTPS behaviour,
+//! trusted proxies and `[server.limits]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::limits::Limits;
+use crate::units::{self, parse_duration};
+use crate::Invalid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(default = "default_ops_listen")]
+    pub ops_listen: SocketAddr,
+    #[serde(default = "default_drain_delay", with = "units::duration")]
+    pub drain_delay: Duration,
+    #[serde(default = "default_grace", with = "units::duration")]
+    pub grace: Duration,
+    pub purge_token_file: Option<PathBuf>,
+    /// Other edges a purge is passed on to, as `host:port` of their ops
+    /// listeners; each name is resolved at every purge and every address
+    /// gets it (a Kubernetes headless Service, Swarm's `tasks.SERVICE`).
+    #[serde(default)]
+    pub purge_fanout: Vec<String>,
+    /// Format of the access log and other logs: "text" or "json".
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default = "yes")]
+    pub access_log: bool,
+    /// HTTPS listeners (TLS 1.3 and 1.2, ALPN h2 and http/1.1).
+    #[serde(default)]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS (ACME challenges
+    /// excepted).
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Send `Strict-Transport-Security` on HTTPS answers: `true` for one
+    /// year, or a max-age such as "180d".
+    #[serde(default)]
+    pub hsts: Hsts,
+    /// Peers (load balancers) whose `X-Forwarded-For`/`X-Forwarded-Proto`
+    /// and PROXY protocol v2 header are believed; nobody else's are.
+    #[serde(default, deserialize_with = "units::networks")]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    /// `[server.limits]`: timeouts against slow clients, connection caps.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `Strict-Transport-Security`: off, or on with a max-age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hsts(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for Hsts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Age(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(Hsts(None)),
+            Raw::Flag(true) => Ok(Hsts(Some(Duration::from_secs(365 * 86400)))),
+            Raw::Age(s) => parse_duration(&s)
+                .map(|d| Hsts(Some(d)))
+                .map_err(|e| serde::de::Error::custom(format!("{e}, or true for one year"))),
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: default_listen(),
+            ops_listen: default_ops_listen(),
+            drain_delay: default_drain_delay(),
+            grace: default_grace(),
+            purge_token_file: None,
+            purge_fanout: Vec::new(),
+            log_format: LogFormat::Text,
+            access_log: true,
+            tls_listen: Vec::new(),
+            redirect_https: false,
+            hsts: Hsts::default(),
+            trusted_proxies: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+}
+fn default_ops_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_drain_delay() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Server {
+    /// Addresses that serve one protocol each, connection caps that fit,
+    /// fan-out peers that are `host:port`, a redirect to HTTPS that has a
+    /// listener.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if self.listen.is_empty() {
+            return Err(Invalid::new(
+                "server.listen",
+                "is empty; give at least one address such as \"127.0.0.1:8080\"",
+            ));
+        }
+        if self.listen.contains(&self.ops_listen) {
+            return Err(Invalid::new(
+                "server.ops_listen",
+                format!("{} is also a public listener; health, metrics and purge must be on their own address", self.ops_listen),
+            ));
+        }
+        for addr in &self.tls_listen {
+            if self.listen.contains(addr) || *addr == self.ops_listen {
+                return Err(Invalid::new(
+                    "server.tls_listen",
+                    format!("{addr} is also in server.listen or server.ops_listen; each address serves one protocol"),
+                ));
+            }
+        }
+        let limits = &self.limits;
+        if limits.max_connections == 0 || limits.max_connections_per_client == 0 {
+            return Err(Invalid::new(
+                "server.limits",
+                "max_connections and max_connections_per_client must be at least 1",
+            ));
+        }
+        if limits.max_connections_per_client > limits.max_connections {
+            return Err(Invalid::new(
+                "server.limits.max_connections_per_client",
+                format!(
+                    "{} is above max_connections ({}); one client could take every connection",
+                    limits.max_connections_per_client, limits.max_connections
+                ),
+            ));
+        }
+        for peer in &self.purge_fanout {
+            let ok = peer
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(Invalid::new(
+                    "server.purge_fanout",
+                    format!("{peer:?} is not host:port; write the other edges' ops address, e.g. \"murakumo-edges.murakumo.svc.cluster.local:9090\""),
+                ));
+            }
+        }
+        if self.redirect_https && self.tls_listen.is_empty() {
+            return Err(Invalid::new(
+                "server.redirect_https",
+                "is true but server.tls_listen is empty; add an HTTPS listener such as \"0.0.0.0:443\"",
+            ));
+        }
+        Ok(())
+    }
+}
