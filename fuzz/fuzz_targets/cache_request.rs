@@ -13,9 +13,7 @@ use http::header::{HeaderValue, COOKIE};
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use murakumo_cache::{CacheKey, Policy};
-
-#[path = "../../crates/edge/src/path.rs"]
-mod path;
+use murakumo_path as path;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -22,7 +22,9 @@ use serde_json::{json, Map, Value};
 use murakumo_config::{DbKind, TlsSource};
 
 use crate::plan::{secs, Plan, Tier};
-use crate::{edge_config, image, secrets, yaml, OutFile, RenderError, Target};
+use murakumo_image as image;
+
+use crate::{edge_config, secrets, yaml, OutFile, RenderError, Target};
 
 pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     let swarm = plan.target == Target::Swarm;

@@ -8,7 +8,8 @@
 use murakumo_config::{Config, TlsSource};
 use toml::{Table, Value};
 
-use crate::image;
+use murakumo_image as image;
+
 use crate::plan::{Plan, Tier};
 use crate::{RenderError, Target};
 

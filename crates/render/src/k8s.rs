@@ -27,7 +27,9 @@ use serde_json::{json, Value};
 use murakumo_config::{DbKind, IngressMode, TlsSource};
 
 use crate::plan::{secs, Plan, Tier};
-use crate::{edge_config, image, secrets, yaml, OutFile, RenderError};
+use murakumo_image as image;
+
+use crate::{edge_config, secrets, yaml, OutFile, RenderError};
 
 const PART_OF: &str = "app.kubernetes.io/part-of";
 const COMPONENT: &str = "app.kubernetes.io/component";

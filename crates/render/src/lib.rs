@@ -10,7 +10,8 @@
 //! - [`compose`] (docker compose and Swarm stack files), [`k8s`]
 //!   (a kustomize tree): the manifests;
 //! - [`secrets`]: the secret files, generated once and never overwritten;
-//! - [`yaml`]: the YAML writer; [`image`]: the runtime image's contract.
+//! - [`yaml`]: the YAML writer. The runtime image's contract (paths,
+//!   ports, secret files) is the `murakumo-image` crate, shared with `up`.
 //!
 //! Every target runs the same image (`Containerfile`): the edge
 //! (`murakumo serve`) and php-fpm (`murakumo php-fpm --role public|admin`).
@@ -18,7 +19,6 @@
 pub mod check;
 pub mod compose;
 pub mod edge_config;
-pub mod image;
 pub mod k8s;
 pub mod plan;
 pub mod secrets;
@@ -263,6 +263,6 @@ pub fn write(
         std::fs::write(&partial, &f.text).map_err(io(&partial))?;
         std::fs::rename(&partial, &path).map_err(io(&path))?;
     }
-    let owner = (target == Target::Compose).then_some(image::UID);
+    let owner = (target == Target::Compose).then_some(murakumo_image::UID);
     secrets::ensure(&out.join(secrets_dir(target)), owner)
 }

@@ -14,7 +14,9 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::{image, RenderError};
+use murakumo_image as image;
+
+use crate::RenderError;
 
 /// Every secret file, in the order they are listed.
 pub fn all() -> Vec<String> {

@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use murakumo_render::image;
+use murakumo_image as image;
 
 use crate::{atomic, php_fpm, wordpress};
 

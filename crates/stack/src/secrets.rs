@@ -14,7 +14,7 @@ use crate::layout::Layout;
 
 /// The secret files `up` shares with the container image's contract: the
 /// database password, the purge token, WordPress's eight keys and salts.
-pub use murakumo_render::image::{salt_file, DB_PASSWORD, PURGE_TOKEN, WP_SALTS};
+pub use murakumo_image::{salt_file, DB_PASSWORD, PURGE_TOKEN, WP_SALTS};
 
 pub const ADMIN_PASSWORD: &str = "admin-password";
 

@@ -110,7 +110,7 @@ impl WordPress {
             "<?php\ndefine('DB_NAME', 'wordpress');\ndefine('DB_USER', 'wp');\ndefine('DB_PASSWORD', 'wp-secret');\ndefine('DB_HOST', 'localhost:{sock}');\ndefine('DB_CHARSET', 'utf8mb4');\ndefine('DB_COLLATE', '');\n$table_prefix = 'wp_';\ndefine('DISABLE_WP_CRON', true);\ndefine('AUTOMATIC_UPDATER_DISABLED', true);\ndefine('WP_ENVIRONMENT_TYPE', 'local');\ndefine('FS_METHOD', 'direct');\n",
             sock = db.socket.display()
         );
-        for (i, k) in murakumo_render::image::WP_SALTS.iter().enumerate() {
+        for (i, k) in murakumo_image::WP_SALTS.iter().enumerate() {
             config.push_str(&format!("define('{k}', '{}');\n", salt(i)));
         }
         config.push_str("if (!defined('ABSPATH')) { define('ABSPATH', __DIR__ . '/'); }\nrequire_once ABSPATH . 'wp-settings.php';\n");

@@ -1,7 +1,9 @@
 //! The runtime image's contract: where the `Containerfile` puts things and
 //! which ports, environment variables and secret files the containers
-//! use. The renderers and `murakumo php-fpm` (the php container's entry
-//! point) both read these, so they cannot drift apart.
+//! use. The renderers (`murakumo-render`) and the local stack
+//! (`murakumo-stack`, whose `murakumo php-fpm` is the php container's entry
+//! point) both read these, so they cannot drift apart. It has no
+//! dependencies: the stack no longer pulls in the renderers for it.
 
 /// WordPress core, baked into the image (read-only, version-pinned).
 pub const CORE: &str = "/srv/wordpress/core";
