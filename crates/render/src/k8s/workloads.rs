@@ -1,0 +1,237 @@
+//! The workloads: the two tiers' Deployments (edge and php-fpm side by
+//! side in each pod), the content volume, the public tier's autoscaler and
+//! disruption budget, and the probes they use.
+
+use murakumo_config::TlsSource;
+use serde_json::{json, Value};
+
+use murakumo_image as image;
+
+use super::{container_security, labels, meta, secret_name, EDGE_LABEL};
+use crate::plan::{secs, Plan, Tier};
+
+pub(super) fn content_pvc(plan: &Plan) -> Value {
+    let mut spec = json!({
+        "accessModes": ["ReadWriteMany"],
+        "resources": { "requests": { "storage": plan.deploy.content_size } },
+    });
+    if let Some(class) = &plan.deploy.storage_class {
+        spec["storageClassName"] = json!(class);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta(plan, plan.name("content"), "content"),
+        "spec": spec,
+    })
+}
+
+pub(super) fn http_probe(path: &str, period: u32, failures: u32) -> Value {
+    json!({
+        "httpGet": { "path": path, "port": "ops" },
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    })
+}
+
+pub(super) fn tcp_probe(period: u32, failures: u32) -> Value {
+    json!({
+        "tcpSocket": { "port": "fastcgi" },
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    })
+}
+
+pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
+    let d = &plan.deploy;
+    let name = plan.name(tier.name());
+    let read_only = tier == Tier::Public;
+    let nodes = match tier {
+        Tier::Public => &d.public_nodes,
+        Tier::Admin => &d.admin_nodes,
+    };
+    let replicas = match tier {
+        Tier::Public => d.replicas,
+        Tier::Admin => d.admin_replicas,
+    };
+    let mut pod_labels = labels(plan, tier.name());
+    pod_labels[EDGE_LABEL] = json!("true");
+    let selector = labels(plan, tier.name());
+    let edge_tls = plan.edge_tls() && tier == Tier::Public;
+    let mut edge_ports = vec![
+        json!({ "name": "http", "containerPort": image::HTTP_PORT }),
+        json!({ "name": "ops", "containerPort": image::OPS_PORT }),
+    ];
+    if edge_tls {
+        edge_ports.insert(
+            1,
+            json!({ "name": "https", "containerPort": image::HTTPS_PORT }),
+        );
+    }
+    let mut edge_mounts = vec![
+        json!({ "name": "edge-config", "mountPath": "/etc/murakumo", "readOnly": true }),
+        json!({ "name": "secrets", "mountPath": image::SECRETS, "readOnly": true }),
+        json!({ "name": "edge-tmp", "mountPath": "/tmp" }),
+    ];
+    let mut volumes = vec![
+        json!({ "name": "edge-config", "configMap": { "name": plan.name(&format!("edge-{}", tier.name())) } }),
+        json!({ "name": "secrets", "secret": { "secretName": secret_name(plan), "defaultMode": 0o440 } }),
+        // Request bodies beyond 256 KiB are spooled here: disk, bounded.
+        json!({ "name": "edge-tmp", "emptyDir": { "sizeLimit": "256Mi" } }),
+        json!({ "name": "php-run", "emptyDir": { "medium": "Memory", "sizeLimit": "64Mi" } }),
+        json!({ "name": "php-tmp", "emptyDir": { "medium": "Memory", "sizeLimit": "128Mi" } }),
+        json!({
+            "name": "content",
+            "persistentVolumeClaim": { "claimName": plan.name("content"), "readOnly": read_only },
+        }),
+    ];
+    if edge_tls {
+        let tls_files = matches!(
+            plan.site.tls.as_ref().and_then(|t| t.source()),
+            Some(TlsSource::Files { .. })
+        );
+        if tls_files {
+            if let Some(secret) = &d.tls_secret {
+                edge_mounts
+                    .push(json!({ "name": "tls", "mountPath": image::TLS_DIR, "readOnly": true }));
+                volumes.push(json!({ "name": "tls", "secret": { "secretName": secret, "defaultMode": 0o440 } }));
+            }
+        }
+    }
+    let edge = json!({
+        "name": "edge",
+        "image": "murakumo",
+        "imagePullPolicy": "Always",
+        "args": ["serve", "--config", image::EDGE_CONFIG],
+        "ports": edge_ports,
+        "env": [{ "name": "MURAKUMO_LOG", "value": "info" }],
+        "volumeMounts": edge_mounts,
+        "securityContext": container_security(),
+        "resources": {
+            "requests": { "cpu": "100m", "memory": "128Mi" },
+            "limits": { "cpu": "1", "memory": "512Mi" },
+        },
+        "startupProbe": http_probe("/healthz", 2, 30),
+        "livenessProbe": http_probe("/healthz", 10, 3),
+        "readinessProbe": http_probe("/readyz", 2, 1),
+    });
+    // Public edges route admin paths that reach them to the admin pool
+    // (the `SITE-admin-php` Service; a NetworkPolicy admits only them).
+    let listen = match tier {
+        Tier::Admin => format!("0.0.0.0:{}", image::PHP_PORT),
+        Tier::Public => format!("127.0.0.1:{}", image::PHP_PORT),
+    };
+    let (cpu_req, mem_req, cpu_lim, mem_lim) = match tier {
+        Tier::Public => ("250m", "256Mi", "2", "1Gi"),
+        Tier::Admin => ("500m", "512Mi", "4", "2Gi"),
+    };
+    let php = json!({
+        "name": "php",
+        "image": "murakumo",
+        "imagePullPolicy": "Always",
+        "args": ["php-fpm", "--role", tier.name(), "--listen", listen],
+        "ports": [{ "name": "fastcgi", "containerPort": image::PHP_PORT }],
+        "env": [
+            { "name": image::ENV_DB_HOST, "value": plan.db_host() },
+            { "name": image::ENV_DB_NAME, "value": d.db.name },
+            { "name": image::ENV_DB_USER, "value": d.db.user },
+            { "name": image::ENV_PURGE_URL, "value": format!("http://127.0.0.1:{}/purge", image::OPS_PORT) },
+        ],
+        "volumeMounts": [
+            { "name": "secrets", "mountPath": image::SECRETS, "readOnly": true },
+            { "name": "php-run", "mountPath": image::RUN },
+            { "name": "php-tmp", "mountPath": "/tmp" },
+            { "name": "content", "mountPath": image::CONTENT, "subPath": plan.site.name, "readOnly": read_only },
+        ],
+        "securityContext": container_security(),
+        "resources": {
+            "requests": { "cpu": cpu_req, "memory": mem_req },
+            "limits": { "cpu": cpu_lim, "memory": mem_lim },
+        },
+        "startupProbe": tcp_probe(2, 30),
+        "livenessProbe": tcp_probe(10, 3),
+        "readinessProbe": tcp_probe(5, 2),
+    });
+    let zone_and_host = |key: &str| {
+        json!({
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": { "matchLabels": selector.clone() },
+        })
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(plan, name, tier.name()),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": { "matchLabels": selector.clone() },
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 },
+            },
+            "template": {
+                "metadata": { "labels": pod_labels },
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "terminationGracePeriodSeconds": secs(plan.stop_grace()),
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": image::UID,
+                        "runAsGroup": image::UID,
+                        "fsGroup": image::UID,
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
+                    "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{ "matchExpressions": [
+                            { "key": d.node_label, "operator": "In", "values": [nodes] },
+                        ] }],
+                    } } },
+                    "topologySpreadConstraints": [
+                        zone_and_host(&d.zone_label),
+                        zone_and_host("kubernetes.io/hostname"),
+                    ],
+                    "containers": [edge, php],
+                    "volumes": volumes,
+                },
+            },
+        },
+    })
+}
+
+pub(super) fn hpa(plan: &Plan) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(plan, plan.name("public"), "public"),
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name("public") },
+            "minReplicas": plan.deploy.replicas,
+            "maxReplicas": plan.max_replicas(),
+            "metrics": [{
+                "type": "Resource",
+                "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 70 } },
+            }],
+            "behavior": {
+                "scaleDown": { "stabilizationWindowSeconds": 300 },
+            },
+        },
+    })
+}
+
+pub(super) fn pdb(plan: &Plan) -> Value {
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(plan, plan.name("public"), "public"),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": { "matchLabels": labels(plan, "public") },
+        },
+    })
+}
