@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use murakumo_image as image;
 
-use super::{container_security, labels, meta, secret_name, service};
+use super::{container_security, labels, meta, pod_security, secret_name, service};
 use crate::plan::Plan;
 
 /// A Galera node's ports: clients, state transfers (SST), replication,
@@ -21,36 +21,13 @@ pub(super) const DB_PORTS: [(&str, u16); 4] = [
 /// Service for the peers, a Service for clients, a disruption budget that
 /// keeps the quorum.
 pub(super) fn galera(plan: &Plan) -> Vec<Value> {
-    let d = &plan.deploy;
-    let n = d.db.galera_size;
     let name = plan.name("db");
-    let peers_svc = plan.name("db-peers");
-    let peers: Vec<String> = (0..n).map(|i| format!("{name}-{i}.{peers_svc}")).collect();
-    // The first node bootstraps a new cluster only when it has no state;
-    // every other start joins the others. The SST password is passed in an
-    // option file, never on the command line.
-    let start = format!(
-        r#"set -eu
-ord="${{HOSTNAME##*-}}"
-umask 077
-printf '[mariadbd]\nwsrep_sst_auth=root:%s\n' "$(cat {secrets}/{root})" > /run/mysqld/sst.cnf
-new=""
-if [ "$ord" = 0 ] && [ ! -e /var/lib/mysql/grastate.dat ]; then new="--wsrep-new-cluster"; fi
-exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
-  --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
-  --wsrep-cluster-name={name} --wsrep-cluster-address=gcomm://{peers} \
-  --wsrep-node-address="$(hostname -f)" --wsrep-sst-method=mariabackup \
-  --binlog-format=ROW --default-storage-engine=InnoDB --innodb-autoinc-lock-mode=2 $new
-"#,
-        secrets = image::SECRETS,
-        root = image::DB_ROOT_PASSWORD,
-        peers = peers.join(","),
-    );
+    let peers = plan.name("db-peers");
     let selector = labels(plan, "db");
     vec![
         service(
             plan,
-            peers_svc.clone(),
+            peers,
             "db",
             json!({
                 "clusterIP": "None",
@@ -68,91 +45,126 @@ exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
         json!({
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": meta(plan, name.clone(), "db"),
+            "metadata": meta(plan, name, "db"),
             "spec": { "maxUnavailable": 1, "selector": { "matchLabels": selector } },
         }),
-        json!({
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": meta(plan, name.clone(), "db"),
-            "spec": {
-                "serviceName": peers_svc,
-                "replicas": n,
-                "podManagementPolicy": "OrderedReady",
-                "selector": { "matchLabels": selector },
-                "template": {
-                    "metadata": { "labels": selector },
-                    "spec": {
-                        "automountServiceAccountToken": false,
-                        "enableServiceLinks": false,
-                        "terminationGracePeriodSeconds": 120,
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            // The mariadb image runs as any uid; a high
-                            // one shares nothing with the node's accounts.
-                            "runAsUser": image::UID,
-                            "runAsGroup": image::UID,
-                            "fsGroup": image::UID,
-                            "seccompProfile": { "type": "RuntimeDefault" },
-                        },
-                        "affinity": { "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
-                            { "topologyKey": "kubernetes.io/hostname", "labelSelector": { "matchLabels": selector } },
-                        ] } },
-                        "topologySpreadConstraints": [{
-                            "maxSkew": 1,
-                            "topologyKey": d.zone_label,
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": { "matchLabels": selector },
-                        }],
-                        "containers": [{
-                            "name": "mariadb",
-                            "image": d.db.image,
-                            "imagePullPolicy": "Always",
-                            "command": ["/bin/sh", "-c", start],
-                            "env": [
-                                { "name": "MARIADB_DATABASE", "value": d.db.name },
-                                { "name": "MARIADB_USER", "value": d.db.user },
-                                { "name": "MARIADB_PASSWORD_FILE", "value": format!("{}/{}", image::SECRETS, image::DB_PASSWORD) },
-                                { "name": "MARIADB_ROOT_PASSWORD_FILE", "value": format!("{}/{}", image::SECRETS, image::DB_ROOT_PASSWORD) },
-                            ],
-                            "ports": DB_PORTS.map(|(name, port)| json!({ "name": name, "containerPort": port })),
-                            "volumeMounts": [
-                                { "name": "data", "mountPath": "/var/lib/mysql" },
-                                { "name": "run", "mountPath": "/run/mysqld" },
-                                { "name": "tmp", "mountPath": "/tmp" },
-                                { "name": "secrets", "mountPath": image::SECRETS, "readOnly": true },
-                            ],
-                            "securityContext": container_security(),
-                            "resources": {
-                                "requests": { "cpu": "250m", "memory": "512Mi" },
-                                "limits": { "cpu": "2", "memory": "2Gi" },
-                            },
-                            "startupProbe": db_probe(10, 60),
-                            "livenessProbe": db_probe(10, 6),
-                            "readinessProbe": {
-                                "exec": { "command": ["healthcheck.sh", "--connect", "--galera_online"] },
-                                "periodSeconds": 5,
-                                "timeoutSeconds": 5,
-                                "failureThreshold": 2,
-                            },
-                        }],
-                        "volumes": [
-                            { "name": "run", "emptyDir": { "medium": "Memory", "sizeLimit": "16Mi" } },
-                            { "name": "tmp", "emptyDir": { "sizeLimit": "1Gi" } },
-                            { "name": "secrets", "secret": { "secretName": secret_name(plan), "defaultMode": 0o440 } },
-                        ],
-                    },
-                },
-                "volumeClaimTemplates": [{
-                    "metadata": { "name": "data" },
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": { "requests": { "storage": d.db.size } },
-                    },
-                }],
-            },
-        }),
+        stateful_set(plan),
     ]
+}
+
+/// The nodes: one pod a host, spread over zones, each with its own volume.
+fn stateful_set(plan: &Plan) -> Value {
+    let d = &plan.deploy;
+    let selector = labels(plan, "db");
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(plan, plan.name("db"), "db"),
+        "spec": {
+            "serviceName": plan.name("db-peers"),
+            "replicas": d.db.galera_size,
+            "podManagementPolicy": "OrderedReady",
+            "selector": { "matchLabels": selector },
+            "template": {
+                "metadata": { "labels": selector },
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "terminationGracePeriodSeconds": 120,
+                    // The mariadb image runs as any uid; a high one shares
+                    // nothing with the node's accounts.
+                    "securityContext": pod_security(),
+                    "affinity": { "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
+                        { "topologyKey": "kubernetes.io/hostname", "labelSelector": { "matchLabels": selector } },
+                    ] } },
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1,
+                        "topologyKey": d.zone_label,
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": { "matchLabels": selector },
+                    }],
+                    "containers": [mariadb(plan)],
+                    "volumes": [
+                        { "name": "run", "emptyDir": { "medium": "Memory", "sizeLimit": "16Mi" } },
+                        { "name": "tmp", "emptyDir": { "sizeLimit": "1Gi" } },
+                        { "name": "secrets", "secret": { "secretName": secret_name(plan), "defaultMode": 0o440 } },
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": { "name": "data" },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": d.db.size } },
+                },
+            }],
+        },
+    })
+}
+
+/// One Galera node's container, started by [`start_script`].
+fn mariadb(plan: &Plan) -> Value {
+    let d = &plan.deploy;
+    json!({
+        "name": "mariadb",
+        "image": d.db.image,
+        "imagePullPolicy": "Always",
+        "command": ["/bin/sh", "-c", start_script(plan)],
+        "env": [
+            { "name": "MARIADB_DATABASE", "value": d.db.name },
+            { "name": "MARIADB_USER", "value": d.db.user },
+            { "name": "MARIADB_PASSWORD_FILE", "value": format!("{}/{}", image::SECRETS, image::DB_PASSWORD) },
+            { "name": "MARIADB_ROOT_PASSWORD_FILE", "value": format!("{}/{}", image::SECRETS, image::DB_ROOT_PASSWORD) },
+        ],
+        "ports": DB_PORTS.map(|(name, port)| json!({ "name": name, "containerPort": port })),
+        "volumeMounts": [
+            { "name": "data", "mountPath": "/var/lib/mysql" },
+            { "name": "run", "mountPath": "/run/mysqld" },
+            { "name": "tmp", "mountPath": "/tmp" },
+            { "name": "secrets", "mountPath": image::SECRETS, "readOnly": true },
+        ],
+        "securityContext": container_security(),
+        "resources": {
+            "requests": { "cpu": "250m", "memory": "512Mi" },
+            "limits": { "cpu": "2", "memory": "2Gi" },
+        },
+        "startupProbe": db_probe(10, 60),
+        "livenessProbe": db_probe(10, 6),
+        "readinessProbe": {
+            "exec": { "command": ["healthcheck.sh", "--connect", "--galera_online"] },
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 2,
+        },
+    })
+}
+
+/// The first node bootstraps a new cluster only when it has no state;
+/// every other start joins the others. The SST password is passed in an
+/// option file, never on the command line.
+fn start_script(plan: &Plan) -> String {
+    let name = plan.name("db");
+    let peers_svc = plan.name("db-peers");
+    let peers: Vec<String> = (0..plan.deploy.db.galera_size)
+        .map(|i| format!("{name}-{i}.{peers_svc}"))
+        .collect();
+    format!(
+        r#"set -eu
+ord="${{HOSTNAME##*-}}"
+umask 077
+printf '[mariadbd]\nwsrep_sst_auth=root:%s\n' "$(cat {secrets}/{root})" > /run/mysqld/sst.cnf
+new=""
+if [ "$ord" = 0 ] && [ ! -e /var/lib/mysql/grastate.dat ]; then new="--wsrep-new-cluster"; fi
+exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
+  --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
+  --wsrep-cluster-name={name} --wsrep-cluster-address=gcomm://{peers} \
+  --wsrep-node-address="$(hostname -f)" --wsrep-sst-method=mariabackup \
+  --binlog-format=ROW --default-storage-engine=InnoDB --innodb-autoinc-lock-mode=2 $new
+"#,
+        secrets = image::SECRETS,
+        root = image::DB_ROOT_PASSWORD,
+        peers = peers.join(","),
+    )
 }
 
 pub(super) fn db_probe(period: u32, failures: u32) -> Value {

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use murakumo_config::{DbKind, IngressMode};
 
 use crate::plan::{Plan, Tier};
+use murakumo_image as image;
 
 use crate::{edge_config, secrets, yaml, OutFile, RenderError};
 
@@ -237,6 +238,18 @@ fn secret_name(plan: &Plan) -> String {
         .existing_secret
         .clone()
         .unwrap_or_else(|| plan.name("secrets"))
+}
+
+/// Pods run as the image's unprivileged user, with the runtime's default
+/// seccomp profile.
+fn pod_security() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": image::UID,
+        "runAsGroup": image::UID,
+        "fsGroup": image::UID,
+        "seccompProfile": { "type": "RuntimeDefault" },
+    })
 }
 
 fn container_security() -> Value {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use murakumo_image as image;
 
-use super::{container_security, labels, meta, secret_name, EDGE_LABEL};
+use super::{container_security, labels, meta, pod_security, secret_name, EDGE_LABEL};
 use crate::plan::{secs, Plan, Tier};
 
 pub(super) fn content_pvc(plan: &Plan) -> Value {
@@ -44,10 +44,10 @@ pub(super) fn tcp_probe(period: u32, failures: u32) -> Value {
     })
 }
 
+/// A tier: its pods run the edge and php-fpm side by side, on the tier's
+/// nodes, spread over zones and hosts, rolled one at a time.
 pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
     let d = &plan.deploy;
-    let name = plan.name(tier.name());
-    let read_only = tier == Tier::Public;
     let nodes = match tier {
         Tier::Public => &d.public_nodes,
         Tier::Admin => &d.admin_nodes,
@@ -59,22 +59,66 @@ pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
     let mut pod_labels = labels(plan, tier.name());
     pod_labels[EDGE_LABEL] = json!("true");
     let selector = labels(plan, tier.name());
+    let zone_and_host = |key: &str| {
+        json!({
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": { "matchLabels": selector.clone() },
+        })
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(plan, plan.name(tier.name()), tier.name()),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": { "matchLabels": selector.clone() },
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 },
+            },
+            "template": {
+                "metadata": { "labels": pod_labels },
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "terminationGracePeriodSeconds": secs(plan.stop_grace()),
+                    "securityContext": pod_security(),
+                    "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{ "matchExpressions": [
+                            { "key": d.node_label, "operator": "In", "values": [nodes] },
+                        ] }],
+                    } } },
+                    "topologySpreadConstraints": [
+                        zone_and_host(&d.zone_label),
+                        zone_and_host("kubernetes.io/hostname"),
+                    ],
+                    "containers": [edge_container(plan, tier), php_container(plan, tier)],
+                    "volumes": volumes(plan, tier),
+                },
+            },
+        },
+    })
+}
+
+/// The Secret holding the public edge's certificate files, when it
+/// terminates TLS with files (`deploy.tls_secret`).
+fn tls_secret<'a>(plan: &'a Plan<'_>, tier: Tier) -> Option<&'a str> {
+    let files = matches!(
+        plan.site.tls.as_ref().and_then(|t| t.source()),
+        Some(TlsSource::Files { .. })
+    );
     let edge_tls = plan.edge_tls() && tier == Tier::Public;
-    let mut edge_ports = vec![
-        json!({ "name": "http", "containerPort": image::HTTP_PORT }),
-        json!({ "name": "ops", "containerPort": image::OPS_PORT }),
-    ];
-    if edge_tls {
-        edge_ports.insert(
-            1,
-            json!({ "name": "https", "containerPort": image::HTTPS_PORT }),
-        );
-    }
-    let mut edge_mounts = vec![
-        json!({ "name": "edge-config", "mountPath": "/etc/murakumo", "readOnly": true }),
-        json!({ "name": "secrets", "mountPath": image::SECRETS, "readOnly": true }),
-        json!({ "name": "edge-tmp", "mountPath": "/tmp" }),
-    ];
+    (edge_tls && files)
+        .then_some(plan.deploy.tls_secret.as_deref())
+        .flatten()
+}
+
+/// A tier pod's volumes: the edge's configuration and the secrets, bounded
+/// scratch space, the content (read-only on the public tier).
+fn volumes(plan: &Plan, tier: Tier) -> Vec<Value> {
     let mut volumes = vec![
         json!({ "name": "edge-config", "configMap": { "name": plan.name(&format!("edge-{}", tier.name())) } }),
         json!({ "name": "secrets", "secret": { "secretName": secret_name(plan), "defaultMode": 0o440 } }),
@@ -84,30 +128,45 @@ pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
         json!({ "name": "php-tmp", "emptyDir": { "medium": "Memory", "sizeLimit": "128Mi" } }),
         json!({
             "name": "content",
-            "persistentVolumeClaim": { "claimName": plan.name("content"), "readOnly": read_only },
+            "persistentVolumeClaim": { "claimName": plan.name("content"), "readOnly": tier == Tier::Public },
         }),
     ];
-    if edge_tls {
-        let tls_files = matches!(
-            plan.site.tls.as_ref().and_then(|t| t.source()),
-            Some(TlsSource::Files { .. })
+    if let Some(secret) = tls_secret(plan, tier) {
+        volumes.push(
+            json!({ "name": "tls", "secret": { "secretName": secret, "defaultMode": 0o440 } }),
         );
-        if tls_files {
-            if let Some(secret) = &d.tls_secret {
-                edge_mounts
-                    .push(json!({ "name": "tls", "mountPath": image::TLS_DIR, "readOnly": true }));
-                volumes.push(json!({ "name": "tls", "secret": { "secretName": secret, "defaultMode": 0o440 } }));
-            }
-        }
     }
-    let edge = json!({
+    volumes
+}
+
+/// The edge: `murakumo serve`, probed on its ops port.
+fn edge_container(plan: &Plan, tier: Tier) -> Value {
+    let mut ports = vec![
+        json!({ "name": "http", "containerPort": image::HTTP_PORT }),
+        json!({ "name": "ops", "containerPort": image::OPS_PORT }),
+    ];
+    if plan.edge_tls() && tier == Tier::Public {
+        ports.insert(
+            1,
+            json!({ "name": "https", "containerPort": image::HTTPS_PORT }),
+        );
+    }
+    let mut mounts = vec![
+        json!({ "name": "edge-config", "mountPath": "/etc/murakumo", "readOnly": true }),
+        json!({ "name": "secrets", "mountPath": image::SECRETS, "readOnly": true }),
+        json!({ "name": "edge-tmp", "mountPath": "/tmp" }),
+    ];
+    if tls_secret(plan, tier).is_some() {
+        mounts.push(json!({ "name": "tls", "mountPath": image::TLS_DIR, "readOnly": true }));
+    }
+    json!({
         "name": "edge",
         "image": "murakumo",
         "imagePullPolicy": "Always",
         "args": ["serve", "--config", image::EDGE_CONFIG],
-        "ports": edge_ports,
+        "ports": ports,
         "env": [{ "name": "MURAKUMO_LOG", "value": "info" }],
-        "volumeMounts": edge_mounts,
+        "volumeMounts": mounts,
         "securityContext": container_security(),
         "resources": {
             "requests": { "cpu": "100m", "memory": "128Mi" },
@@ -116,7 +175,12 @@ pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
         "startupProbe": http_probe("/healthz", 2, 30),
         "livenessProbe": http_probe("/healthz", 10, 3),
         "readinessProbe": http_probe("/readyz", 2, 1),
-    });
+    })
+}
+
+/// php-fpm: `murakumo php-fpm --role TIER`, probed on its FastCGI port.
+fn php_container(plan: &Plan, tier: Tier) -> Value {
+    let d = &plan.deploy;
     // Public edges route admin paths that reach them to the admin pool
     // (the `SITE-admin-php` Service; a NetworkPolicy admits only them).
     let listen = match tier {
@@ -127,7 +191,7 @@ pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
         Tier::Public => ("250m", "256Mi", "2", "1Gi"),
         Tier::Admin => ("500m", "512Mi", "4", "2Gi"),
     };
-    let php = json!({
+    json!({
         "name": "php",
         "image": "murakumo",
         "imagePullPolicy": "Always",
@@ -143,7 +207,7 @@ pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
             { "name": "secrets", "mountPath": image::SECRETS, "readOnly": true },
             { "name": "php-run", "mountPath": image::RUN },
             { "name": "php-tmp", "mountPath": "/tmp" },
-            { "name": "content", "mountPath": image::CONTENT, "subPath": plan.site.name, "readOnly": read_only },
+            { "name": "content", "mountPath": image::CONTENT, "subPath": plan.site.name, "readOnly": tier == Tier::Public },
         ],
         "securityContext": container_security(),
         "resources": {
@@ -153,54 +217,6 @@ pub(super) fn deployment(plan: &Plan, tier: Tier) -> Value {
         "startupProbe": tcp_probe(2, 30),
         "livenessProbe": tcp_probe(10, 3),
         "readinessProbe": tcp_probe(5, 2),
-    });
-    let zone_and_host = |key: &str| {
-        json!({
-            "maxSkew": 1,
-            "topologyKey": key,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": { "matchLabels": selector.clone() },
-        })
-    };
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta(plan, name, tier.name()),
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 5,
-            "selector": { "matchLabels": selector.clone() },
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 },
-            },
-            "template": {
-                "metadata": { "labels": pod_labels },
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "terminationGracePeriodSeconds": secs(plan.stop_grace()),
-                    "securityContext": {
-                        "runAsNonRoot": true,
-                        "runAsUser": image::UID,
-                        "runAsGroup": image::UID,
-                        "fsGroup": image::UID,
-                        "seccompProfile": { "type": "RuntimeDefault" },
-                    },
-                    "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{ "matchExpressions": [
-                            { "key": d.node_label, "operator": "In", "values": [nodes] },
-                        ] }],
-                    } } },
-                    "topologySpreadConstraints": [
-                        zone_and_host(&d.zone_label),
-                        zone_and_host("kubernetes.io/hostname"),
-                    ],
-                    "containers": [edge, php],
-                    "volumes": volumes,
-                },
-            },
-        },
     })
 }
 
