@@ -11,63 +11,42 @@ use crate::units;
 
 /// `[server.limits]`: limits on connections and slow clients.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Time a client has to send a request's head, counted from when the
     /// connection is ready for it (slowloris). For HTTP/1.1 it is also how
     /// long an idle kept-alive connection stays open.
-    #[serde(default = "default_header_timeout", with = "units::duration")]
+    #[serde(with = "units::duration")]
     pub header_timeout: Duration,
     /// Longest pause while a client sends a request body (slow POST).
-    #[serde(default = "default_body_timeout", with = "units::duration")]
+    #[serde(with = "units::duration")]
     pub body_timeout: Duration,
     /// Longest time a client may leave a response unread before it is cut
     /// off (slow read).
-    #[serde(default = "default_send_timeout", with = "units::duration")]
+    #[serde(with = "units::duration")]
     pub send_timeout: Duration,
     /// How long a connection with no request in progress stays open.
-    #[serde(default = "default_idle_timeout", with = "units::duration")]
+    #[serde(with = "units::duration")]
     pub idle_timeout: Duration,
     /// Open client connections, all listeners together; beyond it new
     /// connections wait in the kernel's backlog.
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Open connections from one client address (a trusted proxy's own
     /// connections are not counted: they carry many clients).
-    #[serde(default = "default_max_connections_per_client")]
     pub max_connections_per_client: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            header_timeout: default_header_timeout(),
-            body_timeout: default_body_timeout(),
-            send_timeout: default_send_timeout(),
-            idle_timeout: default_idle_timeout(),
-            max_connections: default_max_connections(),
-            max_connections_per_client: default_max_connections_per_client(),
+            header_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 16_384,
+            max_connections_per_client: 256,
         }
     }
-}
-
-fn default_header_timeout() -> Duration {
-    Duration::from_secs(20)
-}
-fn default_body_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_send_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(75)
-}
-fn default_max_connections() -> usize {
-    16_384
-}
-fn default_max_connections_per_client() -> usize {
-    256
 }
 
 /// A request rate: `count` requests per `per`, allowed in a burst of

@@ -21,44 +21,35 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Server {
-    #[serde(default = "default_listen")]
     pub listen: Vec<SocketAddr>,
-    #[serde(default = "default_ops_listen")]
     pub ops_listen: SocketAddr,
-    #[serde(default = "default_drain_delay", with = "units::duration")]
+    #[serde(with = "units::duration")]
     pub drain_delay: Duration,
-    #[serde(default = "default_grace", with = "units::duration")]
+    #[serde(with = "units::duration")]
     pub grace: Duration,
     pub purge_token_file: Option<PathBuf>,
     /// Other edges a purge is passed on to, as `host:port` of their ops
     /// listeners; each name is resolved at every purge and every address
     /// gets it (a Kubernetes headless Service, Swarm's `tasks.SERVICE`).
-    #[serde(default)]
     pub purge_fanout: Vec<String>,
     /// Format of the access log and other logs: "text" or "json".
-    #[serde(default)]
     pub log_format: LogFormat,
-    #[serde(default = "yes")]
     pub access_log: bool,
     /// HTTPS listeners (TLS 1.3 and 1.2, ALPN h2 and http/1.1).
-    #[serde(default)]
     pub tls_listen: Vec<SocketAddr>,
     /// Answer plain-HTTP requests with a redirect to HTTPS (ACME challenges
     /// excepted).
-    #[serde(default)]
     pub redirect_https: bool,
     /// Send `Strict-Transport-Security` on HTTPS answers: `true` for one
     /// year, or a max-age such as "180d".
-    #[serde(default)]
     pub hsts: Hsts,
     /// Peers (load balancers) whose `X-Forwarded-For`/`X-Forwarded-Proto`
     /// and PROXY protocol v2 header are believed; nobody else's are.
-    #[serde(default, deserialize_with = "units::networks")]
+    #[serde(deserialize_with = "units::networks")]
     pub trusted_proxies: Option<Vec<IpNet>>,
     /// `[server.limits]`: timeouts against slow clients, connection caps.
-    #[serde(default)]
     pub limits: Limits,
 }
 
@@ -87,10 +78,10 @@ impl<'de> Deserialize<'de> for Hsts {
 impl Default for Server {
     fn default() -> Self {
         Server {
-            listen: default_listen(),
-            ops_listen: default_ops_listen(),
-            drain_delay: default_drain_delay(),
-            grace: default_grace(),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            drain_delay: Duration::from_secs(2),
+            grace: Duration::from_secs(30),
             purge_token_file: None,
             purge_fanout: Vec::new(),
             log_format: LogFormat::Text,
@@ -102,22 +93,6 @@ impl Default for Server {
             limits: Limits::default(),
         }
     }
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_listen() -> Vec<SocketAddr> {
-    vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
-}
-fn default_ops_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9090))
-}
-fn default_drain_delay() -> Duration {
-    Duration::from_secs(2)
-}
-fn default_grace() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl Server {
