@@ -338,13 +338,23 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
 fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     // A missing package: named, with the command that installs it.
     let site = Site::new();
-    let out = murakumo(&[
-        "up",
-        "--dir",
-        site.dir(),
-        "--wordpress",
-        "/nonexistent/wordpress",
-    ]);
+    // Every `up` here names free ports: the machine may run a site of its
+    // own on the default ones.
+    let (port, ops_port) = (free_port().to_string(), free_port().to_string());
+    let ports = ["--port", port.as_str(), "--ops-port", ops_port.as_str()];
+    let out = murakumo(
+        &[
+            &[
+                "up",
+                "--dir",
+                site.dir(),
+                "--wordpress",
+                "/nonexistent/wordpress",
+            ][..],
+            &ports,
+        ]
+        .concat(),
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
@@ -377,7 +387,13 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
         std::fs::create_dir(&private).expect("mkdir");
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let inside = private.join("site");
-        let out = murakumo(&["up", "--dir", inside.to_str().expect("utf-8"), "--detach"]);
+        let out = murakumo(
+            &[
+                &["up", "--dir", inside.to_str().expect("utf-8"), "--detach"][..],
+                &ports,
+            ]
+            .concat(),
+        );
         assert!(!out.status.success());
         let err = text(&out.stderr);
         assert!(

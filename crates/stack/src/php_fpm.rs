@@ -16,7 +16,10 @@ use crate::secrets;
 
 /// Workers of the public pool; the edge's `php_max_conns` matches it.
 pub const PUBLIC_CHILDREN: usize = 8;
-const ADMIN_CHILDREN: usize = 4;
+/// Workers of the admin pool: as many as the edge may open to it
+/// (`php_max_conns` holds for both pools). The pool is `ondemand`, so
+/// workers it does not need cost nothing.
+const ADMIN_CHILDREN: usize = PUBLIC_CHILDREN;
 
 /// The environment WordPress's generated `wp-config.php` reads: the
 /// database password, the salts, and where to send cache purges.
