@@ -238,6 +238,25 @@ fn up_serves_a_site_that_keeps_its_posts_through_restarts_kills_and_restore() {
         "purged: {}",
         home.cache()
     );
+    // WordPress knows the server rewrites URLs: Settings → Permalinks
+    // offers no `/index.php/` structure and asks for no `.htaccess`; the
+    // category archive a new post links to exists.
+    let jar_path = jar.to_str().expect("utf-8 path");
+    let permalinks = curl(
+        &site.url("/wp-admin/options-permalink.php"),
+        &["-b", jar_path],
+    );
+    assert_eq!(permalinks.status, 200);
+    assert!(permalinks.text().contains("permalink_structure"));
+    for wrong in ["/index.php/", ".htaccess"] {
+        assert!(
+            !permalinks.text().contains(wrong),
+            "Settings → Permalinks mentions {wrong}"
+        );
+    }
+    let archive = site.get("/category/uncategorized/");
+    assert_eq!(archive.status, 200);
+    assert!(archive.text().contains("Posted through murakumo up"));
 
     // A second `up` is a no-op: no new password, nothing restarted.
     let db_password = site.secret("db-password");

@@ -16,7 +16,17 @@ use crate::prereq::Programs;
 use crate::secrets;
 
 const INSTALLER: &str = include_str!("php/install.php");
-const PURGE_PLUGIN: &str = include_str!("../../../wordpress/mu-plugins/murakumo-purge.php");
+/// Our must-use plugins, written into `wp-content/mu-plugins/`.
+const MU_PLUGINS: [(&str, &str); 2] = [
+    (
+        "murakumo-purge.php",
+        include_str!("../../../wordpress/mu-plugins/murakumo-purge.php"),
+    ),
+    (
+        "murakumo-server.php",
+        include_str!("../../../wordpress/mu-plugins/murakumo-server.php"),
+    ),
+];
 
 /// Top-level entries of a WordPress tree that are not core.
 const NOT_CORE: [&str; 3] = ["wp-content", "wp-config.php", ".htaccess"];
@@ -63,9 +73,11 @@ pub fn ensure_content(layout: &Layout, source: &Path, accounts: &Accounts) -> an
             accounts::give(&dir, accounts.web.as_ref())?;
         }
     }
-    // Ours, so rewritten on every start (an upgrade of murakumo upgrades it).
-    let plugin = layout.mu_plugins().join("murakumo-purge.php");
-    crate::atomic::write_file(&plugin, PURGE_PLUGIN, 0o644)
+    // Ours, so rewritten on every start (an upgrade of murakumo upgrades them).
+    for (name, text) in MU_PLUGINS {
+        crate::atomic::write_file(&layout.mu_plugins().join(name), text, 0o644)?;
+    }
+    Ok(())
 }
 
 /// PHP source of a single-quoted string literal.

@@ -95,13 +95,14 @@ impl WordPress {
         copy_tree(Path::new(WORDPRESS), &root, &["wp-config.php", ".htaccess"]);
         std::fs::create_dir_all(root.join("wp-content/mu-plugins")).unwrap();
         std::fs::create_dir_all(root.join("wp-content/uploads")).unwrap();
-        let plugin = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../wordpress/mu-plugins/murakumo-purge.php");
-        std::fs::copy(
-            plugin,
-            root.join("wp-content/mu-plugins/murakumo-purge.php"),
-        )
-        .unwrap();
+        for plugin in ["murakumo-purge.php", "murakumo-server.php"] {
+            let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wordpress/mu-plugins");
+            std::fs::copy(
+                ours.join(plugin),
+                root.join("wp-content/mu-plugins").join(plugin),
+            )
+            .unwrap();
+        }
 
         let db = Mariadb::start(d);
         db.sql("CREATE DATABASE wordpress; CREATE USER wp@localhost IDENTIFIED BY 'wp-secret'; GRANT ALL ON wordpress.* TO wp@localhost;");

@@ -1,0 +1,28 @@
+<?php
+/**
+ * Plugin Name: murakumo server
+ * Description: Tells WordPress what the server in front of it does. murakumo sends every URL that is not a file to index.php, as nginx's try_files does, and reads no .htaccess: pretty permalinks need neither an index.php prefix nor rewrite rules in a file.
+ * Version: 0.1.0
+ *
+ * WordPress knows which servers rewrite URLs by SERVER_SOFTWARE: Apache with
+ * mod_rewrite, nginx, IIS. For any other it puts /index.php/ in front of
+ * every permalink and asks for .htaccess rules on every save of Settings →
+ * Permalinks. murakumo's front-controller rule is nginx's, so WordPress is
+ * given its nginx branch: permalinks without index.php, no .htaccess
+ * written or asked for. Only requests murakumo serves are told so.
+ *
+ * wp-includes/vars.php sets $is_nginx from SERVER_SOFTWARE after the
+ * must-use plugins load, so the correction comes at the first hook after
+ * it, before any screen or rewrite code reads it.
+ */
+
+if (!defined('ABSPATH')) {
+    exit;
+}
+
+if (strpos($_SERVER['SERVER_SOFTWARE'] ?? '', 'murakumo/') === 0) {
+    add_action('plugins_loaded', function () {
+        $GLOBALS['is_nginx'] = true;
+        $GLOBALS['is_apache'] = false;
+    }, PHP_INT_MIN);
+}
