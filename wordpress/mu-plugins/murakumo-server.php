@@ -26,3 +26,33 @@ if (strpos($_SERVER['SERVER_SOFTWARE'] ?? '', 'murakumo/') === 0) {
         $GLOBALS['is_apache'] = false;
     }, PHP_INT_MIN);
 }
+
+/*
+ * Who the site's users are is not told to visitors WordPress does not know
+ * ([site.guard] hide_users, on unless the edge says MURAKUMO_HIDE_USERS=0):
+ * the REST users routes, ?author=N (which redirects to the author's archive,
+ * whose address is the login name) and the users sitemap. The edge refuses
+ * requests that carry no login cookie at all; WordPress checks the cookie.
+ */
+if (($_SERVER['MURAKUMO_HIDE_USERS'] ?? '1') !== '0') {
+    add_filter('rest_endpoints', function ($endpoints) {
+        if (is_user_logged_in()) {
+            return $endpoints;
+        }
+        foreach (array_keys($endpoints) as $route) {
+            if (strpos($route, '/wp/v2/users') === 0) {
+                unset($endpoints[$route]);
+            }
+        }
+        return $endpoints;
+    });
+    add_filter('wp_sitemaps_add_provider', function ($provider, $name) {
+        return $name === 'users' ? false : $provider;
+    }, 10, 2);
+    add_action('parse_request', function ($wp) {
+        if (isset($_GET['author']) && !is_admin() && !is_user_logged_in()) {
+            unset($wp->query_vars['author']);
+            $wp->query_vars['error'] = '404';
+        }
+    });
+}

@@ -67,6 +67,24 @@ fn is_personal_cookie_pair(pair: &str) -> bool {
             .is_ok_and(|decoded| is_personal_cookie(&php_cookie_name(&decoded)))
 }
 
+/// Whether a request carries WordPress's login cookie (judged as PHP names
+/// it) or HTTP credentials. It is a claim, not a proof: only WordPress can
+/// check it, so the edge uses it to spare anonymous requests, never to
+/// trust one.
+pub fn claims_login(headers: &HeaderMap) -> bool {
+    if headers.contains_key(AUTHORIZATION) {
+        return true;
+    }
+    headers.get_all(COOKIE).iter().any(|v| {
+        v.to_str().map_or(true, |text| {
+            text.split(';').any(|pair| {
+                let raw = pair.split('=').next().unwrap_or("");
+                php_cookie_name(raw).starts_with("wordpress_logged_in_")
+            })
+        })
+    })
+}
+
 /// The key PHP gives a cookie in `$_COOKIE` (`php_register_variable_ex`):
 /// leading whitespace dropped, `.` and space turned into `_` up to the
 /// first `[`; a `[` with a `]` after it starts an array, named by what came

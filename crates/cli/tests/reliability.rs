@@ -195,6 +195,32 @@ fn path_tricks_never_reach_a_denied_file() {
     write(&s.root(), ".htaccess", "# secret");
     write(&s.root(), ".htpasswd", "admin:secret");
     write(&s.root(), "wp-content/debug.log", "PHP Warning: secret");
+    for leftover in [
+        "site.tar.gz",
+        "backup.zip",
+        "db.sql.xz",
+        "db.sql.bz2",
+        "dump.sqlite3",
+        "wordpress.db",
+        "error_log",
+        "wp-content/debug.log.1",
+        "php_errors.log.1",
+        "composer.json",
+        "index.php.save",
+        "wp-content/uploads/backup-2024/site.zip",
+        "readme.html",
+        "license.txt",
+        "wp-content/plugins/x/readme.txt",
+    ] {
+        write(&s.root(), leftover, "secret");
+    }
+    for script in [
+        "wp-includes/version.php",
+        "wp-admin/includes/admin.php",
+        "wp-config-sample.php",
+    ] {
+        write(&s.root(), script, "<?php echo 'EXECUTED';");
+    }
     let mut tried = 0;
     for path in corpus("paths.txt").lines() {
         if path.starts_with('#') || path.trim().is_empty() {
@@ -223,8 +249,11 @@ fn path_tricks_never_reach_a_denied_file() {
         );
         tried += 1;
     }
-    assert!(tried >= 70, "corpus too small: {tried}");
+    assert!(tried >= 100, "corpus too small: {tried}");
     assert_eq!(s.fpm.requests_for("evil"), 0, "PHP ran a file in uploads");
+    for script in ["version.php", "admin.php", "wp-config-sample.php"] {
+        assert_eq!(s.fpm.requests_for(script), 0, "PHP ran {script}");
+    }
     no_panic(&mut s);
 }
 

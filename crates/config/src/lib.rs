@@ -10,7 +10,8 @@
 //! One module a section, each validating itself: [`server`](Server)
 //! (`[server]`, with [`limits`](Limits) for `[server.limits]`),
 //! [`site`](Site) (`[[site]]`, with its [`cache`](Cache), [`tls`](SiteTls),
-//! [`db`](DbUrl), [hosts](HostPattern) and [php](PhpAddress)),
+//! [`guard`](Guard), [`db`](DbUrl), [hosts](HostPattern) and
+//! [php](PhpAddress)),
 //! [`acme`](Acme) and [`deploy`](Deploy); `units` parses durations, sizes
 //! and networks.
 
@@ -18,6 +19,7 @@ mod acme;
 mod cache;
 mod db_url;
 mod deploy;
+mod guard;
 mod host_pattern;
 mod limits;
 mod php_address;
@@ -35,6 +37,7 @@ pub use acme::{Acme, LETS_ENCRYPT};
 pub use cache::Cache;
 pub use db_url::DbUrl;
 pub use deploy::{DbKind, Deploy, DeployDb, IngressMode};
+pub use guard::Guard;
 pub use host_pattern::HostPattern;
 pub use limits::{parse_rate, Limits, Rate, RateLimit};
 pub use php_address::PhpAddress;

@@ -42,8 +42,10 @@ pub struct Server {
     /// Answer plain-HTTP requests with a redirect to HTTPS (ACME challenges
     /// excepted).
     pub redirect_https: bool,
-    /// Send `Strict-Transport-Security` on HTTPS answers: `true` for one
-    /// year, or a max-age such as "180d".
+    /// `Strict-Transport-Security` on HTTPS answers: on by default for one
+    /// year (`true`), a max-age such as "180d", or `false`. Browsers ignore
+    /// it on a connection whose certificate they do not trust, so a
+    /// self-signed local site is not pinned.
     pub hsts: Hsts,
     /// Peers (load balancers) whose `X-Forwarded-For`/`X-Forwarded-Proto`
     /// and PROXY protocol v2 header are believed; nobody else's are.
@@ -57,6 +59,10 @@ pub struct Server {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Hsts(pub Option<Duration>);
 
+impl Hsts {
+    pub const ONE_YEAR: Hsts = Hsts(Some(Duration::from_secs(365 * 86400)));
+}
+
 impl<'de> Deserialize<'de> for Hsts {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -67,7 +73,7 @@ impl<'de> Deserialize<'de> for Hsts {
         }
         match Raw::deserialize(d)? {
             Raw::Flag(false) => Ok(Hsts(None)),
-            Raw::Flag(true) => Ok(Hsts(Some(Duration::from_secs(365 * 86400)))),
+            Raw::Flag(true) => Ok(Hsts::ONE_YEAR),
             Raw::Age(s) => parse_duration(&s)
                 .map(|d| Hsts(Some(d)))
                 .map_err(|e| serde::de::Error::custom(format!("{e}, or true for one year"))),
@@ -88,7 +94,7 @@ impl Default for Server {
             access_log: true,
             tls_listen: Vec::new(),
             redirect_https: false,
-            hsts: Hsts::default(),
+            hsts: Hsts::ONE_YEAR,
             trusted_proxies: None,
             limits: Limits::default(),
         }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::limits::{self, RateLimit};
 use crate::units;
-use crate::{Acme, Cache, DbUrl, HostPattern, Invalid, PhpAddress, Server, SiteTls};
+use crate::{Acme, Cache, DbUrl, Guard, HostPattern, Invalid, PhpAddress, Server, SiteTls};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +60,9 @@ pub struct Site {
     pub rate_limit: RateLimit,
     #[serde(default)]
     pub cache: Cache,
+    /// `[site.guard]`: the hardening rules, all on by default.
+    #[serde(default)]
+    pub guard: Guard,
     /// The site's certificate, for `server.tls_listen`.
     pub tls: Option<SiteTls>,
     /// Run WordPress's scheduled tasks (`wp-cron.php`, on the admin pool)

@@ -176,6 +176,7 @@ impl Sites {
                 guard: GuardOptions {
                     xmlrpc: sc.xmlrpc,
                     admin_allow: sc.admin_allow.clone(),
+                    rules: sc.guard.clone(),
                 },
                 public,
                 admin,

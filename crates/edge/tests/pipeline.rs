@@ -324,3 +324,173 @@ async fn serve_drains_and_returns_when_its_shutdown_future_resolves() {
     // The listener is closed.
     assert!(tokio::net::TcpStream::connect(http).await.is_err());
 }
+
+#[tokio::test]
+async fn what_backups_and_deploys_leave_is_refused_unless_the_site_opts_out() {
+    let php = echo_php().await;
+    let leftovers = ["backup.zip", "db.sql.gz", "composer.json", "readme.html"];
+    let hardened = TestEdge::start(php.addr, "", "").await;
+    let open = TestEdge::start(
+        php.addr,
+        "",
+        "[site.guard]\ndeny_backups = false\nentry_points_only = false",
+    )
+    .await;
+    for edge in [&hardened, &open] {
+        for name in leftovers {
+            std::fs::write(edge.root.path().join(name), "leftover").unwrap();
+        }
+    }
+    for name in leftovers {
+        let target = format!("/{name}");
+        let refused = hardened.get(&target, &[]).await;
+        assert!(
+            matches!(refused.status.as_u16(), 403 | 404),
+            "{name}: {}",
+            refused.status
+        );
+        assert!(!refused.text().contains("leftover"));
+        let served = open.get(&target, &[]).await;
+        assert_eq!(served.status, StatusCode::OK, "{name} with the opt-outs");
+        assert_eq!(served.text(), "leftover");
+    }
+    assert!(php.seen().is_empty());
+}
+
+#[tokio::test]
+async fn anonymous_visitors_cannot_list_users_and_wordpress_is_told_to_check_the_rest() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    for target in [
+        "/wp-json/wp/v2/users",
+        "/?author=1",
+        "/wp-sitemap-users-1.xml",
+        "/?rest_route=/wp/v2/users",
+    ] {
+        assert_eq!(
+            edge.get(target, &[]).await.status,
+            StatusCode::NOT_FOUND,
+            "{target}"
+        );
+    }
+    assert!(php.seen().is_empty());
+    // A login cookie is a claim only WordPress can check: it goes on, and
+    // WordPress is told to hide users from anyone it does not know.
+    let claimed = edge
+        .get(
+            "/wp-json/wp/v2/users",
+            &[("cookie", "wordpress_logged_in_x=forged")],
+        )
+        .await;
+    assert_eq!(claimed.status, StatusCode::OK);
+    assert_eq!(php.seen()[0].param("MURAKUMO_HIDE_USERS"), Some("1"));
+    // The opt-out: PHP answers, and is told not to hide them either.
+    let open = TestEdge::start(php.addr, "", "[site.guard]\nhide_users = false").await;
+    assert_eq!(
+        open.get("/wp-json/wp/v2/users", &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        php.seen().last().unwrap().param("MURAKUMO_HIDE_USERS"),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn answers_carry_the_security_headers_and_php_may_set_its_own() {
+    let php = Responder::start(|seen| match seen.param("REQUEST_URI") {
+        Some("/own/") => Reply::page(
+            "own",
+            &["X-Frame-Options: DENY", "Referrer-Policy: no-referrer"],
+        ),
+        _ => Reply::page("page", &[]),
+    })
+    .await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    std::fs::write(edge.root.path().join("wp-login.php"), "<?php").unwrap();
+    let page = edge.get("/", &[]).await;
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        page.header("referrer-policy"),
+        Some("strict-origin-when-cross-origin")
+    );
+    // Front-end pages stay framable (WordPress embeds); the login is not.
+    assert_eq!(page.header("x-frame-options"), None);
+    let login = edge.get("/wp-login.php", &[]).await;
+    assert_eq!(login.header("x-frame-options"), Some("SAMEORIGIN"));
+    // Refusals and static files carry them too.
+    assert_eq!(
+        edge.get("/wp-config.php", &[])
+            .await
+            .header("x-content-type-options"),
+        Some("nosniff")
+    );
+    assert_eq!(
+        edge.get("/style.css", &[])
+            .await
+            .header("x-content-type-options"),
+        Some("nosniff")
+    );
+    let own = edge.get("/own/", &[]).await;
+    assert_eq!(own.header("referrer-policy"), Some("no-referrer"));
+    let off = TestEdge::start(php.addr, "", "[site.guard]\nsecurity_headers = false").await;
+    assert_eq!(
+        off.get("/", &[]).await.header("x-content-type-options"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_a_name_is_refused_and_redirects_go_only_to_configured_hosts() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(
+        php.addr,
+        "redirect_https = true\ntls_listen = [\"127.0.0.1:8443\"]",
+        "tls = { self_signed = true }",
+    )
+    .await;
+    for host in ["evil.example/foo?", "wp.test/x", "a b", "user@wp.test"] {
+        let a = edge.get("/x", &[("host", host)]).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{host}");
+        assert_eq!(a.header("location"), None);
+    }
+    // A well-formed host no site serves is not redirected anywhere.
+    let elsewhere = edge.get("/x", &[("host", "evil.example")]).await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
+    assert_eq!(elsewhere.header("location"), None);
+    assert!(php.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_browser_past_the_login_limit_gets_a_page_a_person_can_read() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "login_limit = \"1/min\"").await;
+    std::fs::write(edge.root.path().join("wp-login.php"), "<?php").unwrap();
+    let browser = [("accept", "text/html,application/xhtml+xml")];
+    let post = || {
+        edge.send(
+            Method::POST,
+            "/wp-login.php",
+            &browser,
+            Bytes::from_static(b"log=a&pwd=b"),
+        )
+    };
+    assert_eq!(post().await.status, StatusCode::OK);
+    let refused = post().await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let secs = refused.header("retry-after").unwrap().to_string();
+    assert!(
+        refused.text().contains("Too many login attempts"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.text().contains(&format!("wait {secs} seconds")),
+        "{}",
+        refused.text()
+    );
+}

@@ -55,7 +55,7 @@ impl PhpTarget<'_> {
         headers: &HeaderMap,
         content_length: Option<u64>,
     ) -> Params {
-        cgi::params(&CgiRequest {
+        let mut p = cgi::params(&CgiRequest {
             method,
             request_uri: uri.path_and_query().map_or("/", |pq| pq.as_str()),
             query: uri.query().unwrap_or(""),
@@ -72,13 +72,15 @@ impl PhpTarget<'_> {
             server_port: self.conn.local.port(),
             https: self.conn.https,
             content_length,
-        })
+        });
+        self.site_params(&mut p);
+        p
     }
 
     /// The CGI environment of a page-cache fill for `key`: its canonical
     /// request, not the client's ([`cgi::fill_params`]).
     pub fn fill_params(&self, key: &murakumo_cache::CacheKey) -> Params {
-        cgi::fill_params(
+        let mut p = cgi::fill_params(
             key,
             &cgi::FillTarget {
                 root: &self.site.config.root,
@@ -87,6 +89,16 @@ impl PhpTarget<'_> {
                 remote: self.conn.remote,
                 local: self.conn.local,
             },
-        )
+        );
+        self.site_params(&mut p);
+        p
+    }
+
+    /// What the site's configuration tells WordPress (the `murakumo-server`
+    /// plugin reads it): whether users are hidden from visitors it does not
+    /// know (`[site.guard] hide_users`).
+    fn site_params(&self, p: &mut Params) {
+        let hide = self.site.guard.rules.hide_users;
+        p.insert("MURAKUMO_HIDE_USERS", if hide { "1" } else { "0" });
     }
 }

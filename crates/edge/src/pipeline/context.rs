@@ -36,6 +36,10 @@ pub struct Outcome {
     pub cache: Option<&'static str>,
     /// Time to PHP's response head.
     pub upstream: Option<Duration>,
+    /// The site wants the security headers (`[site.guard]`).
+    pub security_headers: bool,
+    /// The request is for the login or admin screens.
+    pub admin: bool,
 }
 
 impl Context {

@@ -1,15 +1,37 @@
 //! The last step, for every response the pipeline made (refusals and early
-//! answers too): `X-Cache`, HSTS, no body for HEAD, `Connection: close`
-//! while draining, then one metrics sample and one access-log line.
+//! answers too): `X-Cache`, HSTS, the security headers, no body for HEAD,
+//! `Connection: close` while draining, then one metrics sample and one
+//! access-log line.
 
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Response};
+use http::{HeaderMap, Method, Response};
 
 use super::context::Context;
 use crate::response::Body;
 use crate::state::Edge;
+
+/// `nosniff` and a referrer policy on every answer; on the login and admin
+/// screens, no framing by other sites (clickjacking). PHP's own headers win.
+/// Front-end pages stay framable: WordPress embeds (`/embed/`) live in
+/// other sites' frames.
+fn security_headers(h: &mut HeaderMap, admin: bool) {
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::REFERRER_POLICY)
+        .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+    let framing_set = h.contains_key(header::X_FRAME_OPTIONS)
+        || h.get_all(header::CONTENT_SECURITY_POLICY)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("frame-ancestors")));
+    if admin && !framing_set {
+        h.insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
+    }
+}
 
 pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<Body> {
     let server = &ctx.config.server;
@@ -25,6 +47,9 @@ pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<
                     .insert(header::STRICT_TRANSPORT_SECURITY, v);
             }
         }
+    }
+    if outcome.security_headers {
+        security_headers(resp.headers_mut(), outcome.admin);
     }
     if ctx.method == Method::HEAD {
         *resp.body_mut() = Body::empty();

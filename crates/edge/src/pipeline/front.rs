@@ -57,6 +57,13 @@ pub fn unambiguous(uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
     if headers.get_all(header::HOST).iter().count() > 1 {
         return Err(Refused::Ambiguous("more than one Host header"));
     }
+    // A Host is a name (or address) and a port, nothing more: it goes into
+    // redirects, cache keys and PHP's `HTTP_HOST`.
+    if let Some(host) = headers.get(header::HOST) {
+        if !is_authority(host.as_bytes()) {
+            return Err(Refused::BadHost);
+        }
+    }
     // An absolute-form target (or h2's :authority) naming another host than
     // the Host header.
     if let (Some(authority), Some(host)) = (uri.authority(), headers.get(header::HOST)) {
@@ -71,6 +78,34 @@ pub fn unambiguous(uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
         }
     }
     Ok(())
+}
+
+/// `name`, `name:port`, `[v6]` or `[v6]:port`; a name of letters, digits,
+/// `-`, `_` and `.`.
+fn is_authority(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host.starts_with(b"[") || host[..i].ends_with(b"]") => {
+            (&host[..i], Some(&host[i + 1..]))
+        }
+        _ => (host, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let name_ok = match name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        }
+        None => {
+            !name.is_empty()
+                && name
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        }
+    };
+    port_ok && name_ok
 }
 
 /// The key authorization for an HTTP-01 token, if an order waits on it;
@@ -114,4 +149,38 @@ pub fn require_https(ctx: &Context) -> Step<()> {
     let mut r = plain(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS");
     r.headers_mut().insert(header::LOCATION, location);
     Err(Early(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_names_and_ports_only() {
+        for good in [
+            "wp.test",
+            "WP.test:8080",
+            "localhost:18443",
+            "127.0.0.1",
+            "[::1]:8443",
+            "[::1]",
+            "a_b.example.",
+        ] {
+            assert!(is_authority(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "evil.example/foo?",
+            "evil.example/foo?:18443",
+            "a b",
+            "user@host",
+            "host:",
+            "host:99999x",
+            "",
+            "[::1",
+            "host#frag",
+            "h\\x",
+        ] {
+            assert!(!is_authority(bad.as_bytes()), "{bad}");
+        }
+    }
 }

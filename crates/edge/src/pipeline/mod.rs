@@ -67,15 +67,22 @@ async fn respond(edge: &Edge, ctx: &mut Context, req: Request<Incoming>) -> Step
     front::unambiguous(req.uri(), req.headers())?;
     // ACME answers precede the HTTPS redirect: CAs ask over plain HTTP.
     front::acme_challenge(edge, req.uri())?;
-    front::require_https(ctx)?;
     let site = route::site(edge, ctx)?;
+    // After routing: only a host a site serves is redirected to.
+    front::require_https(ctx)?;
     // Decoded and normalised once: the guards, the cache key and the
     // filesystem all read this one path.
     let path = murakumo_path::normalise(req.uri().path())?;
     // Guards come before anything touches the disk or PHP; they also say
     // which pool (public or admin) runs the request.
-    let admin = guard::admit(&path, &site.guard, ctx.conn.remote.ip(), &site.name)?;
-    limits::check(edge, &site, req.method(), &path, ctx.conn)?;
+    let asked = guard::Asked {
+        path: &path,
+        query: req.uri().query(),
+        headers: req.headers(),
+    };
+    let admin = guard::admit(&asked, &site.guard, ctx.conn.remote.ip(), &site.name)?;
+    ctx.outcome.admin = admin;
+    limits::check(edge, &site, req.method(), &path, req.headers(), ctx.conn)?;
     // The page cache, consulted once: a fresh page answers here.
     let cacheable = page_cache::consult(&site, ctx.conn.https, &req, &path);
     if let Some(c) = &cacheable {

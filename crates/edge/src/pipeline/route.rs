@@ -36,5 +36,6 @@ pub fn site(edge: &Edge, ctx: &mut Context) -> Result<Arc<Site>, Unrouted> {
         .cloned()
         .ok_or(Unrouted::NoSite)?;
     ctx.outcome.site = Some(site.name.clone());
+    ctx.outcome.security_headers = site.guard.rules.security_headers;
     Ok(site)
 }

@@ -1,10 +1,17 @@
 //! Guards, on by default, applied to the normalised path before anything is
-//! served: files that must never leave the server, PHP where uploads live,
-//! `xmlrpc.php`, and the admin area (its own pool, optional IP allowlist).
+//! served: files that must never leave the server ([`files`]), which PHP may
+//! run and which of WordPress's own files may be read ([`scripts`]), PHP
+//! where uploads live, `xmlrpc.php`, who the users are ([`users`]), and the
+//! admin area (its own pool, optional IP allowlist). `[site.guard]` turns
+//! each group off.
+
+mod files;
+mod scripts;
+mod users;
 
 use std::net::IpAddr;
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 
 use crate::response::{plain, Body, Refusal};
@@ -23,6 +30,15 @@ pub enum Verdict {
 pub struct GuardOptions {
     pub xmlrpc: bool,
     pub admin_allow: Option<Vec<IpNet>>,
+    pub rules: murakumo_config::Guard,
+}
+
+/// What of a request the guards judge.
+pub struct Asked<'a> {
+    /// The normalised path.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
 }
 
 fn deny(status: StatusCode, reason: &'static str) -> Verdict {
@@ -46,13 +62,6 @@ pub fn is_admin_path(path: &str) -> bool {
     (path.starts_with("/wp-admin/") || path == "/wp-admin") && path != "/wp-admin/admin-ajax.php"
 }
 
-fn is_secret_file(name: &str) -> bool {
-    const SUFFIXES: [&str; 10] = [
-        ".sql", ".sql.gz", ".sql.zst", ".sqlite", ".log", ".bak", ".swp", ".old", ".orig", "~",
-    ];
-    name.starts_with("wp-config") || SUFFIXES.iter().any(|s| name.ends_with(s))
-}
-
 /// A guard's refusal: its status and no more (what was refused, and why,
 /// is for the log only).
 #[derive(Debug)]
@@ -66,18 +75,25 @@ impl Refusal for Denied {
 
 /// The guard step: whether the request may go on, and if so whether its
 /// PHP runs on the admin pool.
-pub fn admit(path: &str, opts: &GuardOptions, client: IpAddr, site: &str) -> Result<bool, Denied> {
-    match check(path, opts, client) {
+pub fn admit(
+    asked: &Asked<'_>,
+    opts: &GuardOptions,
+    client: IpAddr,
+    site: &str,
+) -> Result<bool, Denied> {
+    match check(asked, opts, client) {
         Verdict::Allow { admin } => Ok(admin),
         Verdict::Deny { status, reason } => {
-            tracing::debug!(site, path, reason, "guard refused");
+            tracing::debug!(site, path = asked.path, reason, "guard refused");
             Err(Denied(status))
         }
     }
 }
 
-/// Judges a normalised path for a client.
-pub fn check(path: &str, opts: &GuardOptions, client: IpAddr) -> Verdict {
+/// Judges a request for a client.
+pub fn check(asked: &Asked<'_>, opts: &GuardOptions, client: IpAddr) -> Verdict {
+    let path = asked.path;
+    let rules = &opts.rules;
     let lower = path.to_ascii_lowercase();
     let segments: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).collect();
     for (i, seg) in segments.iter().enumerate() {
@@ -86,10 +102,22 @@ pub fn check(path: &str, opts: &GuardOptions, client: IpAddr) -> Verdict {
         if seg.starts_with('.') && !(i == 0 && *seg == ".well-known") {
             return deny(StatusCode::NOT_FOUND, "dotfile");
         }
+        // Not even as the script of a PATH_INFO (`/wp-config-sample.php/x`).
+        if seg.starts_with("wp-config") && seg.contains(".php") {
+            return deny(StatusCode::FORBIDDEN, "configuration");
+        }
     }
-    if let Some(name) = segments.last() {
-        if is_secret_file(name) {
-            return deny(StatusCode::FORBIDDEN, "protected file");
+    let name = if lower.ends_with('/') {
+        ""
+    } else {
+        segments.last().copied().unwrap_or("")
+    };
+    if let Some(reason) = files::refused(&lower, name, rules.deny_backups) {
+        return deny(StatusCode::FORBIDDEN, reason);
+    }
+    if rules.entry_points_only {
+        if let Some(reason) = scripts::refused(&lower, name) {
+            return deny(StatusCode::NOT_FOUND, reason);
         }
     }
     if lower.starts_with("/wp-content/uploads/")
@@ -101,6 +129,11 @@ pub fn check(path: &str, opts: &GuardOptions, client: IpAddr) -> Verdict {
     }
     if runs_script(&lower, "/xmlrpc.php") && !opts.xmlrpc {
         return deny(StatusCode::FORBIDDEN, "xmlrpc disabled");
+    }
+    if rules.hide_users {
+        if let Some(reason) = users::refused(&lower, asked.query, asked.headers) {
+            return deny(StatusCode::NOT_FOUND, reason);
+        }
     }
     if is_admin_path(path) {
         if let Some(allow) = &opts.admin_allow {
@@ -125,9 +158,19 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn at(path: &str, opts: &GuardOptions, client: &str) -> Verdict {
+        let headers = HeaderMap::new();
+        let asked = Asked {
+            path,
+            query: None,
+            headers: &headers,
+        };
+        check(&asked, opts, ip(client))
+    }
+
     fn denied(path: &str) -> bool {
         matches!(
-            check(path, &GuardOptions::default(), ip("127.0.0.1")),
+            at(path, &GuardOptions::default(), "127.0.0.1"),
             Verdict::Deny { .. }
         )
     }
@@ -141,6 +184,8 @@ mod tests {
             "/wp-config.php",
             "/wp-config.php.bak",
             "/wp-config.old",
+            "/wp-config-sample.php/x",
+            "/wp-config.php/",
             "/dump.sql",
             "/backup/db.sql.gz",
             "/wp-content/debug.log",
@@ -155,6 +200,8 @@ mod tests {
             "/.well-known/acme-challenge/x",
             "/wp-content/themes/x/style.css",
             "/2024/05/hello/",
+            "/wp-config-explained/",
+            "/wp-config-explained",
         ] {
             assert!(!denied(p), "{p} must be allowed");
         }
@@ -181,7 +228,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            check("/xmlrpc.php", &on, ip("1.2.3.4")),
+            at("/xmlrpc.php", &on, "1.2.3.4"),
             Verdict::Allow { admin: false }
         );
     }
@@ -189,43 +236,40 @@ mod tests {
     #[test]
     fn admin_paths_and_allowlist() {
         let opts = GuardOptions {
-            xmlrpc: false,
             admin_allow: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+            ..Default::default()
         };
         assert_eq!(
-            check("/wp-admin/", &opts, ip("10.1.2.3")),
+            at("/wp-admin/", &opts, "10.1.2.3"),
             Verdict::Allow { admin: true }
         );
         assert_eq!(
-            check("/wp-login.php", &opts, ip("::ffff:10.1.2.3")),
+            at("/wp-login.php", &opts, "::ffff:10.1.2.3"),
             Verdict::Allow { admin: true }
         );
         assert!(matches!(
-            check("/wp-admin/options.php", &opts, ip("8.8.8.8")),
+            at("/wp-admin/options.php", &opts, "8.8.8.8"),
             Verdict::Deny {
                 status: StatusCode::FORBIDDEN,
                 ..
             }
         ));
         assert!(matches!(
-            check("/wp-login.php", &opts, ip("8.8.8.8")),
+            at("/wp-login.php", &opts, "8.8.8.8"),
             Verdict::Deny { .. }
         ));
         // PATH_INFO after the script does not take it out of the admin area.
         assert!(matches!(
-            check("/wp-login.php/x", &opts, ip("8.8.8.8")),
+            at("/wp-login.php/x", &opts, "8.8.8.8"),
             Verdict::Deny { .. }
         ));
         assert_eq!(
-            check("/wp-admin/admin-ajax.php", &opts, ip("8.8.8.8")),
+            at("/wp-admin/admin-ajax.php", &opts, "8.8.8.8"),
             Verdict::Allow { admin: false }
         );
+        assert_eq!(at("/", &opts, "8.8.8.8"), Verdict::Allow { admin: false });
         assert_eq!(
-            check("/", &opts, ip("8.8.8.8")),
-            Verdict::Allow { admin: false }
-        );
-        assert_eq!(
-            check("/wp-admin/", &GuardOptions::default(), ip("8.8.8.8")),
+            at("/wp-admin/", &GuardOptions::default(), "8.8.8.8"),
             Verdict::Allow { admin: true }
         );
     }

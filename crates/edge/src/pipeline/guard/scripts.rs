@@ -1,0 +1,98 @@
+//! Which PHP may run, and which of WordPress's own files may be read. A
+//! WordPress site is entered through a few scripts (`index.php`,
+//! `wp-login.php`, `wp-admin/*.php`, `wp-cron.php`, …); the libraries under
+//! `wp-includes/` and `wp-admin/includes/` are loaded by those and are not
+//! meant to run by themselves (run directly, some print paths or errors).
+//! The readmes tell the versions of core, plugins and themes to anyone
+//! looking for a known hole.
+
+/// Scripts under `wp-includes/` that are entry points.
+const INCLUDES_ENTRY_POINTS: [&str; 2] = [
+    "/wp-includes/js/tinymce/wp-tinymce.php",
+    "/wp-includes/ms-files.php",
+];
+
+/// Files that tell versions.
+const VERSION_FILES: [&str; 8] = [
+    "readme.html",
+    "readme.txt",
+    "readme.md",
+    "license.txt",
+    "licence.txt",
+    "changelog.txt",
+    "changelog.md",
+    "changes.txt",
+];
+
+/// Why a lowercased, normalised path may not be run or read, if it may not.
+pub fn refused(lower: &str, name: &str) -> Option<&'static str> {
+    if VERSION_FILES.contains(&name) {
+        return Some("version file");
+    }
+    let library = ["/wp-includes/", "/wp-admin/includes/"]
+        .iter()
+        .any(|dir| lower.starts_with(dir));
+    if library && runs_php(lower) && !INCLUDES_ENTRY_POINTS.iter().any(|e| runs(lower, e)) {
+        return Some("php library run directly");
+    }
+    None
+}
+
+/// Whether any segment of the path names a PHP script (the script runs
+/// with the rest as `PATH_INFO`).
+fn runs_php(lower: &str) -> bool {
+    lower.split('/').any(|s| s.ends_with(".php"))
+}
+
+fn runs(lower: &str, script: &str) -> bool {
+    lower
+        .strip_prefix(script)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_at(path: &str) -> bool {
+        let lower = path.to_ascii_lowercase();
+        let name = lower.rsplit('/').next().unwrap_or("").to_string();
+        refused(&lower, &name).is_some()
+    }
+
+    #[test]
+    fn libraries_and_version_files_are_refused() {
+        for p in [
+            "/readme.html",
+            "/license.txt",
+            "/wp-content/plugins/akismet/readme.txt",
+            "/wp-content/themes/twentytwentythree/readme.txt",
+            "/wp-includes/version.php",
+            "/wp-includes/rss-functions.php",
+            "/wp-includes/blocks/index.php/x",
+            "/wp-admin/includes/admin.php",
+            "/WP-INCLUDES/Version.PHP",
+        ] {
+            assert!(refused_at(p), "{p} must be refused");
+        }
+    }
+
+    #[test]
+    fn entry_points_and_assets_are_not() {
+        for p in [
+            "/",
+            "/index.php",
+            "/wp-login.php",
+            "/wp-cron.php",
+            "/wp-admin/",
+            "/wp-admin/post.php",
+            "/wp-admin/admin-ajax.php",
+            "/wp-admin/network/sites.php",
+            "/wp-includes/js/tinymce/wp-tinymce.php",
+            "/wp-includes/css/dist/block-library/style.min.css",
+            "/wp-includes/js/jquery/jquery.min.js",
+        ] {
+            assert!(!refused_at(p), "{p} must be allowed");
+        }
+    }
+}
