@@ -9,6 +9,7 @@
 //!
 //! One module a section, each validating itself: [`server`](Server)
 //! (`[server]`, with [`limits`](Limits) for `[server.limits]`),
+//! [rates](Rate) (a site's `login_limit` and `rate_limit`),
 //! [`site`](Site) (`[[site]]`, with its [`cache`](Cache), [`tls`](SiteTls),
 //! [`guard`](Guard), [`db`](DbUrl), [hosts](HostPattern) and
 //! [php](PhpAddress)),
@@ -23,6 +24,7 @@ mod guard;
 mod host_pattern;
 mod limits;
 mod php_address;
+mod rate;
 mod server;
 mod site;
 mod tls;
@@ -39,8 +41,9 @@ pub use db_url::DbUrl;
 pub use deploy::{DbKind, Deploy, DeployDb, IngressMode};
 pub use guard::Guard;
 pub use host_pattern::HostPattern;
-pub use limits::{parse_rate, Limits, Rate, RateLimit};
+pub use limits::Limits;
 pub use php_address::PhpAddress;
+pub use rate::{parse_rate, Rate, RateLimit};
 pub use server::{Hsts, LogFormat, Server};
 pub use site::Site;
 pub use tls::{SiteTls, TlsSource};

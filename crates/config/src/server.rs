@@ -126,22 +126,7 @@ impl Server {
                 ));
             }
         }
-        let limits = &self.limits;
-        if limits.max_connections == 0 || limits.max_connections_per_client == 0 {
-            return Err(Invalid::new(
-                "server.limits",
-                "max_connections and max_connections_per_client must be at least 1",
-            ));
-        }
-        if limits.max_connections_per_client > limits.max_connections {
-            return Err(Invalid::new(
-                "server.limits.max_connections_per_client",
-                format!(
-                    "{} is above max_connections ({}); one client could take every connection",
-                    limits.max_connections_per_client, limits.max_connections
-                ),
-            ));
-        }
+        self.limits.validate()?;
         for peer in &self.purge_fanout {
             let ok = peer
                 .rsplit_once(':')

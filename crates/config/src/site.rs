@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::limits::{self, RateLimit};
+use crate::rate::{self, RateLimit};
 use crate::units;
 use crate::{Acme, Cache, DbUrl, Guard, HostPattern, Invalid, PhpAddress, Server, SiteTls};
 
@@ -52,7 +52,7 @@ pub struct Site {
     pub max_body: u64,
     /// Login attempts per client address: `POST /wp-login.php` and
     /// `/xmlrpc.php`; beyond it 429 with `Retry-After`. "off" disables it.
-    #[serde(default = "limits::default_login_limit")]
+    #[serde(default = "rate::default_login_limit")]
     pub login_limit: RateLimit,
     /// Requests per client address to this site (off by default); beyond
     /// it 429 with `Retry-After`.

@@ -6,7 +6,7 @@
 //! URL (`X-Forwarded-Host`, `X-Original-URL`, `X-Rewrite-URL`, …) are
 //! removed before PHP sees them, so a plugin or a `wp-config.php` that
 //! trusts them cannot be fooled by a client. (Page-cache fills send PHP no
-//! client header at all: `crate::cgi::fill_params`.)
+//! client header at all: `crate::php::cgi::fill_params`.)
 //!
 //! The client is the right-most `X-Forwarded-For` address that is not a
 //! trusted proxy (each proxy appends the address it saw), as nginx's

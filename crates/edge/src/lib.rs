@@ -17,8 +17,10 @@
 //! face is [`Edge::new`], [`serve`] (with [`Listeners`]) and [`run`]; every
 //! module is private.
 
+mod admission;
 mod certificates;
 mod conn;
+mod file_cache;
 mod forwarded;
 mod metrics;
 mod ops;

@@ -9,12 +9,21 @@ use murakumo_cache::{Coalescer, PageCache, Policy};
 use murakumo_config::{Config, HostPattern, PhpAddress, Rate};
 use murakumo_fastcgi::{Address, Pool, PoolConfig};
 
+use crate::conn::ConnInfo;
+use crate::php::target::PhpTarget;
 use crate::php::PhpPool;
-use crate::pipeline::guard::GuardOptions;
 use crate::rate_limit::Limiter;
 use crate::router::Router;
 
 /// The page cache of one site.
+/// What the guards of a site allow ([`crate::pipeline`]'s guard step).
+#[derive(Debug, Clone, Default)]
+pub struct GuardOptions {
+    pub xmlrpc: bool,
+    pub admin_allow: Option<Vec<ipnet::IpNet>>,
+    pub rules: murakumo_config::Guard,
+}
+
 pub struct SiteCache {
     pub store: Arc<PageCache>,
     pub coalescer: Arc<Coalescer>,
@@ -37,6 +46,29 @@ pub struct Site {
     pub rate_limiter: Option<Arc<Limiter>>,
 }
 
+impl Site {
+    /// Where PHP runs `script` for this site: the admin pool for the admin
+    /// area, the public one otherwise.
+    pub fn php_target<'a>(
+        &'a self,
+        conn: ConnInfo,
+        script: &'a str,
+        path_info: &'a str,
+        admin: bool,
+    ) -> PhpTarget<'a> {
+        PhpTarget {
+            site: &self.name,
+            pool: if admin { &self.admin } else { &self.public },
+            root: &self.config.root,
+            timeout: self.config.php_timeout,
+            conn,
+            script,
+            path_info,
+            hide_users: self.guard.rules.hide_users,
+        }
+    }
+}
+
 /// All sites and the host router over them.
 pub struct Sites {
     pub router: Router<Site>,
@@ -49,26 +81,33 @@ pub enum SiteError {
     Db { site: String, message: String },
     #[error("site {site}: cannot read the database password: {message}")]
     DbPassword { site: String, message: String },
+    #[error("site {site}: {role} php-fpm address: {message}")]
+    Php {
+        site: String,
+        role: &'static str,
+        message: String,
+    },
 }
 
 fn build_pool(
     role: &'static str,
     members: &[String],
     site: &murakumo_config::Site,
-) -> Arc<PhpPool> {
-    // Validation has refused any address that does not parse; one that
-    // still did not would be named here, never dropped silently.
+) -> Result<Arc<PhpPool>, SiteError> {
+    // Validation has refused any address that does not parse (the same
+    // parser); one that still did not is an error, never dropped.
     let addresses = members
         .iter()
-        .filter_map(|m| match PhpAddress::parse(m) {
-            Ok(PhpAddress::Unix(path)) => Some(Address::Unix(path)),
-            Ok(PhpAddress::Tcp(hostport)) => Some(Address::Tcp(hostport)),
-            Err(e) => {
-                tracing::error!(site = %site.name, role, "{e}");
-                None
-            }
+        .map(|m| match PhpAddress::parse(m) {
+            Ok(PhpAddress::Unix(path)) => Ok(Address::Unix(path)),
+            Ok(PhpAddress::Tcp(hostport)) => Ok(Address::Tcp(hostport)),
+            Err(message) => Err(SiteError::Php {
+                site: site.name.clone(),
+                role,
+                message,
+            }),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let config = PoolConfig {
         max_conns: site.php_max_conns,
         connect_timeout: site.php_connect_timeout,
@@ -76,10 +115,10 @@ fn build_pool(
         max_queue: site.php_queue,
         ..PoolConfig::default()
     };
-    Arc::new(PhpPool {
+    Ok(Arc::new(PhpPool {
         role,
         pool: Pool::new(addresses, config),
-    })
+    }))
 }
 
 /// A limiter for `rate`, the old one (with its counts) if the rate is the same.
@@ -139,12 +178,12 @@ impl Sites {
             let same_admin = old.is_some_and(|o| o.config.admin_php == sc.admin_php && same_php);
             let public = match old {
                 Some(o) if same_php => o.public.clone(),
-                _ => build_pool("public", &sc.php, sc),
+                _ => build_pool("public", &sc.php, sc)?,
             };
             let admin = match old {
                 Some(o) if same_admin => o.admin.clone(),
                 _ if sc.admin_php.is_none() => public.clone(),
-                _ => build_pool("admin", admin_members, sc),
+                _ => build_pool("admin", admin_members, sc)?,
             };
             let c = &sc.cache;
             let cache = c.enabled.then(|| {

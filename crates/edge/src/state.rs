@@ -1,6 +1,7 @@
 //! The state shared by every connection: the current sites (swapped whole on
 //! reload), the draining flag, metrics, the static file cache and the purge
-//! token.
+//! token. Outside the crate an [`Edge`] is made ([`Edge::new`]) and handed
+//! to `serve` or `run`; everything in it is the crate's own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,23 +9,23 @@ use std::sync::{Arc, RwLock};
 
 use murakumo_config::Config;
 
+use crate::admission::Admission;
 use crate::certificates::{CertError, Certificates};
+use crate::file_cache::FileCache;
 use crate::metrics::Metrics;
-use crate::pipeline::static_files::FileCache;
-use crate::server::admission::Admission;
 use crate::site::{SiteError, Sites};
 
 pub struct Edge {
     sites: RwLock<Arc<Sites>>,
     config: RwLock<Arc<Config>>,
     purge_token: RwLock<Option<String>>,
-    pub config_path: PathBuf,
-    pub draining: AtomicBool,
-    pub metrics: Metrics,
-    pub files: FileCache,
-    pub certs: Certificates,
+    pub(crate) config_path: PathBuf,
+    pub(crate) draining: AtomicBool,
+    pub(crate) metrics: Metrics,
+    pub(crate) files: FileCache,
+    pub(crate) certs: Certificates,
     /// Connection caps; `max_connections` is fixed at start.
-    pub admission: Arc<Admission>,
+    pub(crate) admission: Arc<Admission>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,19 +80,19 @@ impl Edge {
         })
     }
 
-    pub fn sites(&self) -> Arc<Sites> {
+    pub(crate) fn sites(&self) -> Arc<Sites> {
         lock(&self.sites)
     }
 
-    pub fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Config> {
         lock(&self.config)
     }
 
-    pub fn purge_token(&self) -> Option<String> {
+    pub(crate) fn purge_token(&self) -> Option<String> {
         lock(&self.purge_token)
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 
@@ -99,7 +100,7 @@ impl Edge {
     /// without a restart; the caller warns about that. Certificates are
     /// re-read; ACME tasks are started or updated (so this must run within
     /// the tokio runtime).
-    pub fn apply(&self, config: Config) -> Result<(), StateError> {
+    pub(crate) fn apply(&self, config: Config) -> Result<(), StateError> {
         let sites = Sites::build(&config, Some(&self.sites()))?;
         let token = read_token(config.server.purge_token_file.as_deref())?;
         self.certs.apply(&config)?;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use http::{header, HeaderMap, HeaderValue, Method};
 
 use crate::conn::ConnInfo;
-use crate::php::{PhpTarget, SpooledBody};
+use crate::php::SpooledBody;
 use crate::site::Site;
 use crate::state::Edge;
 
@@ -75,17 +75,12 @@ pub async fn run_once(site: &Arc<Site>) -> bool {
         return false; // refused by the configuration check
     };
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let target = PhpTarget {
-        site,
-        conn: ConnInfo {
-            remote: loopback,
-            local: loopback,
-            https: site.config.tls.is_some(),
-        },
-        script: SCRIPT,
-        path_info: "",
-        admin: true,
+    let conn = ConnInfo {
+        remote: loopback,
+        local: loopback,
+        https: site.config.tls.is_some(),
     };
+    let target = site.php_target(conn, SCRIPT, "", true);
     let uri = http::Uri::from_static(SCRIPT);
     let mut headers = HeaderMap::new();
     match HeaderValue::from_str(host) {

@@ -46,7 +46,7 @@ pub const PHP_PORT: u16 = 9000;
 pub const UID: u32 = 10001;
 
 /// Environment of the php container: database coordinates (the password
-/// is a secret file), where purges go, and the pool's role.
+/// is a secret file) and where purges go.
 pub const ENV_DB_HOST: &str = "MURAKUMO_DB_HOST";
 pub const ENV_DB_NAME: &str = "MURAKUMO_DB_NAME";
 pub const ENV_DB_USER: &str = "MURAKUMO_DB_USER";

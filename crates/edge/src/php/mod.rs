@@ -28,7 +28,6 @@ pub mod target;
 
 use crate::response::{plain, Body, Refusal};
 pub use request_body::SpooledBody;
-pub use target::PhpTarget;
 
 /// Most body bytes gathered into one chunk from records already received.
 const COALESCE: usize = 64 * 1024;

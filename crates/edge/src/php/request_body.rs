@@ -45,7 +45,7 @@ impl SpooledBody {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("request body is larger than {0} bytes")]
+    #[error("request body is larger than this site's limit ({0} bytes)")]
     TooLarge(u64),
     #[error("the client paused longer than {0:?} while sending the body")]
     Timeout(Duration),

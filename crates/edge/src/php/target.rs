@@ -1,10 +1,13 @@
-//! What a PHP request is sent to: the site and its pool (public or admin),
-//! the script and `PATH_INFO` the front-controller rule chose, and the
-//! connection that asked. It builds the two CGI environments, the client's
+//! What a PHP request is sent to: a site's pool (public or admin), its
+//! document root, the script and `PATH_INFO` the front-controller rule
+//! chose, and the connection that asked. It imports nothing of the sites:
+//! a site makes its targets. It builds the two CGI environments, the client's
 //! own request ([`PhpTarget::params`]) and a page-cache fill's canonical
 //! one ([`PhpTarget::fill_params`]).
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header;
 use http::{HeaderMap, Method};
@@ -13,38 +16,29 @@ use murakumo_fastcgi::params::Params;
 use super::cgi::{self, CgiRequest};
 use super::{exchange, PhpError, PhpPool, SpooledBody, Upstream};
 use crate::conn::ConnInfo;
-use crate::site::Site;
 
-/// Everything needed to build the CGI environment of a request.
+/// Everything needed to send a request to PHP and build its CGI
+/// environment (a site makes one: `Site::php_target`).
 pub struct PhpTarget<'a> {
-    pub site: &'a Arc<Site>,
+    /// The site's name, for logs.
+    pub site: &'a Arc<str>,
+    /// The site's public or admin pool.
+    pub pool: &'a Arc<PhpPool>,
+    /// The document root.
+    pub root: &'a Path,
+    /// How long PHP may take to send its response head.
+    pub timeout: Duration,
     pub conn: ConnInfo,
     pub script: &'a str,
     pub path_info: &'a str,
-    /// Runs on the admin pool (wp-admin, wp-login.php, wp-cron.php).
-    pub admin: bool,
+    /// Told to WordPress as `MURAKUMO_HIDE_USERS` (`[site.guard]`).
+    pub hide_users: bool,
 }
 
 impl PhpTarget<'_> {
-    /// Sends a request to the site's pool for this target.
+    /// Sends a request to the target's pool.
     pub async fn exchange(&self, params: &Params, body: SpooledBody) -> Result<Upstream, PhpError> {
-        let site = self.site;
-        exchange(
-            self.pool(),
-            params,
-            body,
-            site.config.php_timeout,
-            site.name.clone(),
-        )
-        .await
-    }
-
-    pub fn pool(&self) -> &Arc<PhpPool> {
-        if self.admin {
-            &self.site.admin
-        } else {
-            &self.site.public
-        }
+        exchange(self.pool, params, body, self.timeout, self.site.clone()).await
     }
 
     /// The CGI environment of the client's own request (uncached).
@@ -64,7 +58,7 @@ impl PhpTarget<'_> {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
             headers,
-            root: &self.site.config.root,
+            root: self.root,
             script: self.script,
             path_info: self.path_info,
             remote: self.conn.remote,
@@ -83,7 +77,7 @@ impl PhpTarget<'_> {
         let mut p = cgi::fill_params(
             key,
             &cgi::FillTarget {
-                root: &self.site.config.root,
+                root: self.root,
                 script: self.script,
                 path_info: self.path_info,
                 remote: self.conn.remote,
@@ -98,7 +92,9 @@ impl PhpTarget<'_> {
     /// plugin reads it): whether users are hidden from visitors it does not
     /// know (`[site.guard] hide_users`).
     fn site_params(&self, p: &mut Params) {
-        let hide = self.site.guard.rules.hide_users;
-        p.insert("MURAKUMO_HIDE_USERS", if hide { "1" } else { "0" });
+        p.insert(
+            "MURAKUMO_HIDE_USERS",
+            if self.hide_users { "1" } else { "0" },
+        );
     }
 }

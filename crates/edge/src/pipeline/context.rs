@@ -1,13 +1,14 @@
-//! One request's context, passed `&mut` through the pipeline's steps: what
-//! the edge read of the request before the steps ran (kept for the access
-//! log, since the request itself is consumed on the way) and what the steps
-//! found out ([`Outcome`]).
+//! One request's context, passed `&mut` through the pipeline's steps: the
+//! request's head (method, target, version, headers; the body goes to the
+//! PHP step alone), the connection it came on, the configuration it is
+//! served by, and what the steps found out ([`Outcome`]), for the response,
+//! the access log and metrics.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Uri, Version};
+use http::header;
+use http::request::Parts;
 use murakumo_config::Config;
 
 use crate::conn::ConnInfo;
@@ -17,18 +18,14 @@ pub struct Context {
     /// The configuration this request is served by (a reload mid-request
     /// does not change it).
     pub config: Arc<Config>,
-    /// The connection, with the real client behind trusted proxies.
+    /// The connection; the real client once the front door has looked
+    /// behind trusted proxies.
     pub conn: ConnInfo,
-    pub method: Method,
-    pub version: Version,
-    /// Cheap clones (reference-counted).
-    pub uri: Uri,
-    pub host: Option<HeaderValue>,
+    pub req: Parts,
     pub outcome: Outcome,
 }
 
-/// What a request turned into, for the response, the access log and
-/// metrics.
+/// What a request turned into.
 #[derive(Default)]
 pub struct Outcome {
     pub site: Option<Arc<str>>,
@@ -43,21 +40,21 @@ pub struct Outcome {
 }
 
 impl Context {
-    pub fn new<B>(config: Arc<Config>, conn: ConnInfo, req: &Request<B>) -> Context {
+    pub fn new(config: Arc<Config>, conn: ConnInfo, req: Parts) -> Context {
         Context {
             started: Instant::now(),
             config,
             conn,
-            method: req.method().clone(),
-            version: req.version(),
-            uri: req.uri().clone(),
-            host: req.headers().get(header::HOST).cloned(),
+            req,
             outcome: Outcome::default(),
         }
     }
 
     /// The Host header, if it is text.
     pub fn host(&self) -> Option<&str> {
-        self.host.as_ref().and_then(|h| h.to_str().ok())
+        self.req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
     }
 }

@@ -51,12 +51,14 @@ pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<
     if outcome.security_headers {
         security_headers(resp.headers_mut(), outcome.admin);
     }
-    if ctx.method == Method::HEAD {
+    // hyper sends no body for HEAD either; dropping ours at once stops a
+    // PHP answer being streamed into nothing.
+    if ctx.req.method == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
     // Draining: kept-alive HTTP/1 clients reconnect, reaching a successor
     // process or another replica.
-    if edge.is_draining() && ctx.version <= http::Version::HTTP_11 {
+    if edge.is_draining() && ctx.req.version <= http::Version::HTTP_11 {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -73,8 +75,8 @@ pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<
             client = %ctx.conn.remote.ip(),
             site = %site,
             host = ctx.host().unwrap_or("-"),
-            method = %ctx.method,
-            target = ctx.uri.path_and_query().map_or("/", |p| p.as_str()),
+            method = %ctx.req.method,
+            target = ctx.req.uri.path_and_query().map_or("/", |p| p.as_str()),
             status,
             cache = outcome.cache.unwrap_or("-"),
             upstream_ms = outcome.upstream.map(|d| d.as_secs_f64() * 1000.0),

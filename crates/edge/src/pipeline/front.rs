@@ -1,10 +1,13 @@
-//! The front door, before any site is chosen: the Host header HTTP/2
-//! carries as `:authority`, requests two parties could read differently,
-//! ACME HTTP-01 challenges, and the redirect of plain HTTP to HTTPS.
+//! The front door: the Host header HTTP/2 carries as `:authority`, the
+//! client behind trusted proxies, requests two parties could read
+//! differently, ACME HTTP-01 challenges, the redirect of plain HTTP to
+//! HTTPS (for a host a site serves), and the path, decoded and normalised
+//! once.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{Response, StatusCode};
+use murakumo_path::PathError;
 
 use super::context::Context;
 use crate::response::{plain, Body, Early, Refusal, Step};
@@ -17,7 +20,6 @@ const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 #[derive(Debug)]
 pub enum Refused {
     Ambiguous(&'static str),
-    MissingHost,
     BadHost,
 }
 
@@ -25,26 +27,49 @@ impl Refusal for Refused {
     fn response(self) -> Response<Body> {
         let text = match self {
             Refused::Ambiguous(why) => why,
-            Refused::MissingHost => "missing Host header",
             Refused::BadHost => "bad Host header",
         };
         plain(StatusCode::BAD_REQUEST, text)
     }
 }
 
+/// A path that cannot be read one way only: 400, saying why.
+impl Refusal for PathError {
+    fn response(self) -> Response<Body> {
+        plain(
+            StatusCode::BAD_REQUEST,
+            &format!("bad request path: {self}"),
+        )
+    }
+}
+
 /// HTTP/2 names the host in `:authority`; the later steps (router, cache
 /// key, CGI) read the Host header.
-pub fn host_from_authority<B>(req: &mut Request<B>) {
-    if req.headers().contains_key(header::HOST) {
+pub fn host_from_authority(ctx: &mut Context) {
+    let req = &mut ctx.req;
+    if req.headers.contains_key(header::HOST) {
         return;
     }
     if let Some(v) = req
-        .uri()
+        .uri
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
-        req.headers_mut().insert(header::HOST, v);
+        req.headers.insert(header::HOST, v);
     }
+}
+
+/// The real client behind trusted proxies (`X-Forwarded-For`, PROXY v2);
+/// the headers that rebuild a URL are dropped from anyone else.
+pub fn client_behind_proxies(ctx: &mut Context) {
+    let proxies = ctx.config.server.trusted_proxies.as_deref().unwrap_or(&[]);
+    ctx.conn = crate::forwarded::effective(ctx.conn, &mut ctx.req.headers, proxies);
+}
+
+/// The path, percent-decoded and normalised: the one every later step
+/// reads.
+pub fn path(ctx: &Context) -> Result<String, PathError> {
+    murakumo_path::normalise(ctx.req.uri.path())
 }
 
 /// Requests whose target two parties could read differently (routing or
@@ -53,7 +78,8 @@ pub fn host_from_authority<B>(req: &mut Request<B>) {
 /// `Transfer-Encoding` the length is dropped, the body read as chunked and
 /// the connection closed after the answer (RFC 9112 6.1), so nothing can be
 /// smuggled behind a body (tests/corpus/requests.txt).
-pub fn unambiguous(uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
+pub fn unambiguous(ctx: &Context) -> Result<(), Refused> {
+    let (uri, headers) = (&ctx.req.uri, &ctx.req.headers);
     if headers.get_all(header::HOST).iter().count() > 1 {
         return Err(Refused::Ambiguous("more than one Host header"));
     }
@@ -110,8 +136,8 @@ fn is_authority(host: &[u8]) -> bool {
 
 /// The key authorization for an HTTP-01 token, if an order waits on it;
 /// any other path goes on.
-pub fn acme_challenge(edge: &Edge, uri: &Uri) -> Step<()> {
-    let Some(token) = uri.path().strip_prefix(ACME_CHALLENGE) else {
+pub fn acme_challenge(edge: &Edge, ctx: &Context) -> Step<()> {
+    let Some(token) = ctx.req.uri.path().strip_prefix(ACME_CHALLENGE) else {
         return Ok(());
     };
     let answer = match edge.certs.challenges.answer(token) {
@@ -129,13 +155,14 @@ pub fn acme_challenge(edge: &Edge, uri: &Uri) -> Step<()> {
 }
 
 /// With `redirect_https`, plain HTTP gets a 308 to the same URL over HTTPS
-/// (308 keeps the method and body).
+/// (308 keeps the method and body). It runs after routing: the host is
+/// one a site serves, and well-formed ([`unambiguous`]).
 pub fn require_https(ctx: &Context) -> Step<()> {
     let server = &ctx.config.server;
     if !server.redirect_https || ctx.conn.https {
         return Ok(());
     }
-    let host = ctx.host().ok_or(Refused::MissingHost)?;
+    let host = ctx.host().ok_or(Refused::BadHost)?;
     let name = murakumo_cache::key::host_without_port(host);
     let port = server.tls_listen.first().map_or(443, |a| a.port());
     let authority = if port == 443 {
@@ -143,7 +170,7 @@ pub fn require_https(ctx: &Context) -> Step<()> {
     } else {
         format!("{name}:{port}")
     };
-    let target = ctx.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = ctx.req.uri.path_and_query().map_or("/", |p| p.as_str());
     let location = HeaderValue::from_str(&format!("https://{authority}{target}"))
         .map_err(|_| Refused::BadHost)?;
     let mut r = plain(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS");

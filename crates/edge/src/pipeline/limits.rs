@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 
+use super::context::Context;
 use super::guard;
-use crate::conn::ConnInfo;
 use crate::response::{plain, Body, Refusal};
 use crate::site::Site;
 use crate::state::Edge;
@@ -62,16 +62,9 @@ impl Refusal for Limited {
 /// Counts the request against the site's limits: logins (POST to
 /// `wp-login.php` or `xmlrpc.php`) against `login_limit`, the rest against
 /// `rate_limit`.
-pub fn check(
-    edge: &Edge,
-    site: &Site,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    conn: ConnInfo,
-) -> Result<(), Limited> {
-    let ip = conn.remote.ip();
-    let login = *method == Method::POST
+pub fn check(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> Result<(), Limited> {
+    let ip = ctx.conn.remote.ip();
+    let login = ctx.req.method == Method::POST
         && (guard::runs_script(path, "/wp-login.php") || guard::runs_script(path, "/xmlrpc.php"));
     let checked = match (&site.login_limiter, &site.rate_limiter) {
         (Some(l), _) if login => ("login", l.check(ip)),
@@ -83,7 +76,9 @@ pub fn check(
     };
     edge.metrics.rate_limited(&site.name, limit);
     tracing::info!(site = %site.name, client = %ip, limit, "rate limit reached");
-    let html = headers
+    let html = ctx
+        .req
+        .headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));

@@ -6,6 +6,9 @@
 //! the answer, [`finish`] adds the last headers, one metrics sample and
 //! one access-log line.
 //!
+//! The one fork is at the end: a page the cache may share goes through it,
+//! anything else is the client's own request to PHP.
+//!
 //! The page cache is consulted at one point, once ([`page_cache::consult`]):
 //! a fresh page answers before the filesystem or PHP is touched; for a PHP
 //! page the same lookup decides between a stale answer, a coalesced fill
@@ -19,13 +22,13 @@
 mod context;
 mod finish;
 mod front;
-pub(crate) mod guard;
+mod guard;
 mod limits;
 mod page_cache;
-mod php;
-pub(crate) mod resolve;
+mod resolve;
 mod route;
-pub(crate) mod static_files;
+mod static_files;
+mod uncached;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,9 +37,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use self::context::Context;
-use self::resolve::Resolved;
 use crate::conn::ConnInfo;
-use crate::php::PhpTarget;
 use crate::response::{Body, Early, Step};
 use crate::state::Edge;
 
@@ -44,86 +45,47 @@ use crate::state::Edge;
 pub async fn handle(
     edge: Arc<Edge>,
     conn: ConnInfo,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let config = edge.config();
-    // HTTP/2 names the host in `:authority`; every later step reads `Host`.
-    front::host_from_authority(&mut req);
-    // The real client behind trusted proxies; the headers that rebuild a
-    // URL are dropped from anyone else.
-    let proxies = config.server.trusted_proxies.as_deref().unwrap_or(&[]);
-    let conn = crate::forwarded::effective(conn, req.headers_mut(), proxies);
-    let mut ctx = Context::new(config, conn, &req);
-    let resp = match respond(&edge, &mut ctx, req).await {
+    let (head, body) = req.into_parts();
+    let mut ctx = Context::new(edge.config(), conn, head);
+    let resp = match respond(&edge, &mut ctx, body).await {
         Ok(r) | Err(Early(r)) => r,
     };
     Ok(finish::finish(&edge, &ctx, resp))
 }
 
 /// The steps, in order.
-async fn respond(edge: &Edge, ctx: &mut Context, req: Request<Incoming>) -> Step<Response<Body>> {
+async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Response<Body>> {
+    // HTTP/2 names the host in `:authority`; every later step reads `Host`.
+    front::host_from_authority(ctx);
+    front::client_behind_proxies(ctx);
     // A target two parties could read differently is refused before
     // anything reads it.
-    front::unambiguous(req.uri(), req.headers())?;
-    // ACME answers precede the HTTPS redirect: CAs ask over plain HTTP.
-    front::acme_challenge(edge, req.uri())?;
+    front::unambiguous(ctx)?;
+    // ACME answers come before anything a site decides: CAs ask over
+    // plain HTTP, for a host whose certificate is still coming.
+    front::acme_challenge(edge, ctx)?;
     let site = route::site(edge, ctx)?;
     // After routing: only a host a site serves is redirected to.
     front::require_https(ctx)?;
     // Decoded and normalised once: the guards, the cache key and the
     // filesystem all read this one path.
-    let path = murakumo_path::normalise(req.uri().path())?;
+    let path = front::path(ctx)?;
     // Guards come before anything touches the disk or PHP; they also say
     // which pool (public or admin) runs the request.
-    let asked = guard::Asked {
-        path: &path,
-        query: req.uri().query(),
-        headers: req.headers(),
-    };
-    let admin = guard::admit(&asked, &site.guard, ctx.conn.remote.ip(), &site.name)?;
-    ctx.outcome.admin = admin;
-    limits::check(edge, &site, req.method(), &path, req.headers(), ctx.conn)?;
+    let admin = guard::admit(ctx, &site, &path)?;
+    limits::check(edge, ctx, &site, &path)?;
     // The page cache, consulted once: a fresh page answers here.
-    let cacheable = page_cache::consult(&site, ctx.conn.https, &req, &path);
-    if let Some(c) = &cacheable {
-        c.fresh_hit(req.headers(), &mut ctx.outcome)?;
-    }
-    // The front-controller rule: a file as itself, or which PHP script.
-    let (script, path_info) =
-        match resolve::step(&edge.files, &site.config.root, &path, req.uri().query())? {
-            Resolved::File(info) => {
-                return Ok(static_files::serve(&info, req.method(), req.headers()).await)
-            }
-            Resolved::Php { script, path_info } => (script, path_info),
-        };
-    let target = PhpTarget {
-        site: &site,
-        conn: ctx.conn,
-        script: &script,
-        path_info: &path_info,
-        admin,
-    };
-    match cacheable {
-        // A shared page: stale, a fill coalesced per key (the key's
-        // canonical request), or a pass.
-        Some(c) => {
-            let (parts, _) = req.into_parts();
-            Ok(page_cache::serve(c, &target, &parts, &mut ctx.outcome).await)
-        }
-        // The client's own request, its body read whole first.
-        None => {
-            let body_timeout = ctx.config.server.limits.body_timeout;
-            php::serve(&target, req, body_timeout, &mut ctx.outcome).await
-        }
-    }
-}
-
-/// A path that cannot be read one way only: 400, saying why.
-impl crate::response::Refusal for murakumo_path::PathError {
-    fn response(self) -> Response<Body> {
-        crate::response::plain(
-            http::StatusCode::BAD_REQUEST,
-            &format!("bad request path: {self}"),
-        )
+    let cached = page_cache::consult(ctx, &site, &path)?;
+    // The front-controller rule: a file answers as itself; else a script.
+    let script = resolve::php_script(edge, ctx, &site, &path).await?;
+    let target = site.php_target(ctx.conn, &script.name, &script.path_info, admin);
+    match cached {
+        // A shared page: stale, a fill coalesced per key (sent as the
+        // key's canonical request), or a pass.
+        Some(c) => Ok(page_cache::serve(c, &target, ctx).await),
+        // Anything else: the client's own request, its body read first.
+        None => uncached::serve(ctx, &target, site.config.max_body, body).await,
     }
 }

@@ -11,18 +11,17 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::request::Parts;
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
 use murakumo_cache::encoding;
 use murakumo_cache::{CacheKey, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 
-use super::context::Outcome;
-use super::php::{failed, pass};
-use super::static_files::etag_matches;
-use crate::php::{self, PhpPool, PhpTarget, SpooledBody, Upstream};
-use crate::response::{Body, Early, Step};
+use super::context::{Context, Outcome};
+use super::uncached::{failed, pass};
+use crate::php::target::PhpTarget;
+use crate::php::{self, PhpPool, SpooledBody, Upstream};
+use crate::response::{etag_matches, Body, Early, Step};
 use crate::site::{Site, SiteCache};
 
 /// What of a request decides how a stored entry is answered.
@@ -42,46 +41,62 @@ fn wants(headers: &HeaderMap) -> Wants {
     }
 }
 
-/// A request the page cache may answer, looked up once: its key and what
-/// the store had for it when the pipeline asked.
+/// What the store had for a request that a fresh entry did not answer.
+enum Pending {
+    Stale(Arc<Entry>),
+    Miss,
+}
+
+/// A request the page cache may answer, looked up once: its site, its key
+/// and what the store had for it when the pipeline asked.
 pub struct Cacheable<'a> {
+    site: &'a Arc<Site>,
     cache: &'a Arc<SiteCache>,
     key: CacheKey,
-    lookup: Lookup,
+    pending: Pending,
 }
 
-/// The page cache's view of a request (bypass rules, key, lookup), taken
-/// once, before the filesystem is touched; `None` when it bypasses the
-/// cache. `path` is the normalised path.
-pub fn consult<'a, B>(
-    site: &'a Site,
-    https: bool,
-    req: &Request<B>,
+/// The page cache's step, taken once, before the filesystem is touched:
+/// the bypass rules, the key, the lookup. A fresh entry answers here
+/// (needing neither the disk nor PHP); `None` when the request bypasses
+/// the cache. `path` is the normalised path.
+pub fn consult<'a>(
+    ctx: &mut Context,
+    site: &'a Arc<Site>,
     path: &str,
-) -> Option<Cacheable<'a>> {
-    let cache = site.cache.as_ref()?;
-    let (uri, headers) = (req.uri(), req.headers());
+) -> Step<Option<Cacheable<'a>>> {
+    let Some(cache) = site.cache.as_ref() else {
+        return Ok(None);
+    };
+    let req = &ctx.req;
     if cache
         .policy
-        .request_bypass(req.method(), path, uri.query(), headers)
+        .request_bypass(&req.method, path, req.uri.query(), &req.headers)
         .is_some()
     {
-        return None;
+        return Ok(None);
     }
-    let key = CacheKey::of_request(site.name.clone(), https, uri, headers, path);
-    let lookup = cache.store.lookup(&key);
-    Some(Cacheable { cache, key, lookup })
-}
-
-impl Cacheable<'_> {
-    /// A fresh entry answers here, needing neither the filesystem nor PHP;
-    /// otherwise the request goes on.
-    pub fn fresh_hit(&self, headers: &HeaderMap, outcome: &mut Outcome) -> Step<()> {
-        match &self.lookup {
-            Lookup::Fresh(e) => Err(Early(hit(e, &wants(headers), "HIT", outcome))),
-            _ => Ok(()),
+    let key = CacheKey::of_request(
+        site.name.clone(),
+        ctx.conn.https,
+        &req.uri,
+        &req.headers,
+        path,
+    );
+    let pending = match cache.store.lookup(&key) {
+        Lookup::Fresh(e) => {
+            let wants = wants(&req.headers);
+            return Err(Early(hit(&e, &wants, "HIT", &mut ctx.outcome)));
         }
-    }
+        Lookup::Stale(e) => Pending::Stale(e),
+        Lookup::Miss => Pending::Miss,
+    };
+    Ok(Some(Cacheable {
+        site,
+        cache,
+        key,
+        pending,
+    }))
 }
 
 /// Answers a cacheable request for a PHP page: a stale entry (refreshed in
@@ -89,33 +104,33 @@ impl Cacheable<'_> {
 pub async fn serve(
     cacheable: Cacheable<'_>,
     target: &PhpTarget<'_>,
-    parts: &Parts,
-    outcome: &mut Outcome,
+    ctx: &mut Context,
 ) -> Response<Body> {
-    let site = target.site;
-    let Cacheable { cache, key, lookup } = cacheable;
-    let wants = wants(&parts.headers);
+    let Context { req, outcome, .. } = ctx;
+    let Cacheable {
+        site,
+        cache,
+        key,
+        pending,
+    } = cacheable;
+    let wants = wants(&req.headers);
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.fill_params(&key);
     // The client's own request, for keys whose pages are not shared.
-    let own = || target.params(&parts.method, &parts.uri, &parts.headers, None);
+    let own = || target.params(&req.method, &req.uri, &req.headers, None);
 
-    match lookup {
-        Lookup::Fresh(e) => return hit(&e, &wants, "HIT", outcome),
-        Lookup::Stale(e) => {
-            if let Some(lead) = cache.coalescer.try_lead(&key) {
-                let (site, cache, pool, key, params) = (
-                    site.clone(),
-                    cache.clone(),
-                    target.pool().clone(),
-                    key.clone(),
-                    params(),
-                );
-                tokio::spawn(async move { refresh(site, cache, pool, key, params, lead).await });
-            }
-            return hit(&e, &wants, "STALE", outcome);
+    if let Pending::Stale(e) = pending {
+        if let Some(lead) = cache.coalescer.try_lead(&key) {
+            let (site, cache, pool, key, params) = (
+                site.clone(),
+                cache.clone(),
+                target.pool.clone(),
+                key.clone(),
+                params(),
+            );
+            tokio::spawn(async move { refresh(site, cache, pool, key, params, lead).await });
         }
-        Lookup::Miss => {}
+        return hit(&e, &wants, "STALE", outcome);
     }
     if cache.store.is_pass(&key) {
         outcome.cache = Some("BYPASS");
@@ -138,7 +153,7 @@ pub async fn serve(
             let since = cache.store.generation();
             let up = match target.exchange(&params(), SpooledBody::Empty).await {
                 Ok(up) => up,
-                Err(e) => return failed(site, e),
+                Err(e) => return failed(&site.name, e),
             };
             outcome.upstream = Some(up.head_time);
             match fill(site, cache, key.clone(), up, since).await {
@@ -156,7 +171,7 @@ pub async fn serve(
                     outcome.cache = Some("BYPASS");
                     pass(target, &own(), SpooledBody::Empty, outcome).await
                 }
-                Filled::Failed(e) => failed(site, e),
+                Filled::Failed(e) => failed(&site.name, e),
             }
         }
     }

@@ -6,22 +6,21 @@
 //! URI: CVE-2019-11043).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::static_files::{FileCache, FileInfo};
-use crate::response::{plain, Body, Refusal};
+use super::context::Context;
+use super::static_files;
+use crate::response::{plain, Body, Early, Refusal, Step};
+use crate::site::Site;
+use crate::state::Edge;
 
-/// What the pipeline serves for a path.
-pub enum Resolved {
-    File(Arc<FileInfo>),
-    /// A PHP script: `script` is its URL path (`/index.php`).
-    Php {
-        script: String,
-        path_info: String,
-    },
+/// The PHP script that serves a path: its URL path (`/index.php`) and
+/// `PATH_INFO`.
+pub struct Script {
+    pub name: String,
+    pub path_info: String,
 }
 
 /// A path with nothing to serve as it is.
@@ -50,31 +49,34 @@ impl Refusal for NotServed {
     }
 }
 
-/// The resolve step: a file checked within the last second answers without
-/// touching the disk; anything else goes through [`resolve`].
-pub fn step(
-    files: &FileCache,
-    root: &Path,
-    path: &str,
-    query: Option<&str>,
-) -> Result<Resolved, NotServed> {
-    if let Some(hot) = files.fresh(&root.join(&path[1..])) {
-        return Ok(Resolved::File(hot));
-    }
-    match resolve(root, path) {
-        Target::Static(file) => files
-            .info(&file)
-            .map(Resolved::File)
-            .ok_or(NotServed::NotFound),
-        Target::Php { script, path_info } => Ok(Resolved::Php { script, path_info }),
-        Target::AddSlash => Err(NotServed::AddSlash {
-            location: match query {
-                Some(q) => format!("{path}/?{q}"),
-                None => format!("{path}/"),
-            },
-        }),
-        Target::NotFound => Err(NotServed::NotFound),
-    }
+/// The resolve step: a file answers as itself ([`static_files`]), early;
+/// otherwise the script [`resolve`] chose. A file checked within the last
+/// second answers without touching the disk.
+pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> Step<Script> {
+    let root = &site.config.root;
+    let file = match edge.files.fresh(&root.join(&path[1..])) {
+        Some(hot) => hot,
+        None => match resolve(root, path) {
+            Target::Php { script, path_info } => {
+                return Ok(Script {
+                    name: script,
+                    path_info,
+                })
+            }
+            Target::Static(file) => edge.files.info(&file).ok_or(NotServed::NotFound)?,
+            Target::AddSlash => {
+                let location = match ctx.req.uri.query() {
+                    Some(q) => format!("{path}/?{q}"),
+                    None => format!("{path}/"),
+                };
+                return Err(NotServed::AddSlash { location }.into());
+            }
+            Target::NotFound => return Err(NotServed::NotFound.into()),
+        },
+    };
+    Err(Early(
+        static_files::serve(&file, &ctx.req.method, &ctx.req.headers).await,
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

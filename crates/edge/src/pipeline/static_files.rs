@@ -1,16 +1,10 @@
-//! Static files served by the edge, never by PHP: content type, validators
-//! (`ETag`, `Last-Modified`, 304), single byte ranges (206/416),
-//! precompressed `.br`/`.gz` siblings.
-//!
-//! What the edge knows about a file ([`FileInfo`]: size, mtime, siblings,
-//! and the bytes of small files) is kept in memory and re-checked with
-//! `stat` at most every [`REVALIDATE`], like nginx's `open_file_cache`: a hot
-//! asset costs no system call, and an edited file shows within a second.
+//! The static-file step: files served by the edge, never by PHP: content
+//! type, validators (`ETag`, `Last-Modified`, 304), single byte ranges
+//! (206/416), precompressed `.br`/`.gz` siblings, from what
+//! [`crate::file_cache`] knows of them.
 
 use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -18,166 +12,10 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use murakumo_cache::encoding::{self, Encoding};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::response::{plain, Body};
+use crate::file_cache::FileInfo;
+use crate::response::{etag_matches, plain, Body};
 
-/// Files up to this size are kept in memory.
-const MEMORY_FILE_MAX: u64 = 512 * 1024;
 const CHUNK: usize = 64 * 1024;
-/// How long what we know of a file is trusted before it is checked again.
-pub const REVALIDATE: Duration = Duration::from_secs(1);
-
-/// One representation of a file: itself or a precompressed sibling.
-#[derive(Clone)]
-struct Variant {
-    path: PathBuf,
-    len: u64,
-    etag: String,
-    /// The bytes, for small files.
-    data: Option<Bytes>,
-}
-
-impl Variant {
-    fn load(path: PathBuf, len: u64, etag: String) -> Variant {
-        let data = (len <= MEMORY_FILE_MAX)
-            .then(|| std::fs::read(&path).ok())
-            .flatten()
-            .filter(|d| d.len() as u64 == len)
-            .map(Bytes::from);
-        Variant {
-            path,
-            len,
-            etag,
-            data,
-        }
-    }
-}
-
-/// What the edge knows about one static file.
-#[derive(Clone)]
-pub struct FileInfo {
-    identity: Variant,
-    br: Option<Variant>,
-    gz: Option<Variant>,
-    mtime: SystemTime,
-    content_type: HeaderValue,
-    last_modified: Option<HeaderValue>,
-    checked: Instant,
-}
-
-impl FileInfo {
-    /// Stats the file and its siblings; `None` if it is not a regular file.
-    fn read(path: &Path, previous: Option<&FileInfo>) -> Option<FileInfo> {
-        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-        if let Some(p) = previous
-            .filter(|p| p.mtime == mtime && p.identity.len == meta.len() && same_siblings(path, p))
-        {
-            return Some(FileInfo {
-                checked: Instant::now(),
-                ..p.clone()
-            });
-        }
-        let secs = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let base = format!("{secs:x}-{:x}", meta.len());
-        let sibling = |ext: &str| {
-            let p = sibling_path(path, ext);
-            let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
-            Some(Variant::load(p, m.len(), format!("\"{base}-{ext}\"")))
-        };
-        Some(FileInfo {
-            br: sibling("br"),
-            gz: sibling("gz"),
-            identity: Variant::load(path.to_path_buf(), meta.len(), format!("\"{base}\"")),
-            mtime,
-            content_type: content_type(path),
-            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(mtime)).ok(),
-            checked: Instant::now(),
-        })
-    }
-
-    fn weight(&self) -> u32 {
-        let data = |v: &Variant| v.data.as_ref().map_or(0, Bytes::len);
-        let total = data(&self.identity)
-            + self.br.as_ref().map_or(0, data)
-            + self.gz.as_ref().map_or(0, data)
-            + 512;
-        u32::try_from(total).unwrap_or(u32::MAX)
-    }
-}
-
-fn sibling_path(path: &Path, ext: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".");
-    p.push(ext);
-    PathBuf::from(p)
-}
-
-fn same_siblings(path: &Path, previous: &FileInfo) -> bool {
-    let len = |ext| {
-        std::fs::metadata(sibling_path(path, ext))
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-    };
-    len("br") == previous.br.as_ref().map(|v| v.len)
-        && len("gz") == previous.gz.as_ref().map(|v| v.len)
-}
-
-/// Static file information and small file bodies, bounded in bytes.
-pub struct FileCache {
-    files: moka::sync::Cache<PathBuf, Arc<FileInfo>>,
-}
-
-impl FileCache {
-    pub fn new(max_bytes: u64) -> FileCache {
-        FileCache {
-            files: moka::sync::Cache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|_k: &PathBuf, v: &Arc<FileInfo>| v.weight())
-                .build(),
-        }
-    }
-
-    /// The file's information if it was checked within [`REVALIDATE`].
-    pub fn fresh(&self, path: &Path) -> Option<Arc<FileInfo>> {
-        self.files
-            .get(path)
-            .filter(|i| i.checked.elapsed() < REVALIDATE)
-    }
-
-    /// The file's information, checking the filesystem if it is not fresh.
-    /// `None` if the path is not a regular file.
-    pub fn info(&self, path: &Path) -> Option<Arc<FileInfo>> {
-        if let Some(info) = self.fresh(path) {
-            return Some(info);
-        }
-        let previous = self.files.get(path);
-        match FileInfo::read(path, previous.as_deref()) {
-            Some(info) => {
-                let info = Arc::new(info);
-                self.files.insert(path.to_path_buf(), info.clone());
-                Some(info)
-            }
-            None => {
-                self.files.invalidate(path);
-                None
-            }
-        }
-    }
-}
-
-fn content_type(path: &Path) -> HeaderValue {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let text = mime.type_() == mime_guess::mime::TEXT
-        || mime.subtype() == mime_guess::mime::JAVASCRIPT
-        || mime.subtype() == mime_guess::mime::JSON;
-    let value = if text {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    };
-    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
-}
 
 fn status_only(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Body::empty());
@@ -219,16 +57,7 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some(range))
 }
 
-/// `If-None-Match` against an ETag, by weak comparison (RFC 9110 13.1.2).
-pub fn etag_matches(header: &str, etag: &str) -> bool {
-    let etag = etag.trim_start_matches("W/");
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
-}
-
-/// Serves a static file for a GET or HEAD.
+/// Serves a static file for a GET or HEAD (405 for anything else).
 pub async fn serve(info: &FileInfo, method: &Method, headers: &HeaderMap) -> Response<Body> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -394,42 +223,5 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
         assert_eq!(parse_range("bytes=x-1", 100), Err(()));
-    }
-
-    #[test]
-    fn etags() {
-        assert!(etag_matches("\"a\", \"b\"", "\"b\""));
-        assert!(etag_matches("W/\"b\"", "\"b\""));
-        assert!(etag_matches("*", "\"b\""));
-        assert!(!etag_matches("\"c\"", "\"b\""));
-        assert!(etag_matches("W/\"b\"", "W/\"b\""));
-        assert!(etag_matches("\"b\"", "W/\"b\""));
-    }
-
-    #[test]
-    fn file_info_follows_edits_after_revalidation() {
-        let dir = std::env::temp_dir().join(format!("murakumo-static-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("a.css");
-        std::fs::write(&f, "one").unwrap();
-        let cache = FileCache::new(1 << 20);
-        let first = cache.info(&f).unwrap();
-        assert_eq!(first.identity.data.as_deref(), Some(&b"one"[..]));
-        assert!(first.br.is_none());
-        std::fs::write(&f, "two!").unwrap();
-        std::fs::write(dir.join("a.css.br"), "BR").unwrap();
-        // Trusted until REVALIDATE passes.
-        assert!(Arc::ptr_eq(&cache.info(&f).unwrap(), &first));
-        std::thread::sleep(REVALIDATE + Duration::from_millis(50));
-        let second = cache.info(&f).unwrap();
-        assert_eq!(second.identity.data.as_deref(), Some(&b"two!"[..]));
-        assert_eq!(
-            second.br.as_ref().unwrap().data.as_deref(),
-            Some(&b"BR"[..])
-        );
-        std::fs::remove_file(&f).unwrap();
-        std::thread::sleep(REVALIDATE + Duration::from_millis(50));
-        assert!(cache.info(&f).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,8 +31,9 @@ pub trait Refusal {
     fn response(self) -> Response<Body>;
 }
 
-/// A response that ends the pipeline before its last step: a refusal, a
-/// redirect, a cached page.
+/// A response that ends the pipeline before its last step: a refusal (from
+/// a step's error, by `?`), or an answer a step made (an ACME challenge, a
+/// redirect, a cached page, a file), wrapped by that step.
 pub struct Early(pub Response<Body>);
 
 impl<R: Refusal> From<R> for Early {
@@ -41,13 +42,29 @@ impl<R: Refusal> From<R> for Early {
     }
 }
 
-/// A response made by a step (a redirect, a cached page) ends the request
-/// as it is.
-impl Refusal for Response<Body> {
-    fn response(self) -> Response<Body> {
-        self
-    }
-}
-
 /// The outcome of a step: go on with `T`, or answer now.
 pub type Step<T> = Result<T, Early>;
+
+/// `If-None-Match` against an ETag, by weak comparison (RFC 9110 13.1.2).
+pub fn etag_matches(header: &str, etag: &str) -> bool {
+    let etag = etag.trim_start_matches("W/");
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"a\", \"b\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "\"b\""));
+        assert!(etag_matches("*", "\"b\""));
+        assert!(!etag_matches("\"c\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "W/\"b\""));
+        assert!(etag_matches("\"b\"", "W/\"b\""));
+    }
+}

@@ -1,5 +1,5 @@
 //! One client connection, from the PROXY header to its last response:
-//! the caps of [`super::admission`], the slow-read cut and idle close of
+//! the caps of [`crate::admission`], the slow-read cut and idle close of
 //! [`super::watchdog`], TLS with h2 or http/1.1 by ALPN, hyper's header
 //! timeout (slowloris) and the HTTP/2 flood limits. While the edge stops, a
 //! connection is closed gracefully after its request in progress.

@@ -13,8 +13,8 @@ use murakumo_config::Limits;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
-use super::admission::Admission;
-use super::ServeError;
+use super::error::ServeError;
+use crate::admission::Admission;
 
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     let err = |source| ServeError::Bind { addr, source };

@@ -51,7 +51,9 @@ fn populate(root: &Path) {
 
 impl TestEdge {
     /// An edge for site `site` (hosts `wp.test`) whose PHP is `php`;
-    /// `server` and `site` are extra lines of their sections.
+    /// `server` and `site` are extra lines of their sections. The site's
+    /// lines come last in the file, so they may open its tables
+    /// (`[site.cache]`, `[site.guard]`).
     pub async fn start(php: SocketAddr, server: &str, site: &str) -> TestEdge {
         let root = tempfile::tempdir().unwrap();
         populate(root.path());
@@ -147,6 +149,21 @@ impl Drop for TestEdge {
             task.abort();
         }
     }
+}
+
+/// Bytes written as they are on a new connection; everything the edge
+/// sends back until it closes.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        c.read_to_end(&mut answer),
+    )
+    .await;
+    answer
 }
 
 /// One HTTP/1.1 request on a new connection, the answer read whole.

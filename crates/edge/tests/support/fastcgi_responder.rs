@@ -53,6 +53,14 @@ impl Reply {
         }
     }
 
+    /// Any status (`"503 Service Unavailable"`), `text/html`, and `extra`
+    /// header lines.
+    pub fn status(status: &str, body: &str, extra: &[&str]) -> Reply {
+        let mut r = Reply::page(body, extra);
+        r.head = r.head.replacen("200 OK", status, 1);
+        r
+    }
+
     pub fn after(mut self, delay: Duration) -> Reply {
         self.delay = delay;
         self

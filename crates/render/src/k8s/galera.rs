@@ -167,7 +167,7 @@ exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
     )
 }
 
-pub(super) fn db_probe(period: u32, failures: u32) -> Value {
+fn db_probe(period: u32, failures: u32) -> Value {
     json!({
         "exec": { "command": ["healthcheck.sh", "--connect"] },
         "periodSeconds": period,

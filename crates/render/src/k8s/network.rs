@@ -52,7 +52,7 @@ pub(super) fn network_policies(plan: &Plan) -> Vec<Value> {
 }
 
 /// A NetworkPolicy admitting only `rules` into the pods of `component`.
-pub(super) fn ingress_policy(plan: &Plan, component: &str, rules: Vec<Value>) -> Value {
+fn ingress_policy(plan: &Plan, component: &str, rules: Vec<Value>) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -52,7 +52,7 @@ pub(super) fn edges_headless(plan: &Plan) -> Value {
 
 /// Admin paths: `/wp-admin` and `wp-login.php` (and `xmlrpc.php`, which
 /// takes logins too, when the site serves it).
-pub(super) fn admin_paths(plan: &Plan) -> Vec<(&'static str, &'static str)> {
+fn admin_paths(plan: &Plan) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![("/wp-admin", "Prefix"), ("/wp-login.php", "Exact")];
     if plan.site.xmlrpc {
         v.push(("/xmlrpc.php", "Exact"));

@@ -26,7 +26,7 @@ pub(super) fn content_pvc(plan: &Plan) -> Value {
     })
 }
 
-pub(super) fn http_probe(path: &str, period: u32, failures: u32) -> Value {
+fn http_probe(path: &str, period: u32, failures: u32) -> Value {
     json!({
         "httpGet": { "path": path, "port": "ops" },
         "periodSeconds": period,
@@ -35,7 +35,7 @@ pub(super) fn http_probe(path: &str, period: u32, failures: u32) -> Value {
     })
 }
 
-pub(super) fn tcp_probe(period: u32, failures: u32) -> Value {
+fn tcp_probe(period: u32, failures: u32) -> Value {
     json!({
         "tcpSocket": { "port": "fastcgi" },
         "periodSeconds": period,

@@ -11,10 +11,10 @@ mod users;
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, StatusCode};
-use ipnet::IpNet;
-
+use super::context::Context;
 use crate::response::{plain, Body, Refusal};
+use crate::site::{GuardOptions, Site};
+use http::{HeaderMap, StatusCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -24,13 +24,6 @@ pub enum Verdict {
         status: StatusCode,
         reason: &'static str,
     },
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct GuardOptions {
-    pub xmlrpc: bool,
-    pub admin_allow: Option<Vec<IpNet>>,
-    pub rules: murakumo_config::Guard,
 }
 
 /// What of a request the guards judge.
@@ -74,17 +67,21 @@ impl Refusal for Denied {
 }
 
 /// The guard step: whether the request may go on, and if so whether its
-/// PHP runs on the admin pool.
-pub fn admit(
-    asked: &Asked<'_>,
-    opts: &GuardOptions,
-    client: IpAddr,
-    site: &str,
-) -> Result<bool, Denied> {
-    match check(asked, opts, client) {
-        Verdict::Allow { admin } => Ok(admin),
+/// PHP runs on the admin pool (told to the outcome too: the admin screens
+/// get frame protection).
+pub fn admit(ctx: &mut Context, site: &Site, path: &str) -> Result<bool, Denied> {
+    let asked = Asked {
+        path,
+        query: ctx.req.uri.query(),
+        headers: &ctx.req.headers,
+    };
+    match check(&asked, &site.guard, ctx.conn.remote.ip()) {
+        Verdict::Allow { admin } => {
+            ctx.outcome.admin = admin;
+            Ok(admin)
+        }
         Verdict::Deny { status, reason } => {
-            tracing::debug!(site, path = asked.path, reason, "guard refused");
+            tracing::debug!(site = %site.name, path, reason, "guard refused");
             Err(Denied(status))
         }
     }

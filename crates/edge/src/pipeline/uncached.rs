@@ -4,18 +4,16 @@
 //! the page cache sends a client's own request when it cannot share the
 //! page.
 
-use std::time::Duration;
-
 use http::header;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Response};
 use hyper::body::Incoming;
 use murakumo_fastcgi::params::Params;
 
-use super::context::Outcome;
+use super::context::{Context, Outcome};
 use crate::php::request_body::{self, BodyError};
-use crate::php::{PhpError, PhpTarget, SpooledBody};
+use crate::php::target::PhpTarget;
+use crate::php::{PhpError, SpooledBody};
 use crate::response::{plain, Body, Refusal, Step};
-use crate::site::Site;
 
 /// 413, 408, 400 or 500, with what was wrong.
 impl Refusal for BodyError {
@@ -24,55 +22,48 @@ impl Refusal for BodyError {
     }
 }
 
-/// Sends the client's request, body and all, and streams the answer.
+/// Sends the client's request, body and all (at most `max_body` bytes),
+/// and streams the answer.
 pub async fn serve(
+    ctx: &mut Context,
     target: &PhpTarget<'_>,
-    req: Request<Incoming>,
-    body_timeout: Duration,
-    outcome: &mut Outcome,
+    max_body: u64,
+    incoming: Incoming,
 ) -> Step<Response<Body>> {
-    outcome.cache = Some("BYPASS");
-    let (parts, incoming) = req.into_parts();
-    let (body, length) = read_body(target, &parts.headers, incoming, body_timeout).await?;
-    let params = target.params(&parts.method, &parts.uri, &parts.headers, length);
-    Ok(pass(target, &params, body, outcome).await)
+    let body_timeout = ctx.config.server.limits.body_timeout;
+    let (body, length) = read_body(&ctx.req.headers, incoming, max_body, body_timeout)
+        .await
+        .inspect_err(|e| {
+            tracing::info!(site = %target.site, client = %ctx.conn.remote.ip(), error = %e, "request body refused");
+        })?;
+    let req = &ctx.req;
+    let params = target.params(&req.method, &req.uri, &req.headers, length);
+    ctx.outcome.cache = Some("BYPASS");
+    Ok(pass(target, &params, body, &mut ctx.outcome).await)
 }
 
 /// The request body, read whole (`Content-Length` or chunked), and its
 /// length for `CONTENT_LENGTH`.
 async fn read_body(
-    target: &PhpTarget<'_>,
-    headers: &http::HeaderMap,
+    headers: &HeaderMap,
     incoming: Incoming,
-    body_timeout: Duration,
-) -> Step<(SpooledBody, Option<u64>)> {
-    let site = target.site;
+    max: u64,
+    pause: std::time::Duration,
+) -> Result<(SpooledBody, Option<u64>), BodyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
-    let max = site.config.max_body;
     if declared.is_some_and(|n| n > max) {
-        return Err(plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than this site's limit ({max} bytes)"),
-        )
-        .into());
+        return Err(BodyError::TooLarge(max));
     }
     if !(chunked || declared.is_some_and(|n| n > 0)) {
         return Ok((SpooledBody::Empty, declared));
     }
-    match request_body::read(incoming, max, body_timeout).await {
-        Ok(b) => {
-            let len = b.len();
-            Ok((b, Some(len)))
-        }
-        Err(e) => {
-            tracing::info!(site = %site.name, client = %target.conn.remote.ip(), error = %e, "request body refused");
-            Err(e.into())
-        }
-    }
+    let body = request_body::read(incoming, max, pause).await?;
+    let len = body.len();
+    Ok((body, Some(len)))
 }
 
 /// Sends `params` (and `body`) and streams PHP's answer back, uncached.
@@ -92,7 +83,7 @@ pub async fn pass(
 }
 
 /// A failed exchange: logged with its site, answered without PHP's words.
-pub fn failed(site: &Site, e: PhpError) -> Response<Body> {
-    tracing::error!(site = %site.name, error = %e, "php request failed");
+pub fn failed(site: &str, e: PhpError) -> Response<Body> {
+    tracing::error!(site, error = %e, "php request failed");
     e.response()
 }

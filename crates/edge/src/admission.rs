@@ -78,7 +78,8 @@ impl Admission {
     }
 
     /// Connections open from `client` now.
-    pub fn open_from(&self, client: IpAddr) -> usize {
+    #[cfg(test)]
+    fn open_from(&self, client: IpAddr) -> usize {
         let map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&client.to_canonical()).copied().unwrap_or(0)
     }
