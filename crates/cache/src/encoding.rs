@@ -1,4 +1,12 @@
-//! Content codings and `Accept-Encoding` negotiation (RFC 9110 12.5.3).
+//! Content codings: `Accept-Encoding` negotiation (RFC 9110 12.5.3), which
+//! content is worth compressing, and the gzip and brotli encoders, whole
+//! (cached pages, static files: compressed once) and streaming (PHP
+//! answers that are not cached, compressed as they arrive).
+
+use std::io::Write;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
@@ -72,6 +80,154 @@ impl AcceptSet {
     }
 }
 
+/// How hard to compress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Once per stored page (gzip 6, brotli 6): milliseconds per page.
+    Stored,
+    /// Once per static file version, off the request path (gzip 9,
+    /// brotli 9).
+    Static,
+    /// On the fly, per response (gzip 4, brotli 4): far cheaper than the
+    /// PHP that made the page.
+    Fast,
+}
+
+impl Level {
+    fn gzip(self) -> u32 {
+        match self {
+            Level::Stored => 6,
+            Level::Static => 9,
+            Level::Fast => 4,
+        }
+    }
+
+    fn brotli(self) -> u32 {
+        match self {
+            Level::Stored => 6,
+            Level::Static => 9,
+            Level::Fast => 4,
+        }
+    }
+}
+
+/// Whether a media type compresses well: text, scripts, data formats,
+/// SVG, icons and fonts that are not compressed already (WOFF and WOFF2
+/// are).
+pub fn is_compressible_type(content_type: &str) -> bool {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime.starts_with("text/")
+        || matches!(
+            mime.as_str(),
+            "application/json"
+                | "application/ld+json"
+                | "application/manifest+json"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "application/xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/xhtml+xml"
+                | "application/wasm"
+                | "application/vnd.ms-fontobject"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "font/ttf"
+                | "font/otf"
+                | "font/collection"
+        )
+}
+
+/// Whether a response's `Content-Type` compresses well.
+pub fn is_compressible(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_compressible_type)
+}
+
+/// `data` gzipped.
+pub fn gzip(data: &[u8], level: Level) -> Option<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3),
+        flate2::Compression::new(level.gzip()),
+    );
+    enc.write_all(data).ok()?;
+    enc.finish().ok()
+}
+
+/// `data` in brotli.
+pub fn brotli(data: &[u8], level: Level) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 3);
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 16 * 1024, level.brotli(), 22);
+        w.write_all(data).ok()?;
+        w.flush().ok()?;
+    }
+    Some(out)
+}
+
+/// A body compressed as it arrives: each piece given is compressed and
+/// flushed, so what the client has so far decodes to what PHP sent so far.
+pub struct StreamEncoder {
+    inner: Stream,
+}
+
+enum Stream {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+}
+
+impl StreamEncoder {
+    /// `None` for [`Encoding::Identity`].
+    pub fn new(encoding: Encoding, level: Level) -> Option<StreamEncoder> {
+        let inner = match encoding {
+            Encoding::Identity => return None,
+            Encoding::Gzip => Stream::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(level.gzip()),
+            )),
+            Encoding::Brotli => Stream::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                16 * 1024,
+                level.brotli(),
+                22,
+            ))),
+        };
+        Some(StreamEncoder { inner })
+    }
+
+    /// The compressed form of `data`, flushed.
+    pub fn push(&mut self, data: &[u8]) -> std::io::Result<Bytes> {
+        match &mut self.inner {
+            Stream::Gzip(w) => {
+                w.write_all(data)?;
+                w.flush()?;
+                Ok(Bytes::from(std::mem::take(w.get_mut())))
+            }
+            Stream::Brotli(w) => {
+                w.write_all(data)?;
+                w.flush()?;
+                Ok(Bytes::from(std::mem::take(w.get_mut())))
+            }
+        }
+    }
+
+    /// The end of the stream.
+    pub fn finish(self) -> std::io::Result<Bytes> {
+        match self.inner {
+            Stream::Gzip(w) => Ok(Bytes::from(w.finish()?)),
+            Stream::Brotli(w) => Ok(Bytes::from(w.into_inner())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +256,75 @@ mod tests {
             accepted(Some("identity")).choose(true, true),
             Encoding::Identity
         );
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+    use std::io::Read;
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn unbrotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        brotli::Decompressor::new(data, 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_stream_decodes_to_its_pieces_at_every_flush_and_at_the_end() {
+        let pieces = [
+            "<html><body>",
+            &"<p>WordPress</p>".repeat(200),
+            "</body></html>",
+        ];
+        let whole: String = pieces.concat();
+        for enc in [Encoding::Gzip, Encoding::Brotli] {
+            let mut s = StreamEncoder::new(enc, Level::Fast).unwrap();
+            let mut out = Vec::new();
+            for p in pieces {
+                out.extend_from_slice(&s.push(p.as_bytes()).unwrap());
+            }
+            out.extend_from_slice(&s.finish().unwrap());
+            let decoded = match enc {
+                Encoding::Gzip => gunzip(&out),
+                _ => unbrotli(&out),
+            };
+            assert_eq!(decoded, whole.as_bytes(), "{enc:?}");
+            assert!(out.len() < whole.len() / 5, "{enc:?} compresses");
+        }
+        assert!(StreamEncoder::new(Encoding::Identity, Level::Fast).is_none());
+    }
+
+    #[test]
+    fn compressible_types() {
+        for t in [
+            "text/css",
+            "application/javascript",
+            "image/svg+xml",
+            "font/ttf",
+            "application/json; charset=utf-8",
+            "TEXT/HTML",
+        ] {
+            assert!(is_compressible_type(t), "{t}");
+        }
+        for t in [
+            "image/png",
+            "font/woff2",
+            "application/zip",
+            "video/mp4",
+            "",
+        ] {
+            assert!(!is_compressible_type(t), "{t}");
+        }
     }
 }

@@ -7,7 +7,6 @@
 //! follows the entries (moka's eviction listener), so it is bounded by them.
 
 use std::hash::Hasher;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +15,15 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, StatusCode};
 
-use crate::encoding::Encoding;
+use crate::encoding::{self, Encoding};
 use crate::key::CacheKey;
 use crate::purge_log::{PurgeLog, Reach};
 use crate::tags::{TagIndex, Tags};
 
 /// Bodies smaller than this are not worth compressing.
 const MIN_COMPRESS: usize = 256;
+/// Pages are compressed once, when stored: a good level is worth it.
+const STORED_LEVEL: encoding::Level = encoding::Level::Stored;
 
 /// One stored response.
 #[derive(Debug)]
@@ -63,11 +64,11 @@ impl Entry {
         {
             headers.remove(name);
         }
-        let compress = body.len() >= MIN_COMPRESS && is_compressible(&headers);
+        let compress = body.len() >= MIN_COMPRESS && encoding::is_compressible(&headers);
         let (gzip, br) = if compress {
             (
-                smaller(gzip(&body), body.len()),
-                smaller(brotli(&body), body.len()),
+                smaller(encoding::gzip(&body, STORED_LEVEL), body.len()),
+                smaller(encoding::brotli(&body, STORED_LEVEL), body.len()),
             )
         } else {
             (None, None)
@@ -140,55 +141,8 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::PROXY_AUTHENTICATE,
 ];
 
-/// Text-like content that compresses well.
-pub fn is_compressible(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime.starts_with("text/")
-        || matches!(
-            mime.as_str(),
-            "application/json"
-                | "application/ld+json"
-                | "application/javascript"
-                | "application/xml"
-                | "application/rss+xml"
-                | "application/atom+xml"
-                | "application/xhtml+xml"
-                | "image/svg+xml"
-        )
-}
-
 fn smaller(compressed: Option<Vec<u8>>, original: usize) -> Option<Bytes> {
     compressed.filter(|c| c.len() < original).map(Bytes::from)
-}
-
-pub fn gzip(data: &[u8]) -> Option<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 3),
-        flate2::Compression::new(6),
-    );
-    enc.write_all(data).ok()?;
-    enc.finish().ok()
-}
-
-pub fn brotli(data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() / 3);
-    {
-        let mut w = brotli::CompressorWriter::new(&mut out, 16 * 1024, 6, 22);
-        w.write_all(data).ok()?;
-        w.flush().ok()?;
-    }
-    Some(out)
 }
 
 /// What a lookup found.

@@ -1,30 +1,41 @@
 //! What the edge knows about the static files it serves ([`FileInfo`]:
-//! size, mtime, precompressed `.br`/`.gz` siblings, validators, and the
-//! bytes of small files), kept in memory and re-checked with `stat` at most
+//! size, mtime, precompressed `.br`/`.gz` siblings, validators, the bytes
+//! of small files, and the brotli and gzip forms of text files that have no
+//! sibling, made once per version of the file), kept in memory and re-checked with `stat` at most
 //! every [`REVALIDATE`], like nginx's `open_file_cache`: a hot asset costs
 //! no system call, and an edited file shows within a second. Serving them
 //! is [`crate::pipeline`]'s `static_files` step.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
+use murakumo_cache::encoding::{self, Level};
 
 /// Files up to this size are kept in memory.
 const MEMORY_FILE_MAX: u64 = 512 * 1024;
 /// How long what we know of a file is trusted before it is checked again.
 pub const REVALIDATE: Duration = Duration::from_secs(1);
 
-/// One representation of a file: itself or a precompressed sibling.
+/// Text files up to this size get compressed forms made in memory.
+const COMPRESS_MAX: u64 = 8 << 20;
+/// Smaller ones are not worth it.
+const COMPRESS_MIN: u64 = 1024;
+
+/// One representation of a file: itself, a precompressed sibling on disk,
+/// or a compressed form the edge made.
 #[derive(Clone)]
 pub struct Variant {
     pub path: PathBuf,
     pub len: u64,
     pub etag: String,
-    /// The bytes, for small files.
+    /// The bytes, for small files and for forms the edge made.
     pub data: Option<Bytes>,
+    /// Made by the edge (no file on disk stands for it).
+    made: bool,
 }
 
 impl Variant {
@@ -39,6 +50,19 @@ impl Variant {
             len,
             etag,
             data,
+            made: false,
+        }
+    }
+
+    /// A compressed form of `identity` (`ext` "br" or "gz"), in memory.
+    fn made(identity: &Variant, ext: &str, data: Vec<u8>) -> Variant {
+        let base = identity.etag.trim_matches('"');
+        Variant {
+            path: identity.path.clone(),
+            len: data.len() as u64,
+            etag: format!("\"{base}-{ext}\""),
+            data: Some(Bytes::from(data)),
+            made: true,
         }
     }
 }
@@ -103,6 +127,8 @@ fn sibling_path(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Whether the `.br`/`.gz` files beside `path` are what `previous` saw (a
+/// form the edge made stands for no file).
 fn same_siblings(path: &Path, previous: &FileInfo) -> bool {
     let len = |ext| {
         std::fs::metadata(sibling_path(path, ext))
@@ -110,13 +136,15 @@ fn same_siblings(path: &Path, previous: &FileInfo) -> bool {
             .filter(|m| m.is_file())
             .map(|m| m.len())
     };
-    len("br") == previous.br.as_ref().map(|v| v.len)
-        && len("gz") == previous.gz.as_ref().map(|v| v.len)
+    let on_disk = |v: &Option<Variant>| v.as_ref().filter(|v| !v.made).map(|v| v.len);
+    len("br") == on_disk(&previous.br) && len("gz") == on_disk(&previous.gz)
 }
 
 /// Static file information and small file bodies, bounded in bytes.
 pub struct FileCache {
     files: moka::sync::Cache<PathBuf, Arc<FileInfo>>,
+    /// Files whose compressed forms are being made.
+    compressing: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl FileCache {
@@ -126,6 +154,7 @@ impl FileCache {
                 .max_capacity(max_bytes)
                 .weigher(|_k: &PathBuf, v: &Arc<FileInfo>| v.weight())
                 .build(),
+            compressing: Arc::default(),
         }
     }
 
@@ -147,6 +176,7 @@ impl FileCache {
             Some(info) => {
                 let info = Arc::new(info);
                 self.files.insert(path.to_path_buf(), info.clone());
+                self.compress_later(path, &info);
                 Some(info)
             }
             None => {
@@ -155,6 +185,67 @@ impl FileCache {
             }
         }
     }
+}
+
+impl FileCache {
+    /// Makes the brotli and gzip forms a text file lacks, once per version
+    /// of the file, off the request path (a blocking task); until they are
+    /// there, the file goes out compressed on the fly. Nothing is made
+    /// outside a tokio runtime.
+    fn compress_later(&self, path: &Path, info: &Arc<FileInfo>) {
+        let wanted = (info.br.is_none() || info.gz.is_none())
+            && (COMPRESS_MIN..=COMPRESS_MAX).contains(&info.identity.len)
+            && info
+                .content_type
+                .to_str()
+                .is_ok_and(encoding::is_compressible_type);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !wanted || !lock(&self.compressing).insert(path.to_path_buf()) {
+            return;
+        }
+        let (files, compressing) = (self.files.clone(), self.compressing.clone());
+        let (path, info) = (path.to_path_buf(), info.clone());
+        runtime.spawn_blocking(move || {
+            if let Some(made) = with_compressed_forms(&info) {
+                // Only onto the version it was made from.
+                let current = files.get(&path);
+                if current
+                    .is_some_and(|c| c.mtime == info.mtime && c.identity.len == info.identity.len)
+                {
+                    files.insert(path.clone(), Arc::new(made));
+                }
+            }
+            lock(&compressing).remove(&path);
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `info` with the compressed forms it lacks, if any came out smaller.
+fn with_compressed_forms(info: &FileInfo) -> Option<FileInfo> {
+    let data = match &info.identity.data {
+        Some(d) => d.clone(),
+        None => Bytes::from(std::fs::read(&info.identity.path).ok()?),
+    };
+    if data.len() as u64 != info.identity.len {
+        return None; // changed under us: the next check sees it
+    }
+    let smaller = |c: Option<Vec<u8>>| c.filter(|c| c.len() < data.len());
+    let mut made = info.clone();
+    if made.br.is_none() {
+        made.br = smaller(encoding::brotli(&data, Level::Static))
+            .map(|c| Variant::made(&info.identity, "br", c));
+    }
+    if made.gz.is_none() {
+        made.gz = smaller(encoding::gzip(&data, Level::Static))
+            .map(|c| Variant::made(&info.identity, "gz", c));
+    }
+    (made.br.is_some() || made.gz.is_some()).then_some(made)
 }
 
 fn content_type(path: &Path) -> HeaderValue {

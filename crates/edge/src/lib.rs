@@ -9,13 +9,14 @@
 //! - `ops`: health, readiness, metrics, purge and ACME renewal on their own
 //!   listener.
 //! - `state` and `site`: what every connection shares (the sites, swapped
-//!   whole on reload); `conn`, `forwarded` and `response`: small types the
-//!   others share, importing nothing of the rest.
+//!   whole on reload); `conn` and `response`: small types the others
+//!   share, importing nothing of the rest (`forwarded` only `conn`).
 //! - `wp_cron`: WordPress's scheduled tasks, run on a clock.
 //!
 //! ARCHITECTURE.md at the repository root has the import rules. The crate's
-//! face is [`Edge::new`], [`serve`] (with [`Listeners`]) and [`run`]; every
-//! module is private.
+//! face is [`Edge::new`], [`serve`] (with [`Listeners`]) and [`run`], and
+//! their errors ([`StateError`], [`ServeError`] and what they carry:
+//! [`SiteError`], [`CertError`]); every module is private.
 
 mod admission;
 mod certificates;
@@ -34,5 +35,7 @@ mod site;
 mod state;
 mod wp_cron;
 
+pub use certificates::CertError;
 pub use server::{run, serve, Listeners, ServeError};
+pub use site::SiteError;
 pub use state::{Edge, StateError};

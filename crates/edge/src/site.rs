@@ -15,7 +15,6 @@ use crate::php::PhpPool;
 use crate::rate_limit::Limiter;
 use crate::router::Router;
 
-/// The page cache of one site.
 /// What the guards of a site allow ([`crate::pipeline`]'s guard step).
 #[derive(Debug, Clone, Default)]
 pub struct GuardOptions {
@@ -24,6 +23,7 @@ pub struct GuardOptions {
     pub rules: murakumo_config::Guard,
 }
 
+/// The page cache of one site.
 pub struct SiteCache {
     pub store: Arc<PageCache>,
     pub coalescer: Arc<Coalescer>,
@@ -81,6 +81,8 @@ pub enum SiteError {
     Db { site: String, message: String },
     #[error("site {site}: cannot read the database password: {message}")]
     DbPassword { site: String, message: String },
+    #[error("site {site}: host: {message}")]
+    Host { site: String, message: String },
     #[error("site {site}: {role} php-fpm address: {message}")]
     Php {
         site: String,
@@ -228,13 +230,19 @@ impl Sites {
                 rate_limiter: limiter(sc.rate_limit.0, old.and_then(|o| o.rate_limiter.as_ref())),
             }));
         }
-        let router = Router::new(list.iter().flat_map(|s| {
-            s.config
-                .hosts
-                .iter()
-                .filter_map(|h| HostPattern::parse(h).ok())
-                .map(move |p| (p, s.clone()))
-        }));
+        // Validation parsed every host with the same parser; one that does
+        // not parse now is an error, never a host silently not served.
+        let mut routes = Vec::new();
+        for s in &list {
+            for h in &s.config.hosts {
+                let pattern = HostPattern::parse(h).map_err(|message| SiteError::Host {
+                    site: s.config.name.clone(),
+                    message,
+                })?;
+                routes.push((pattern, s.clone()));
+            }
+        }
+        let router = Router::new(routes);
         Ok(Sites { router, list })
     }
 }

@@ -734,3 +734,200 @@ async fn a_php_pool_that_is_full_or_slow_is_a_503_or_a_504() {
     assert!(full.header("retry-after").is_some());
     assert_eq!(first.await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
 }
+
+fn decoded(a: &support::edge::Answer) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match a.header("content-encoding") {
+        Some("br") => {
+            brotli::Decompressor::new(&a.body[..], 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&a.body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        None => out.extend_from_slice(&a.body),
+        Some(other) => panic!("unexpected encoding {other}"),
+    }
+    out
+}
+
+#[tokio::test]
+async fn uncached_php_answers_are_compressed_as_they_stream_when_asked() {
+    let page = "<li>a row of an admin table</li>".repeat(400);
+    let php = {
+        let page = page.clone();
+        Responder::start(move |seen| match seen.param("REQUEST_URI") {
+            Some("/wp-json/wp/v2/posts") => Reply::status(
+                "200 OK",
+                &format!("[{page:?}]"),
+                &["Content-Type: application/json"],
+            ),
+            Some("/photo/") => Reply::status("200 OK", &page, &["Content-Type: image/png"]),
+            Some("/tiny/") => Reply::page("small", &["Cache-Control: no-store"]),
+            Some("/keep/") => Reply::page(&page, &["Cache-Control: no-store, no-transform"]),
+            Some("/done/") => Reply::page(
+                &page,
+                &["Cache-Control: no-store", "Content-Encoding: gzip"],
+            ),
+            Some("/streamed/") => Reply::page(&page, &["Cache-Control: no-store"])
+                .streamed(Duration::from_millis(100)),
+            _ => Reply::page(&page, &["Cache-Control: no-store", "ETag: \"v1\""]),
+        })
+        .await
+    };
+    let edge = TestEdge::start(php.addr, "", "").await;
+    for (accept, want) in [
+        ("br, gzip", Some("br")),
+        ("gzip", Some("gzip")),
+        ("identity", None),
+    ] {
+        let a = edge
+            .get("/wp-admin/x/", &[("accept-encoding", accept)])
+            .await;
+        assert_eq!(a.header("content-encoding"), want, "{accept}");
+        assert_eq!(a.header("vary"), Some("Accept-Encoding"), "{accept}");
+        assert_eq!(decoded(&a), page.as_bytes(), "{accept}");
+        if want.is_some() {
+            assert!(a.body.len() < page.len() / 5);
+            assert_eq!(
+                a.header("etag"),
+                Some("W/\"v1\""),
+                "an encoded body is another body"
+            );
+            if let Some(n) = a.header("content-length") {
+                assert_eq!(
+                    n.parse::<usize>().unwrap(),
+                    a.body.len(),
+                    "the encoded length"
+                );
+            }
+        }
+    }
+    // A page PHP streams is compressed piece by piece.
+    let streamed = edge.get("/streamed/", &[("accept-encoding", "br")]).await;
+    assert_eq!(streamed.header("content-encoding"), Some("br"));
+    assert_eq!(streamed.header("content-length"), None);
+    assert_eq!(decoded(&streamed), page.as_bytes());
+    let rest = edge
+        .get("/wp-json/wp/v2/posts", &[("accept-encoding", "gzip")])
+        .await;
+    assert_eq!(rest.header("content-encoding"), Some("gzip"));
+    for target in ["/photo/", "/tiny/", "/keep/"] {
+        let a = edge.get(target, &[("accept-encoding", "br")]).await;
+        assert_eq!(a.header("content-encoding"), None, "{target}");
+    }
+    // Already encoded by PHP: left as it is.
+    let done = edge.get("/done/", &[("accept-encoding", "br")]).await;
+    assert_eq!(done.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn text_files_get_compressed_forms_once_and_versioned_urls_are_immutable() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let script = "function wp(){ return 'a long enough script'; }\n".repeat(200);
+    std::fs::write(edge.root.path().join("app.js"), &script).unwrap();
+    std::fs::write(edge.root.path().join("logo.woff2"), vec![7u8; 4096]).unwrap();
+    let br = [("accept-encoding", "gzip, deflate, br")];
+    // The first answers may be compressed on the fly; the form made once
+    // has its own strong validator.
+    let mut a = edge.get("/app.js", &br).await;
+    for _ in 0..100 {
+        if a.header("etag").is_some_and(|e| e.ends_with("-br\"")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a = edge.get("/app.js", &br).await;
+    }
+    let etag = a.header("etag").unwrap().to_string();
+    assert!(etag.ends_with("-br\""), "{etag}");
+    assert_eq!(a.header("content-encoding"), Some("br"));
+    assert_eq!(decoded(&a), script.as_bytes());
+    assert_eq!(a.header("vary"), Some("Accept-Encoding"));
+    let gz = edge.get("/app.js", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(decoded(&gz), script.as_bytes());
+    let again = edge
+        .get(
+            "/app.js",
+            &[("accept-encoding", "br"), ("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    // A range is of the file itself.
+    let range = edge
+        .get(
+            "/app.js",
+            &[("accept-encoding", "br"), ("range", "bytes=0-8")],
+        )
+        .await;
+    assert_eq!(range.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(range.header("content-encoding"), None);
+    assert_eq!(range.text(), "function ");
+    // Fonts compressed already are sent as they are.
+    let font = edge.get("/logo.woff2", &br).await;
+    assert_eq!(font.header("content-encoding"), None);
+    assert_eq!(font.body.len(), 4096);
+    assert_eq!(
+        edge.get("/app.js?ver=6.1.1", &[])
+            .await
+            .header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(
+        edge.get("/app.js", &[]).await.header("cache-control"),
+        Some("public, max-age=604800")
+    );
+}
+
+#[tokio::test]
+async fn a_head_miss_fills_the_page_for_the_gets_that_follow() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let head = edge.send(Method::HEAD, "/page/", &[], Bytes::new()).await;
+    assert_eq!(head.header("x-cache"), Some("MISS"));
+    let get = edge.get("/page/", &[]).await;
+    assert_eq!(get.header("x-cache"), Some("HIT"));
+    assert!(get.text().starts_with("uri=/page/"), "{}", get.text());
+    // The fill asked PHP for a GET.
+    assert_eq!(php.seen()[0].param("REQUEST_METHOD"), Some("GET"));
+}
+
+#[tokio::test]
+async fn a_render_that_a_purge_overtakes_is_served_once_and_not_kept() {
+    let renders = Arc::new(AtomicUsize::new(0));
+    let php = {
+        let renders = renders.clone();
+        Responder::start(move |_| {
+            let n = renders.fetch_add(1, Ordering::SeqCst) + 1;
+            Reply::page(&format!("render {n}"), &["X-Murakumo-Tags: p:1"])
+                .after(Duration::from_millis(400))
+        })
+        .await
+    };
+    let edge = Arc::new(TestEdge::start(php.addr, "", "").await);
+    let first = {
+        let edge = edge.clone();
+        tokio::spawn(async move { edge.get("/post/", &[]).await })
+    };
+    while renders.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The post is edited while PHP renders its old version.
+    let purge = edge.ops(Method::POST, "/purge?tag=p:1&reason=edited").await;
+    assert_eq!(purge.status, StatusCode::OK);
+    let first = first.await.unwrap();
+    assert_eq!(first.text(), "render 1");
+    let next = edge.get("/post/", &[]).await;
+    assert_eq!(
+        next.header("x-cache"),
+        Some("MISS"),
+        "the overtaken render was not kept"
+    );
+    assert_eq!(next.text(), "render 2");
+    assert_eq!(edge.get("/post/", &[]).await.header("x-cache"), Some("HIT"));
+}

@@ -261,6 +261,32 @@ impl Upstream {
         Ok(Some(gathered.map_or(first, BytesMut::freeze)))
     }
 
+    /// The whole body, if its end has already been received (small pages
+    /// usually come in one read with their head); `None` leaves the body
+    /// to be streamed, nothing lost.
+    fn arrived_whole(&mut self) -> Option<Bytes> {
+        let mut all = BytesMut::from(&self.first.take().unwrap_or_default()[..]);
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Some(all.freeze());
+            };
+            match conn.buffered_event() {
+                Ok(Some(Event::Stdout(b))) => all.extend_from_slice(&b),
+                Ok(Some(Event::Stderr(msg))) => log_stderr(&self.site, &msg),
+                Ok(Some(Event::End { .. })) => {
+                    self.finish();
+                    return Some(all.freeze());
+                }
+                // Not all here yet (or a broken record, which the stream
+                // will report): what was gathered goes first.
+                Ok(None) | Err(_) => {
+                    self.first = (!all.is_empty()).then(|| all.freeze());
+                    return None;
+                }
+            }
+        }
+    }
+
     /// The request ended: the connection goes back to the pool.
     fn finish(&mut self) {
         if let Some(c) = self.conn.take() {
@@ -295,8 +321,12 @@ impl Upstream {
     /// task. If the client goes away the task stops and drops the connection,
     /// which aborts the PHP request.
     pub fn into_body(mut self, prefix: Vec<Bytes>) -> Body {
-        if self.conn.is_none() && prefix.is_empty() {
-            return Body::full(self.first.take().unwrap_or_default());
+        // A response that has arrived whole goes out as bytes: no task, and
+        // the client learns its length.
+        if prefix.is_empty() {
+            if let Some(whole) = self.arrived_whole() {
+                return Body::full(whole);
+            }
         }
         let (tx, body) = Body::channel();
         tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! The last step, for every response the pipeline made (refusals and early
-//! answers too): `X-Cache`, HSTS, the security headers, no body for HEAD,
+//! answers too): compression ([`super::compress`]), `X-Cache`, HSTS, the
+//! security headers, no body for HEAD,
 //! `Connection: close` while draining, then one metrics sample and one
 //! access-log line.
 
@@ -33,7 +34,8 @@ fn security_headers(h: &mut HeaderMap, admin: bool) {
     }
 }
 
-pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<Body> {
+pub fn finish(edge: &Edge, ctx: &Context, resp: Response<Body>) -> Response<Body> {
+    let mut resp = super::compress::encode(&ctx.req, resp);
     let server = &ctx.config.server;
     let outcome = &ctx.outcome;
     if let Some(label) = outcome.cache {

@@ -19,6 +19,7 @@
 // a copy.
 #![allow(clippy::result_large_err)]
 
+mod compress;
 mod context;
 mod finish;
 mod front;

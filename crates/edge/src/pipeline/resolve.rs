@@ -18,6 +18,7 @@ use crate::state::Edge;
 
 /// The PHP script that serves a path: its URL path (`/index.php`) and
 /// `PATH_INFO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
     pub name: String,
     pub path_info: String,
@@ -57,12 +58,7 @@ pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> 
     let file = match edge.files.fresh(&root.join(&path[1..])) {
         Some(hot) => hot,
         None => match resolve(root, path) {
-            Target::Php { script, path_info } => {
-                return Ok(Script {
-                    name: script,
-                    path_info,
-                })
-            }
+            Target::Php(script) => return Ok(script),
             Target::Static(file) => edge.files.info(&file).ok_or(NotServed::NotFound)?,
             Target::AddSlash => {
                 let location = match ctx.req.uri.query() {
@@ -74,17 +70,15 @@ pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> 
             Target::NotFound => return Err(NotServed::NotFound.into()),
         },
     };
-    Err(Early(
-        static_files::serve(&file, &ctx.req.method, &ctx.req.headers).await,
-    ))
+    Err(Early(static_files::serve(&file, &ctx.req).await))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A file served by the edge.
     Static(PathBuf),
-    /// A PHP script: `script` is its URL path (`/index.php`).
-    Php { script: String, path_info: String },
+    /// A PHP script.
+    Php(Script),
     /// A directory asked for without its trailing slash.
     AddSlash,
     /// Nothing to serve (no front controller either).
@@ -101,10 +95,10 @@ pub fn resolve(root: &Path, path: &str) -> Target {
         if seg.ends_with(".php") && end < path.len() {
             let script = &path[..end];
             if root.join(&script[1..]).is_file() {
-                return Target::Php {
-                    script: script.to_string(),
+                return Target::Php(Script {
+                    name: script.to_string(),
                     path_info: path[end..].to_string(),
-                };
+                });
             }
             break;
         }
@@ -113,10 +107,10 @@ pub fn resolve(root: &Path, path: &str) -> Target {
     match std::fs::metadata(&full) {
         Ok(m) if m.is_file() => {
             if path.ends_with(".php") {
-                Target::Php {
-                    script: path.to_string(),
+                Target::Php(Script {
+                    name: path.to_string(),
                     path_info: String::new(),
-                }
+                })
             } else {
                 Target::Static(full)
             }
@@ -126,10 +120,10 @@ pub fn resolve(root: &Path, path: &str) -> Target {
                 return Target::AddSlash;
             }
             if full.join("index.php").is_file() {
-                Target::Php {
-                    script: format!("{path}index.php"),
+                Target::Php(Script {
+                    name: format!("{path}index.php"),
                     path_info: String::new(),
-                }
+                })
             } else if full.join("index.html").is_file() {
                 Target::Static(full.join("index.html"))
             } else {
@@ -142,10 +136,10 @@ pub fn resolve(root: &Path, path: &str) -> Target {
 
 fn front_controller(root: &Path) -> Target {
     if root.join("index.php").is_file() {
-        Target::Php {
-            script: "/index.php".into(),
+        Target::Php(Script {
+            name: "/index.php".into(),
             path_info: String::new(),
-        }
+        })
     } else {
         Target::NotFound
     }
@@ -175,9 +169,11 @@ mod tests {
     #[test]
     fn wordpress_rules() {
         let root = site();
-        let php = |s: &str, pi: &str| Target::Php {
-            script: s.into(),
-            path_info: pi.into(),
+        let php = |s: &str, pi: &str| {
+            Target::Php(Script {
+                name: s.into(),
+                path_info: pi.into(),
+            })
         };
         assert_eq!(resolve(&root, "/"), php("/index.php", ""));
         assert_eq!(resolve(&root, "/2024/05/hello/"), php("/index.php", ""));

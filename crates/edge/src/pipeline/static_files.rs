@@ -8,7 +8,8 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
 use murakumo_cache::encoding::{self, Encoding};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -16,6 +17,23 @@ use crate::file_cache::FileInfo;
 use crate::response::{etag_matches, plain, Body};
 
 const CHUNK: usize = 64 * 1024;
+
+/// How long browsers keep a file. WordPress names each version of its
+/// assets in the URL (`style.css?ver=6.1.1`): such a URL never changes, so
+/// it is kept a year and never revalidated; others a week.
+fn cache_control(query: Option<&str>) -> HeaderValue {
+    let versioned = query.is_some_and(|q| {
+        q.split('&').any(|kv| {
+            kv.split_once('=')
+                .is_some_and(|(k, v)| k == "ver" && !v.is_empty())
+        })
+    });
+    HeaderValue::from_static(if versioned {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=604800"
+    })
+}
 
 fn status_only(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(Body::empty());
@@ -58,7 +76,8 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Serves a static file for a GET or HEAD (405 for anything else).
-pub async fn serve(info: &FileInfo, method: &Method, headers: &HeaderMap) -> Response<Body> {
+pub async fn serve(info: &FileInfo, req: &Parts) -> Response<Body> {
+    let (method, headers) = (&req.method, &req.headers);
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         r.headers_mut()
@@ -93,10 +112,7 @@ pub async fn serve(info: &FileInfo, method: &Method, headers: &HeaderMap) -> Res
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if !info.content_type.as_bytes().starts_with(b"text/html") {
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=604800"),
-        );
+        h.insert(header::CACHE_CONTROL, cache_control(req.uri.query()));
     }
     if info.br.is_some() || info.gz.is_some() {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));

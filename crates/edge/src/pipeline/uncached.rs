@@ -30,16 +30,43 @@ pub async fn serve(
     max_body: u64,
     incoming: Incoming,
 ) -> Step<Response<Body>> {
+    ctx.outcome.cache = Some("BYPASS");
     let body_timeout = ctx.config.server.limits.body_timeout;
     let (body, length) = read_body(&ctx.req.headers, incoming, max_body, body_timeout)
         .await
         .inspect_err(|e| {
-            tracing::info!(site = %target.site, client = %ctx.conn.remote.ip(), error = %e, "request body refused");
-        })?;
+            // A declared size over the limit is refused before any byte is
+            // read: not worth a log line; a body cut short or too slow is.
+            if !matches!(e, Refused::Declared(_)) {
+                tracing::info!(site = %target.site, client = %ctx.conn.remote.ip(), error = %e, "request body refused");
+            }
+        })
+        .map_err(Refused::into_error)?;
     let req = &ctx.req;
     let params = target.params(&req.method, &req.uri, &req.headers, length);
-    ctx.outcome.cache = Some("BYPASS");
     Ok(pass(target, &params, body, &mut ctx.outcome).await)
+}
+
+/// Why a body was refused: its declared size, or what reading it found.
+enum Refused {
+    Declared(BodyError),
+    Read(BodyError),
+}
+
+impl Refused {
+    fn into_error(self) -> BodyError {
+        match self {
+            Refused::Declared(e) | Refused::Read(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Declared(e) | Refused::Read(e) => e.fmt(f),
+        }
+    }
 }
 
 /// The request body, read whole (`Content-Length` or chunked), and its
@@ -49,19 +76,21 @@ async fn read_body(
     incoming: Incoming,
     max: u64,
     pause: std::time::Duration,
-) -> Result<(SpooledBody, Option<u64>), BodyError> {
+) -> Result<(SpooledBody, Option<u64>), Refused> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     if declared.is_some_and(|n| n > max) {
-        return Err(BodyError::TooLarge(max));
+        return Err(Refused::Declared(BodyError::TooLarge(max)));
     }
     if !(chunked || declared.is_some_and(|n| n > 0)) {
         return Ok((SpooledBody::Empty, declared));
     }
-    let body = request_body::read(incoming, max, pause).await?;
+    let body = request_body::read(incoming, max, pause)
+        .await
+        .map_err(Refused::Read)?;
     let len = body.len();
     Ok((body, Some(len)))
 }

@@ -36,12 +36,22 @@ pub struct Reply {
     pub head: String,
     pub body: Vec<u8>,
     pub delay: Duration,
+    /// The body's second half comes this long after the first (a page PHP
+    /// streams); none: all at once.
+    pub pause: Option<Duration>,
 }
 
 impl Reply {
-    /// A page: status 200, `text/html`, and `extra` header lines.
+    /// A page: status 200, `text/html` (unless `extra` names another
+    /// type), and `extra` header lines.
     pub fn page(body: &str, extra: &[&str]) -> Reply {
-        let mut head = "Status: 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\n".to_string();
+        let mut head = "Status: 200 OK\r\n".to_string();
+        if !extra
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-type:"))
+        {
+            head.push_str("Content-Type: text/html; charset=UTF-8\r\n");
+        }
         for h in extra {
             head.push_str(h);
             head.push_str("\r\n");
@@ -50,6 +60,7 @@ impl Reply {
             head,
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
+            pause: None,
         }
     }
 
@@ -59,6 +70,12 @@ impl Reply {
         let mut r = Reply::page(body, extra);
         r.head = r.head.replacen("200 OK", status, 1);
         r
+    }
+
+    /// The body in two halves, `pause` apart.
+    pub fn streamed(mut self, pause: Duration) -> Reply {
+        self.pause = Some(pause);
+        self
     }
 
     pub fn after(mut self, delay: Duration) -> Reply {
@@ -125,12 +142,34 @@ async fn serve(mut stream: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>
         tokio::time::sleep(reply.delay).await;
         let mut out = BytesMut::new();
         let mut stdout = format!("{}\r\n", reply.head).into_bytes();
-        stdout.extend_from_slice(&reply.body);
-        record::put_stream(&mut out, record::STDOUT, id, &stdout);
+        let (first, second) = match reply.pause {
+            Some(_) => reply.body.split_at(reply.body.len() / 2),
+            None => (&reply.body[..], &[][..]),
+        };
+        stdout.extend_from_slice(first);
+        // Stream records without the empty one that ends the stream.
+        put_data(&mut out, id, &stdout);
+        if let Some(pause) = reply.pause {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            tokio::time::sleep(pause).await;
+            put_data(&mut out, id, second);
+        }
+        record::put_stream(&mut out, record::STDOUT, id, &[]);
         record::put_end_request(&mut out, id, 0, REQUEST_COMPLETE);
         if stream.write_all(&out).await.is_err() || !keep {
             return;
         }
+    }
+}
+
+/// STDOUT records for `data`, without the empty record that ends the stream.
+fn put_data(out: &mut BytesMut, id: u16, data: &[u8]) {
+    for piece in data.chunks(record::MAX_CONTENT_LEN) {
+        record::put_header(out, record::STDOUT, id, piece.len());
+        out.extend_from_slice(piece);
     }
 }
 
