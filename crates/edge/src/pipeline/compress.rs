@@ -62,8 +62,9 @@ fn compressible(resp: &Response<Body>) -> bool {
         return false;
     }
     let no_transform = h.get_all(header::CACHE_CONTROL).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("no-transform"))
+        v.as_bytes()
+            .windows(12)
+            .any(|w| w.eq_ignore_ascii_case(b"no-transform"))
     });
     if no_transform {
         return false;
