@@ -931,3 +931,48 @@ async fn a_render_that_a_purge_overtakes_is_served_once_and_not_kept() {
     assert_eq!(next.text(), "render 2");
     assert_eq!(edge.get("/post/", &[]).await.header("x-cache"), Some("HIT"));
 }
+
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "login_limit = \"1/min\"").await;
+    std::fs::write(edge.root.path().join("wp-login.php"), "<?php").unwrap();
+    // Some of every kind of sample: hits, misses, refusals, a purge, a 429.
+    for target in ["/", "/", "/a/", "/wp-config.php", "/style.css"] {
+        edge.get(target, &[]).await;
+    }
+    for _ in 0..2 {
+        edge.send(Method::POST, "/wp-login.php", &[], Bytes::from_static(b"x"))
+            .await;
+    }
+    edge.ops(Method::POST, "/purge?tag=p:1").await;
+    let metrics = edge.ops(Method::GET, "/metrics").await.text();
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/install-deps --test installs it)");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{metrics}"
+    );
+    assert!(
+        metrics.contains("murakumo_rate_limited_total{site=\"site\",limit=\"login\"} 1"),
+        "{metrics}"
+    );
+}
