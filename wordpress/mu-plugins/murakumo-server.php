@@ -56,3 +56,29 @@ if (($_SERVER['MURAKUMO_HIDE_USERS'] ?? '1') !== '0') {
         }
     });
 }
+
+/*
+ * Core is read-only here and replaced as a whole by murakumo (wp-config.php
+ * says how: MURAKUMO_CORE_UPGRADE), so WordPress's own background updates are
+ * off on purpose. Site Health says so instead of reporting them broken.
+ */
+if (defined('MURAKUMO_CORE_UPGRADE')) {
+    add_filter('site_status_tests', function ($tests) {
+        unset($tests['async']['background_updates']);
+        $tests['direct']['murakumo_core_updates'] = [
+            'label' => 'WordPress core updates',
+            'test' => function () {
+                return [
+                    'label' => 'WordPress core is updated by murakumo',
+                    'status' => 'good',
+                    'badge' => ['label' => __('Security'), 'color' => 'blue'],
+                    'description' => '<p>Core is read-only on this server, so WordPress does not update itself: a plugin cannot replace it, and an update cannot leave it half-written. To update it, '
+                        . esc_html(MURAKUMO_CORE_UPGRADE) . '.</p>',
+                    'actions' => '',
+                    'test' => 'murakumo_core_updates',
+                ];
+            },
+        ];
+        return $tests;
+    });
+}

@@ -209,6 +209,20 @@ enum StackCommand {
         /// The archive to write (.tar.zst).
         out: PathBuf,
     },
+    /// Replace WordPress core while the site serves, then run WordPress's
+    /// database upgrade and purge the page cache.
+    ///
+    /// The new core is copied beside the old one and swapped in at once; if
+    /// the database upgrade fails, the old core is put back and keeps
+    /// serving. The old core stays in wordpress.previous. Take a `murakumo
+    /// backup` first.
+    Upgrade {
+        #[command(flatten)]
+        site: SiteDir,
+        /// The new core (default: Debian's package, after `apt upgrade wordpress`).
+        #[arg(long, default_value = murakumo_stack::DEBIAN_WORDPRESS)]
+        wordpress: PathBuf,
+    },
     /// Create a site directory from a backup; then `murakumo up` runs it.
     Restore {
         #[command(flatten)]
@@ -356,6 +370,28 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
             murakumo_stack::up(&req, &exe).map(|()| ExitCode::SUCCESS)
         }
         StackCommand::Down { site } => murakumo_stack::down(&site.dir).map(|()| ExitCode::SUCCESS),
+        StackCommand::Upgrade { site, wordpress } => {
+            match murakumo_stack::upgrade::upgrade(&site.dir, &wordpress)? {
+                None => println!(
+                    "WordPress in {} is already the one in {}; nothing to do",
+                    site.dir.display(),
+                    wordpress.display()
+                ),
+                Some(u) => println!(
+                    "WordPress {} → {} (database {} → {}); {}; the old core is in wordpress.previous",
+                    u.from,
+                    u.to,
+                    u.db.0,
+                    u.db.1,
+                    if u.purged {
+                        "page cache purged"
+                    } else {
+                        "the edge did not answer the purge: restart it (`murakumo down` and `up`) to drop old pages"
+                    }
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         StackCommand::Status { site } => murakumo_stack::status(&site.dir).map(ExitCode::from),
         StackCommand::Backup {
             site,

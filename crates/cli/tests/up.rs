@@ -654,3 +654,160 @@ fn up_https_serves_the_site_over_h2_with_a_self_signed_certificate() {
         text(&refused.stderr)
     );
 }
+
+/// A copy of Debian's WordPress core calling itself `version`, its
+/// database version one ahead (so the database upgrade has work to do);
+/// `broken`: its upgrade code fails.
+fn core_copy(to: &Path, version: &str, broken: bool) {
+    let copied = Command::new("cp")
+        .args(["-rL", murakumo_stack::DEBIAN_WORDPRESS])
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let _ = std::fs::remove_dir_all(to.join("wp-content"));
+    let file = to.join("wp-includes/version.php");
+    let text = std::fs::read_to_string(&file).expect("version.php");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("$wp_version = ") {
+                format!("$wp_version = '{version}';")
+            } else if let Some(n) = l.strip_prefix("$wp_db_version = ") {
+                let n: u64 = n.trim_end_matches(';').parse().expect("db version");
+                format!("$wp_db_version = {};", n + 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&file, text).expect("write version.php");
+    if broken {
+        std::fs::write(
+            to.join("wp-admin/includes/upgrade.php"),
+            "<?php fwrite(STDERR, \"this upgrade is broken\\n\"); exit(3);",
+        )
+        .expect("break it");
+    }
+}
+
+fn generator(site: &Site) -> String {
+    let page = site.get("/?murakumo-test=generator").text();
+    page.split("content=\"WordPress ")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[test]
+fn upgrade_replaces_core_while_the_site_serves_and_a_failed_one_changes_nothing() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let site = Site::new();
+    site.up();
+    let before = generator(&site);
+    assert!(before.starts_with("6."), "{before}");
+    let cores = site.dir.parent().expect("parent").to_path_buf();
+    let (good, bad) = (cores.join("core-good"), cores.join("core-bad"));
+    core_copy(&good, "6.1.99", false);
+    core_copy(&bad, "6.2.0", true);
+
+    // Visitors all along: uncached pages (a search reaches PHP every time).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, served, failed, port) =
+            (stop.clone(), served.clone(), failed.clone(), site.port);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut c| {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                    let req = format!("GET /?s=load{n} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+                    let mut answer = Vec::new();
+                    c.write_all(req.as_bytes()).is_ok()
+                        && c.read_to_end(&mut answer).is_ok()
+                        && answer.starts_with(b"HTTP/1.1 200")
+                });
+                if ok {
+                    served.fetch_add(1, Ordering::SeqCst)
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst)
+                };
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A failed database upgrade: the old core is put back and serves.
+    let out = murakumo(&[
+        "upgrade",
+        "--dir",
+        site.dir(),
+        "--wordpress",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("WordPress {before} serves as before")),
+        "{err}"
+    );
+    assert!(err.contains("this upgrade is broken"), "{err}");
+    assert_eq!(generator(&site), before);
+    assert!(!site.dir.join("wordpress.next").exists());
+
+    // The upgrade: the new core serves, the database is upgraded.
+    let out = murakumo(&[
+        "upgrade",
+        "--dir",
+        site.dir(),
+        "--wordpress",
+        good.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("WordPress {before} → 6.1.99")),
+        "{said}"
+    );
+    assert!(said.contains("page cache purged"), "{said}");
+    assert_eq!(generator(&site), "6.1.99");
+    assert_eq!(site.get("/").status, 200);
+    assert!(site
+        .dir
+        .join("wordpress.previous/wp-settings.php")
+        .is_file());
+    // Again: nothing to do.
+    let again = murakumo(&[
+        "upgrade",
+        "--dir",
+        site.dir(),
+        "--wordpress",
+        good.to_str().expect("utf-8"),
+    ]);
+    assert!(text(&again.stdout).contains("nothing to do"));
+
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load");
+    let (served, failed) = (served.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    println!("upgrade under load: {served} requests served, {failed} failed");
+    assert!(served > 20, "the load ran: {served}");
+    assert_eq!(failed, 0, "no request failed during the upgrades");
+
+    // Site Health says how core is updated here, instead of a failure.
+    let jar = site.dir.parent().expect("parent").join("cookies-upgrade");
+    log_in(&site, &site.secret("admin-password"), &jar);
+    let health = curl(
+        &site.url("/wp-admin/site-health.php"),
+        &["-b", jar.to_str().expect("utf-8")],
+    );
+    assert!(health
+        .text()
+        .contains("WordPress core is updated by murakumo"));
+}

@@ -53,7 +53,7 @@ pub fn backup(dir: &Path, out: &Path, with_secrets: bool, exe: &Path) -> anyhow:
         "murakumo {}\nsite {}\nwordpress {}\nsecrets {}\n",
         env!("CARGO_PKG_VERSION"),
         layout.dir().display(),
-        wordpress_version(&layout.core()).unwrap_or_else(|| "unknown".into()),
+        wordpress::version(&layout.core()).unwrap_or_else(|| "unknown".into()),
         if with_secrets {
             "included"
         } else {
@@ -299,15 +299,6 @@ fn restore_into(
         layout.dir().display()
     );
     Ok(())
-}
-
-/// `$wp_version` from core's `wp-includes/version.php`.
-fn wordpress_version(core: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(core.join("wp-includes/version.php")).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("$wp_version"))?;
-    Some(line.split('\'').nth(1)?.to_string())
 }
 
 /// The site's MariaDB for the length of a backup or restore: the running

@@ -111,6 +111,9 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
         // The rendered edge configurations set `wp_cron`.
         cron_from_outside: true,
         mu_plugin_dir: Some(wordpress::php_string(image::MU_PLUGINS)),
+        core_upgrade: wordpress::php_string(
+            "roll out a newer murakumo image (docs/operations.md: roll out)",
+        ),
     });
     atomic::write_file(&wp_config, &text, 0o640)?;
     let admin = req.role == PoolRole::Admin;

@@ -29,6 +29,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod site_config;
 pub mod supervisor;
+pub mod upgrade;
 pub mod wordpress;
 
 pub use control::{down, status, up, UpMode, UpRequest, DEFAULT_HTTPS_PORT};

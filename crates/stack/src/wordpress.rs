@@ -43,12 +43,27 @@ pub fn install_core(layout: &Layout, source: &Path) -> anyhow::Result<bool> {
             core.display()
         );
     }
-    crate::atomic::create_dir(&core, |partial| {
+    build_core(source, &core)?;
+    Ok(true)
+}
+
+/// A copy of core from `source` at `dest` (built beside it and renamed
+/// in), its `wp-content` a link to the site's `content/`.
+pub fn build_core(source: &Path, dest: &Path) -> anyhow::Result<()> {
+    crate::atomic::create_dir(dest, |partial| {
         copy_tree(source, partial, &NOT_CORE)?;
         std::os::unix::fs::symlink("../content", partial.join("wp-content"))
             .context("linking wordpress/wp-content to content/")
-    })?;
-    Ok(true)
+    })
+}
+
+/// `$wp_version` from core's `wp-includes/version.php`.
+pub fn version(core: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(core.join("wp-includes/version.php")).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("$wp_version"))?;
+    Some(line.split('\'').nth(1)?.to_string())
 }
 
 /// Creates `content/` from the source's `wp-content` (themes, plugins)
@@ -98,6 +113,10 @@ pub fn render_wp_config(layout: &Layout) -> String {
         core: path(&layout.core()),
         cron_from_outside: true,
         mu_plugin_dir: None,
+        core_upgrade: php_string(&format!(
+            "run murakumo upgrade --dir {} (after apt upgrade wordpress)",
+            layout.dir().display()
+        )),
     })
 }
 
@@ -115,6 +134,9 @@ pub struct WpConfig<'a> {
     /// A must-use plugins directory outside wp-content (a PHP literal): the
     /// runtime image's own, so its plugins come with the image.
     pub mu_plugin_dir: Option<String>,
+    /// How core is updated here (a PHP literal), for Site Health: WordPress
+    /// cannot update a read-only core itself.
+    pub core_upgrade: String,
 }
 
 pub fn wp_config(c: &WpConfig) -> String {
@@ -156,6 +178,7 @@ define('DB_COLLATE', '');
 // Core is read-only and replaced by murakumo as a whole; plugins and themes
 // are installed from the admin, but never edited in place.
 define('WP_AUTO_UPDATE_CORE', false);
+define('MURAKUMO_CORE_UPGRADE', {core_upgrade});
 define('DISALLOW_FILE_EDIT', true);
 define('FS_METHOD', 'direct');
 {cron}{mu_plugins}if (!defined('ABSPATH')) {{
@@ -168,6 +191,7 @@ require_once ABSPATH . 'wp-settings.php';
         db_user = c.db_user,
         db_host = c.db_host,
         core = c.core,
+        core_upgrade = c.core_upgrade,
     )
 }
 

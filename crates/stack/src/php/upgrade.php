@@ -1,0 +1,24 @@
+<?php
+// WordPress's database upgrade for the core now in place, run by
+// `murakumo upgrade` with the PHP CLI (what wp-admin/upgrade.php does).
+// Usage: php upgrade.php WP_CONFIG HOME_URL
+[$_, $wp_config, $home] = $argv;
+$_SERVER['HTTP_HOST'] = parse_url($home, PHP_URL_HOST) . (parse_url($home, PHP_URL_PORT) ? ':' . parse_url($home, PHP_URL_PORT) : '');
+$_SERVER['REQUEST_URI'] = '/';
+$_SERVER['SERVER_PROTOCOL'] = 'HTTP/1.1';
+define('WP_INSTALLING', true);
+require $wp_config;
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+global $wpdb, $wp_db_version, $wp_version;
+$before = (int) get_option('db_version');
+wp_upgrade();
+if ($wpdb->last_error !== '') {
+    fwrite(STDERR, "the database upgrade failed: {$wpdb->last_error}\n");
+    exit(1);
+}
+$after = (int) get_option('db_version');
+if ($after !== (int) $wp_db_version) {
+    fwrite(STDERR, "the database is at version $after, core wants $wp_db_version\n");
+    exit(1);
+}
+echo "$wp_version $before $after\n";
