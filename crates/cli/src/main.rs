@@ -222,6 +222,9 @@ enum StackCommand {
         /// The new core (default: Debian's package, after `apt upgrade wordpress`).
         #[arg(long, default_value = murakumo_stack::DEBIAN_WORDPRESS)]
         wordpress: PathBuf,
+        /// First write a backup (as `murakumo backup`) to this .tar.zst.
+        #[arg(long, value_name = "OUT")]
+        backup: Option<PathBuf>,
     },
     /// Create a site directory from a backup; then `murakumo up` runs it.
     Restore {
@@ -370,7 +373,14 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
             murakumo_stack::up(&req, &exe).map(|()| ExitCode::SUCCESS)
         }
         StackCommand::Down { site } => murakumo_stack::down(&site.dir).map(|()| ExitCode::SUCCESS),
-        StackCommand::Upgrade { site, wordpress } => {
+        StackCommand::Upgrade {
+            site,
+            wordpress,
+            backup,
+        } => {
+            if let Some(out) = &backup {
+                murakumo_stack::backup::backup(&site.dir, out, false, &exe)?;
+            }
             match murakumo_stack::upgrade::upgrade(&site.dir, &wordpress)? {
                 None => println!(
                     "WordPress in {} is already the one in {}; nothing to do",

@@ -761,15 +761,23 @@ fn upgrade_replaces_core_while_the_site_serves_and_a_failed_one_changes_nothing(
     assert_eq!(generator(&site), before);
     assert!(!site.dir.join("wordpress.next").exists());
 
-    // The upgrade: the new core serves, the database is upgraded.
+    // The upgrade, a backup first: the new core serves, the database is
+    // upgraded.
+    let archive = cores.join("before-upgrade.tar.zst");
     let out = murakumo(&[
         "upgrade",
         "--dir",
         site.dir(),
         "--wordpress",
         good.to_str().expect("utf-8"),
+        "--backup",
+        archive.to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::metadata(&archive).is_ok_and(|m| m.len() > 1000),
+        "the backup was written"
+    );
     let said = text(&out.stdout);
     assert!(
         said.contains(&format!("WordPress {before} → 6.1.99")),
