@@ -49,8 +49,11 @@ if (($_SERVER['MURAKUMO_HIDE_USERS'] ?? '1') !== '0') {
     add_filter('wp_sitemaps_add_provider', function ($provider, $name) {
         return $name === 'users' ? false : $provider;
     }, 10, 2);
+    // WordPress takes query variables from the query and from a POST body
+    // alike: `author` from either is refused (pretty author archives use
+    // `author_name`, which names no number to count through).
     add_action('parse_request', function ($wp) {
-        if (isset($_GET['author']) && !is_admin() && !is_user_logged_in()) {
+        if (isset($wp->query_vars['author']) && !is_admin() && !is_user_logged_in()) {
             unset($wp->query_vars['author']);
             $wp->query_vars['error'] = '404';
         }

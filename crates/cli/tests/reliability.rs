@@ -190,7 +190,8 @@ fn malformed_and_smuggling_requests_get_the_documented_status() {
 
 #[test]
 fn path_tricks_never_reach_a_denied_file() {
-    let mut s = PhpSite::start("", "");
+    // The WordPress rules, all of them.
+    let mut s = PhpSite::start("[site.guard]\nentry_points_only = true", "");
     write(&s.root(), ".env", "DB_PASSWORD=secret");
     write(&s.root(), ".htaccess", "# secret");
     write(&s.root(), ".htpasswd", "admin:secret");

@@ -532,7 +532,7 @@ fn forwarded_headers_and_proxy_protocol_only_from_trusted_proxies() {
         std::fs::create_dir_all(&dir).unwrap();
         let tls_port = free_port();
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"0s\"\nredirect_https = true\ntrusted_proxies = [\"{trusted}\"]\n\n[[site]]\nname = \"fwd\"\nhosts = [\"fwd.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ntls = {{ self_signed = true }}\n",
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"0s\"\nredirect_https = true\ntrusted_proxies = [\"{trusted}\"]\n\n[[site]]\nname = \"fwd\"\nhosts = [\"fwd.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ntls = {{ self_signed = true }}\nguard = {{ entry_points_only = false }}\n",
             root = root.display(),
             sock = fpm.socket.display(),
         );

@@ -463,18 +463,28 @@ fn up_refuses_bad_input_clearly_and_leaves_nothing_that_breaks_the_next_up() {
     );
 }
 
-/// What the public pool may write, as PHP itself reports it.
+/// What the public pool may write, as PHP itself reports it. The probe is
+/// a plugin's script (a WordPress entry point would be core's; others at
+/// the top do not run): it names the places by their absolute paths.
 fn write_probe(site: &Site) -> String {
-    let probe = site.dir.join("wordpress/murakumo-write-probe.php");
+    let dir = site.dir.join("content/plugins/murakumo-write-probe");
+    std::fs::create_dir_all(&dir).expect("probe dir");
+    let at = |rel: &str| site.dir.join(rel).display().to_string();
     std::fs::write(
-        &probe,
-        "<?php\nfunction w($p) { return @file_put_contents(__DIR__ . $p, 'x') ? 'written' : 'denied'; }\n\
-         echo 'core:', w('/dropped.php'), ' plugins:', w('/wp-content/plugins/dropped.php'),\n\
-         ' uploads:', w('/wp-content/uploads/probe.txt');\n",
+        dir.join("probe.php"),
+        format!(
+            "<?php\nfunction w($p) {{ return @file_put_contents($p, 'x') ? 'written' : 'denied'; }}\n\
+             echo 'core:', w('{}'), ' plugins:', w('{}'), ' uploads:', w('{}');\n",
+            at("wordpress/dropped.php"),
+            at("content/plugins/dropped.php"),
+            at("content/uploads/probe.txt"),
+        ),
     )
     .expect("probe");
-    let answer = site.get("/murakumo-write-probe.php").text();
-    std::fs::remove_file(&probe).expect("remove probe");
+    let answer = site
+        .get("/wp-content/plugins/murakumo-write-probe/probe.php")
+        .text();
+    std::fs::remove_dir_all(&dir).expect("remove probe");
     answer
 }
 
@@ -684,11 +694,10 @@ fn core_copy(to: &Path, version: &str, broken: bool) {
         .join("\n");
     std::fs::write(&file, text).expect("write version.php");
     if broken {
-        std::fs::write(
-            to.join("wp-admin/includes/upgrade.php"),
-            "<?php fwrite(STDERR, \"this upgrade is broken\\n\"); exit(3);",
-        )
-        .expect("break it");
+        // A core that does not even load: nothing of it may ever answer.
+        let load = to.join("wp-includes/load.php");
+        let text = std::fs::read_to_string(&load).expect("load.php");
+        std::fs::write(&load, format!("{text}\nthis is not PHP;\n")).expect("break it");
     }
 }
 
@@ -757,7 +766,7 @@ fn upgrade_replaces_core_while_the_site_serves_and_a_failed_one_changes_nothing(
         err.contains(&format!("WordPress {before} serves as before")),
         "{err}"
     );
-    assert!(err.contains("this upgrade is broken"), "{err}");
+    assert!(err.contains("database upgrade failed"), "{err}");
     assert_eq!(generator(&site), before);
     assert!(!site.dir.join("wordpress.next").exists());
 

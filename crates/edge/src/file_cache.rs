@@ -24,6 +24,10 @@ pub const REVALIDATE: Duration = Duration::from_secs(1);
 const COMPRESS_MAX: u64 = 8 << 20;
 /// Smaller ones are not worth it.
 const COMPRESS_MIN: u64 = 1024;
+/// Files compressed at once, at most: a deploy that touches every asset
+/// does not take every core. The others go out compressed on the fly and
+/// are tried again when next checked (each second they are asked for).
+const COMPRESS_AT_ONCE: usize = 2;
 
 /// One representation of a file: itself, a precompressed sibling on disk,
 /// or a compressed form the edge made.
@@ -202,8 +206,14 @@ impl FileCache {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if !wanted || !lock(&self.compressing).insert(path.to_path_buf()) {
+        if !wanted {
             return;
+        }
+        {
+            let mut busy = lock(&self.compressing);
+            if busy.len() >= COMPRESS_AT_ONCE || !busy.insert(path.to_path_buf()) {
+                return;
+            }
         }
         let (files, compressing) = (self.files.clone(), self.compressing.clone());
         let (path, info) = (path.to_path_buf(), info.clone());

@@ -976,3 +976,73 @@ async fn metrics_pass_promtool() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_symlink_in_the_uploads_cannot_name_a_file_outside_them() {
+    let php = echo_php().await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let uploads = edge.root.path().join("wp-content/uploads/2026/12");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::write(uploads.join("photo.txt"), "an upload").unwrap();
+    let secret = edge.root.path().join("../secret-outside");
+    std::fs::write(&secret, "db-password").unwrap();
+    std::os::unix::fs::symlink(&secret, uploads.join("pw.txt")).unwrap();
+    std::os::unix::fs::symlink(uploads.join("photo.txt"), uploads.join("alias.txt")).unwrap();
+    assert_eq!(
+        edge.get("/wp-content/uploads/2026/12/photo.txt", &[])
+            .await
+            .text(),
+        "an upload"
+    );
+    // A link inside the uploads is followed; one out of them is not.
+    assert_eq!(
+        edge.get("/wp-content/uploads/2026/12/alias.txt", &[])
+            .await
+            .text(),
+        "an upload"
+    );
+    let out = edge.get("/wp-content/uploads/2026/12/pw.txt", &[]).await;
+    assert_eq!(out.status, StatusCode::NOT_FOUND);
+    assert!(!out.text().contains("db-password"));
+    let _ = std::fs::remove_file(secret);
+}
+
+#[tokio::test]
+async fn cached_pages_keep_no_transform_and_their_encoded_forms_have_weak_etags() {
+    let body = "<p>the same bytes, every time</p>".repeat(100);
+    let php = {
+        let body = body.clone();
+        Responder::start(move |seen| match seen.param("REQUEST_URI") {
+            Some("/raw/") => Reply::page(&body, &["Cache-Control: no-transform"]),
+            _ => Reply::page(&body, &["ETag: \"strong1\""]),
+        })
+        .await
+    };
+    let edge = TestEdge::start(php.addr, "", "").await;
+    let br = [("accept-encoding", "br")];
+    for _ in 0..2 {
+        let raw = edge.get("/raw/", &br).await;
+        assert_eq!(
+            raw.header("content-encoding"),
+            None,
+            "{:?}",
+            raw.header("x-cache")
+        );
+        assert_eq!(raw.text(), body);
+    }
+    edge.get("/tagged/", &[]).await;
+    let encoded = edge.get("/tagged/", &br).await;
+    assert_eq!(encoded.header("x-cache"), Some("HIT"));
+    assert_eq!(encoded.header("content-encoding"), Some("br"));
+    assert_eq!(encoded.header("etag"), Some("W/\"strong1\""));
+    let identity = edge.get("/tagged/", &[]).await;
+    assert_eq!(identity.header("etag"), Some("\"strong1\""));
+    // A HEAD is told what a GET would be.
+    let head = support::edge::raw(
+        edge.http,
+        b"HEAD /x/ HTTP/1.1\r\nHost: wp.test\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+}

@@ -1,10 +1,11 @@
 //! `murakumo upgrade`: WordPress core replaced while the site serves. The
-//! new core is copied beside the old one, checked, and swapped in with one
-//! atomic rename (`renameat2(RENAME_EXCHANGE)`: at every instant the core
-//! path holds one whole core); WordPress's database upgrade runs; the page
-//! cache is purged. If the database upgrade fails, the cores are swapped
-//! back, so the old core keeps serving as it did. The old core stays as
-//! `wordpress.previous` until the next upgrade.
+//! new core is copied beside the old one; WordPress's database upgrade runs
+//! from it there (a core that does not load, or an upgrade that fails,
+//! stops everything before the site sees the new core); then it is swapped
+//! in with one atomic rename (`renameat2(RENAME_EXCHANGE)`: at every
+//! instant the core path holds one whole core), the php-fpm pools reload,
+//! and the page cache is purged. The old core stays as `wordpress.previous`
+//! until the next upgrade.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -60,33 +61,30 @@ pub fn upgrade(dir: &Path, source: &Path) -> anyhow::Result<Option<Upgraded>> {
     let next = sibling(&core, "next");
     let _ = std::fs::remove_dir_all(&next);
     wordpress::build_core(source, &next)?;
+    let db = match migrate(&layout, &next) {
+        Ok(db) => db,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&next);
+            return Err(e.context(format!(
+                "upgrading WordPress {from} to {to} failed; WordPress {from} serves as before"
+            )));
+        }
+    };
     exchange(&next, &core)?;
     // `next` now holds the old core. The pools start over on the new one
     // (no PHP cached from the old core runs beside the new).
     reload_pools(&layout);
-    match migrate(&layout) {
-        Ok(db) => {
-            let previous = sibling(&core, "previous");
-            let _ = std::fs::remove_dir_all(&previous);
-            std::fs::rename(&next, &previous)
-                .with_context(|| format!("keeping the old core as {}", previous.display()))?;
-            let purged = purge(&layout);
-            Ok(Some(Upgraded {
-                from,
-                to,
-                db,
-                purged,
-            }))
-        }
-        Err(e) => {
-            exchange(&next, &core).context("putting the old core back")?;
-            reload_pools(&layout);
-            let _ = std::fs::remove_dir_all(&next);
-            Err(e.context(format!(
-                "upgrading WordPress {from} to {to} failed; WordPress {from} serves as before"
-            )))
-        }
-    }
+    let previous = sibling(&core, "previous");
+    let _ = std::fs::remove_dir_all(&previous);
+    std::fs::rename(&next, &previous)
+        .with_context(|| format!("keeping the old core as {}", previous.display()))?;
+    let purged = purge(&layout);
+    Ok(Some(Upgraded {
+        from,
+        to,
+        db,
+        purged,
+    }))
 }
 
 /// A graceful reload of the php-fpm pools (SIGUSR2): requests in progress
@@ -159,8 +157,9 @@ fn same_tree(a: &Path, b: &Path) -> bool {
     version(a).is_some() && version(a) == version(b)
 }
 
-/// WordPress's database upgrade, run as the admin pool would run it.
-fn migrate(layout: &Layout) -> anyhow::Result<(String, String)> {
+/// WordPress's database upgrade, run as the admin pool would run it, by
+/// the core in `core`.
+fn migrate(layout: &Layout, core: &Path) -> anyhow::Result<(String, String)> {
     let settings = site_config::load(layout)?;
     let programs = Programs::find(&layout.core())?;
     let accounts = Accounts::detect()?;
@@ -172,6 +171,7 @@ fn migrate(layout: &Layout) -> anyhow::Result<(String, String)> {
         .arg(&script)
         .arg(layout.wp_config())
         .arg(settings.home_url())
+        .arg(core)
         .current_dir(&work)
         .stdin(Stdio::null())
         .output()

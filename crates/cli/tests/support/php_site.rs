@@ -76,8 +76,15 @@ impl PhpSite {
         write(&root, "big.bin", &big);
         let fpm = PhpFpm::start_sized(dir.path(), "site", &[], php_workers, fpm_extra);
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\", \"127.0.0.1\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{site_extra}\n",
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\", \"127.0.0.1\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{guard}{site_extra}\n",
             root = root.display(),
+            // Not WordPress: its scripts (info.php, slow.php) are its entry
+            // points. A test that wants the WordPress rules says so.
+            guard = if site_extra.contains("[site.guard]") {
+                ""
+            } else {
+                "guard = { entry_points_only = false }\n"
+            },
             sock = fpm.socket.display()
         );
         let edge = Edge::start(dir.path(), &config);

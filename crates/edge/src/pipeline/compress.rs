@@ -20,7 +20,7 @@ const MIN_SIZE: u64 = 1024;
 
 /// `resp` in the best encoding `req` accepts, when it is worth it.
 pub fn encode(req: &Parts, mut resp: Response<Body>) -> Response<Body> {
-    if !compressible(&resp) {
+    if !compressible(&resp, req.method == Method::HEAD) {
         return resp;
     }
     add_vary(resp.headers_mut());
@@ -44,7 +44,9 @@ pub fn encode(req: &Parts, mut resp: Response<Body>) -> Response<Body> {
     resp.map(|body| body.encoded(chosen))
 }
 
-fn compressible(resp: &Response<Body>) -> bool {
+/// For a HEAD, whose body is empty, the headers decide (what a GET would
+/// get).
+fn compressible(resp: &Response<Body>, head: bool) -> bool {
     let status = resp.status();
     if status.is_informational()
         || matches!(
@@ -73,6 +75,9 @@ fn compressible(resp: &Response<Body>) -> bool {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if head {
+        return declared.is_none_or(|n| n >= MIN_SIZE);
+    }
     match resp.body() {
         Body::Full(None) => false,
         Body::Full(Some(b)) => b.len() as u64 >= MIN_SIZE,

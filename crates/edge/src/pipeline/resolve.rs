@@ -59,6 +59,9 @@ pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> 
         Some(hot) => hot,
         None => match resolve(root, path) {
             Target::Php(script) => return Ok(script),
+            Target::Static(file) if !stays_in_uploads(root, path, &file) => {
+                return Err(NotServed::NotFound.into())
+            }
             Target::Static(file) => edge.files.info(&file).ok_or(NotServed::NotFound)?,
             Target::AddSlash => {
                 let location = match ctx.req.uri.query() {
@@ -71,6 +74,24 @@ pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> 
         },
     };
     Err(Early(static_files::serve(&file, &ctx.req).await))
+}
+
+/// Whether a file asked for under `wp-content/uploads/` is really there:
+/// the uploads are written by PHP (and by whoever PHP obeys), so a symlink
+/// there could name any file the edge may read (`secrets/`, `/etc`). Its
+/// real path must stay inside the real uploads directory; other files are
+/// not judged (Debian's core links to its packaged libraries).
+fn stays_in_uploads(root: &Path, path: &str, file: &Path) -> bool {
+    if !path.starts_with("/wp-content/uploads/") {
+        return true;
+    }
+    let (Ok(uploads), Ok(real)) = (
+        std::fs::canonicalize(root.join("wp-content/uploads")),
+        std::fs::canonicalize(file),
+    ) else {
+        return false;
+    };
+    real.starts_with(&uploads)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 <?php
-// WordPress's database upgrade for the core now in place, run by
-// `murakumo upgrade` with the PHP CLI (what wp-admin/upgrade.php does).
-// Usage: php upgrade.php WP_CONFIG HOME_URL
-[$_, $wp_config, $home] = $argv;
+// WordPress's database upgrade, run by `murakumo upgrade` with the PHP CLI
+// (what wp-admin/upgrade.php does) from the new core, before it serves: a
+// core that does not even load fails here, and nothing was swapped.
+// Usage: php upgrade.php WP_CONFIG HOME_URL CORE_DIR
+[$_, $wp_config, $home, $core] = $argv;
+define('ABSPATH', rtrim($core, '/') . '/');
 $_SERVER['HTTP_HOST'] = parse_url($home, PHP_URL_HOST) . (parse_url($home, PHP_URL_PORT) ? ':' . parse_url($home, PHP_URL_PORT) : '');
 $_SERVER['REQUEST_URI'] = '/';
 $_SERVER['SERVER_PROTOCOL'] = 'HTTP/1.1';

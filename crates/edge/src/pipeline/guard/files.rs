@@ -25,6 +25,12 @@ pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'sta
     if is_build_file(name) {
         return Some("build file");
     }
+    if is_key_or_credentials(name) {
+        return Some("keys or credentials");
+    }
+    if lower_path.split('/').any(|s| s == "cvs" || s == "_darcs") {
+        return Some("version control");
+    }
     // The media library takes archives (a download offered in a post);
     // anywhere else, or in a folder named like a backup, they are backups.
     let in_uploads = lower_path.starts_with("/wp-content/uploads/");
@@ -51,35 +57,73 @@ fn uncompressed(name: &str) -> &str {
 }
 
 fn is_archive(name: &str) -> bool {
-    const SUFFIXES: [&str; 16] = [
+    const SUFFIXES: [&str; 24] = [
         ".zip", ".tar", ".tgz", ".tbz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz",
-        ".tar.zst", ".7z", ".rar", ".gz", ".bz2", ".xz", ".zst",
+        ".tar.zst", ".7z", ".rar", ".gz", ".bz2", ".xz", ".zst", ".lz", ".lz4", ".lzma", ".war",
+        ".jar", ".iso", ".cab", ".dmg",
     ];
     SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 fn is_dump(name: &str) -> bool {
-    const SUFFIXES: [&str; 9] = [
-        ".sql", ".dump", ".sqlite", ".sqlite3", ".db", ".db3", ".mdb", ".bson", ".wpress",
+    const SUFFIXES: [&str; 20] = [
+        ".sql",
+        ".mysql",
+        ".dump",
+        ".sqlite",
+        ".sqlite3",
+        ".sqlitedb",
+        ".db",
+        ".db3",
+        ".mdb",
+        ".bson",
+        ".wpress",
+        ".rdb",
+        ".mdf",
+        ".ldf",
+        ".frm",
+        ".ibd",
+        ".myd",
+        ".myi",
+        ".dbf",
+        ".accdb",
     ];
+    // SQLite's side files; a numbered copy (`x.sql.1`).
     let name = uncompressed(name);
+    let name = ["-wal", "-shm", "-journal"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    let name = strip_number(name);
     SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
-/// `debug.log`, `php_errors.log.1`, `access.log.2.gz`, `error_log`.
+/// `x.1` → `x`: a numbered copy or rotation.
+fn strip_number(name: &str) -> &str {
+    match name.rsplit_once('.') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    }
+}
+
+/// `debug.log`, `php_errors.log.1`, `access.log.2.gz`, `debug.log-20240101`,
+/// `error_log`, `access_log`.
 fn is_log(name: &str) -> bool {
     let name = uncompressed(name);
-    if name == "error_log" || name.starts_with("error_log.") {
-        return true;
+    for bare in ["error_log", "access_log"] {
+        let rest = name.strip_prefix(bare);
+        if rest.is_some_and(|r| r.is_empty() || r.starts_with(['.', '-'])) {
+            return true;
+        }
     }
-    // Rotated: `.log` then `.N`.
+    // Rotated: `.log` then `.N` or `-DATE`.
     let name = name.trim_end_matches(|c: char| c.is_ascii_digit());
-    let name = name.strip_suffix('.').unwrap_or(name);
+    let name = name.strip_suffix(['.', '-']).unwrap_or(name);
     name.ends_with(".log")
 }
 
 fn is_editor_leftover(name: &str) -> bool {
-    const SUFFIXES: [&str; 12] = [
+    const SUFFIXES: [&str; 14] = [
         ".bak",
         ".backup",
         ".old",
@@ -91,13 +135,33 @@ fn is_editor_leftover(name: &str) -> bool {
         ".tmp",
         ".un~",
         ".kate-swp",
+        ".copy",
+        ".rej",
         "~",
     ];
-    (name.starts_with('#') && name.ends_with('#')) || SUFFIXES.iter().any(|s| name.ends_with(s))
+    // A copy of a script under another name (`index.php.1`,
+    // `wp-login.php.txt`): served as text, it shows the code.
+    (name.starts_with('#') && name.ends_with('#'))
+        || SUFFIXES.iter().any(|s| name.ends_with(s))
+        || name.contains(".php.")
 }
 
 fn is_build_file(name: &str) -> bool {
-    const NAMES: [&str; 17] = [
+    const NAMES: [&str; 31] = [
+        "gemfile",
+        "gemfile.lock",
+        "rakefile",
+        "vagrantfile",
+        "procfile",
+        "webpack.config.js",
+        "tsconfig.json",
+        "bower.json",
+        "compose.yaml",
+        "compose.yml",
+        "composer.phar",
+        "wp-cli.yml",
+        "wp-cli.local.yml",
+        "web.config",
         "composer.json",
         "composer.lock",
         "package.json",
@@ -117,6 +181,23 @@ fn is_build_file(name: &str) -> bool {
         "installed.json",
     ];
     NAMES.contains(&name)
+}
+
+/// Private keys, certificates' keys, and files that hold credentials.
+fn is_key_or_credentials(name: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+        "sftp-config.json",
+        "auth.json",
+        "credentials.json",
+        "secrets.json",
+        "known_hosts",
+    ];
+    const SUFFIXES: [&str; 6] = [".pem", ".key", ".p12", ".pfx", ".keystore", ".ppk"];
+    NAMES.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 #[cfg(test)]
@@ -152,6 +233,32 @@ mod tests {
             "/wp-content/uploads/backwpup-123-backups/site.zip",
             "/wp-content/uploads/2024/05/db.sql.gz",
             "/wp-content/ai1wm-backups/site.wpress",
+            "/debug.log-20240101",
+            "/access_log",
+            "/db.sqlite-wal",
+            "/db.sqlite-journal",
+            "/x.mysql",
+            "/x.sqlitedb",
+            "/x.sql.1",
+            "/dump.rdb",
+            "/x.mdf",
+            "/CVS/Entries",
+            "/_darcs/prefs/boring",
+            "/Gemfile",
+            "/webpack.config.js",
+            "/compose.yaml",
+            "/composer.phar",
+            "/wp-cli.yml",
+            "/x.war",
+            "/x.tar.lz4",
+            "/x.copy",
+            "/index.php.1",
+            "/id_rsa",
+            "/server.pem",
+            "/private.key",
+            "/sftp-config.json",
+            "/auth.json",
+            "/web.config",
         ] {
             assert!(refused_at(p), "{p} must be refused");
         }

@@ -99,10 +99,15 @@ pub fn check(asked: &Asked<'_>, opts: &GuardOptions, client: IpAddr) -> Verdict 
         if seg.starts_with('.') && !(i == 0 && *seg == ".well-known") {
             return deny(StatusCode::NOT_FOUND, "dotfile");
         }
-        // Not even as the script of a PATH_INFO (`/wp-config-sample.php/x`).
-        if seg.starts_with("wp-config") && seg.contains(".php") {
-            return deny(StatusCode::FORBIDDEN, "configuration");
-        }
+    }
+    // No PHP runs under a `wp-config*` name, not as the script of a
+    // PATH_INFO (`/wp-config-sample.php/x`), not in a folder so named
+    // (`/wp-config-dir/index.php`). A post slug (`/wp-config-explained/`)
+    // names no script.
+    if segments.iter().any(|s| s.starts_with("wp-config"))
+        && segments.iter().any(|s| s.contains(".php"))
+    {
+        return deny(StatusCode::FORBIDDEN, "configuration");
     }
     let name = if lower.ends_with('/') {
         ""
@@ -183,6 +188,8 @@ mod tests {
             "/wp-config.old",
             "/wp-config-sample.php/x",
             "/wp-config.php/",
+            "/wp-config-dir/index.php",
+            "/wp-content/plugins/wp-config-editor/x.php",
             "/dump.sql",
             "/backup/db.sql.gz",
             "/wp-content/debug.log",
@@ -219,7 +226,7 @@ mod tests {
         // With PATH_INFO it still runs xmlrpc.php.
         assert!(denied("/xmlrpc.php/"));
         assert!(denied("/xmlrpc.php/x"));
-        assert!(!denied("/xmlrpc.php.txt"));
+        assert!(!denied("/xmlrpc-guide/"));
         let on = GuardOptions {
             xmlrpc: true,
             ..Default::default()

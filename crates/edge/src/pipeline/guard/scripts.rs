@@ -6,6 +6,23 @@
 //! The readmes tell the versions of core, plugins and themes to anyone
 //! looking for a known hole.
 
+/// WordPress's entry points at the top of the document root: the scripts a
+/// browser, a feed reader or a pingback is sent to. Any other script there
+/// (`wp-load.php`, `wp-settings.php`, a forgotten `phpinfo.php` or
+/// `adminer.php`) does not run.
+const ROOT_ENTRY_POINTS: [&str; 10] = [
+    "index.php",
+    "wp-login.php",
+    "wp-cron.php",
+    "wp-comments-post.php",
+    "wp-signup.php",
+    "wp-activate.php",
+    "wp-trackback.php",
+    "wp-links-opml.php",
+    "wp-mail.php",
+    "xmlrpc.php",
+];
+
 /// Scripts under `wp-includes/` that are entry points.
 const INCLUDES_ENTRY_POINTS: [&str; 2] = [
     "/wp-includes/js/tinymce/wp-tinymce.php",
@@ -34,6 +51,18 @@ pub fn refused(lower: &str, name: &str) -> Option<&'static str> {
         .any(|dir| lower.starts_with(dir));
     if library && runs_php(lower) && !INCLUDES_ENTRY_POINTS.iter().any(|e| runs(lower, e)) {
         return Some("php library run directly");
+    }
+    // A theme's PHP is templates and parts, run by WordPress only.
+    if lower.starts_with("/wp-content/themes/") && runs_php(lower) {
+        return Some("theme php run directly");
+    }
+    let first = lower
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if first.ends_with(".php") && !ROOT_ENTRY_POINTS.contains(&first) {
+        return Some("not a WordPress entry point");
     }
     None
 }
@@ -72,6 +101,14 @@ mod tests {
             "/wp-includes/blocks/index.php/x",
             "/wp-admin/includes/admin.php",
             "/WP-INCLUDES/Version.PHP",
+            "/phpinfo.php",
+            "/phpinfo.php/x",
+            "/wp-load.php",
+            "/wp-settings.php",
+            "/wp-blog-header.php",
+            "/adminer.php",
+            "/wp-content/themes/twentytwentythree/patterns/footer-default.php",
+            "/wp-content/themes/x/functions.php",
         ] {
             assert!(refused_at(p), "{p} must be refused");
         }
@@ -91,6 +128,11 @@ mod tests {
             "/wp-includes/js/tinymce/wp-tinymce.php",
             "/wp-includes/css/dist/block-library/style.min.css",
             "/wp-includes/js/jquery/jquery.min.js",
+            "/wp-comments-post.php",
+            "/xmlrpc.php",
+            "/index.php/2024/05/hello/",
+            "/wp-content/plugins/akismet/akismet.php",
+            "/wp-content/themes/x/style.css",
         ] {
             assert!(!refused_at(p), "{p} must be allowed");
         }
