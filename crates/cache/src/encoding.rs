@@ -149,6 +149,16 @@ pub fn is_compressible(headers: &HeaderMap) -> bool {
         .is_some_and(is_compressible_type)
 }
 
+/// Whether a response says `Cache-Control: no-transform`: its bytes go as
+/// they are, never re-encoded (compared in place, nothing allocated).
+pub fn forbids_transform(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.as_bytes()
+            .windows(12)
+            .any(|w| w.eq_ignore_ascii_case(b"no-transform"))
+    })
+}
+
 /// `data` gzipped.
 pub fn gzip(data: &[u8], level: Level) -> Option<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(

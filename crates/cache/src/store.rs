@@ -64,14 +64,9 @@ impl Entry {
         {
             headers.remove(name);
         }
-        // `no-transform`: PHP wants its bytes as they are.
-        let no_transform = headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
-            v.as_bytes()
-                .windows(12)
-                .any(|w| w.eq_ignore_ascii_case(b"no-transform"))
-        });
-        let compress =
-            body.len() >= MIN_COMPRESS && !no_transform && encoding::is_compressible(&headers);
+        let compress = body.len() >= MIN_COMPRESS
+            && !encoding::forbids_transform(&headers)
+            && encoding::is_compressible(&headers);
         let (gzip, br) = if compress {
             (
                 smaller(encoding::gzip(&body, STORED_LEVEL), body.len()),

@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use murakumo_cache::encoding;
 
-use crate::response::Body;
+use crate::response::{weaken_etag, Body};
 
 /// Below this, compression saves less than it costs (and a gzip header
 /// alone is 18 bytes).
@@ -63,12 +63,7 @@ fn compressible(resp: &Response<Body>, head: bool) -> bool {
     {
         return false;
     }
-    let no_transform = h.get_all(header::CACHE_CONTROL).iter().any(|v| {
-        v.as_bytes()
-            .windows(12)
-            .any(|w| w.eq_ignore_ascii_case(b"no-transform"))
-    });
-    if no_transform {
+    if encoding::forbids_transform(h) {
         return false;
     }
     let declared = h
@@ -95,20 +90,5 @@ fn add_vary(h: &mut HeaderMap) {
     });
     if !varies {
         h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-}
-
-/// A strong ETag names one exact body; the encoded one is another, so its
-/// tag becomes weak (as nginx does): it still revalidates (`If-None-Match`
-/// compares weakly), and no cache treats the two bodies as one.
-fn weaken_etag(h: &mut HeaderMap) {
-    let Some(tag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    if tag.starts_with("W/") {
-        return;
-    }
-    if let Ok(weak) = HeaderValue::from_str(&format!("W/{tag}")) {
-        h.insert(header::ETAG, weak);
     }
 }

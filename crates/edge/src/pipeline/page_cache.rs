@@ -21,7 +21,7 @@ use super::context::{Context, Outcome};
 use super::uncached::{failed, pass};
 use crate::php::target::PhpTarget;
 use crate::php::{self, PhpPool, SpooledBody, Upstream};
-use crate::response::{etag_matches, Body, Early, Step};
+use crate::response::{etag_matches, weaken_etag, Body, Early, Step};
 use crate::site::{Site, SiteCache};
 
 /// What of a request decides how a stored entry is answered.
@@ -379,16 +379,8 @@ fn respond(entry: &Entry, wants: &Wants) -> Response<Body> {
     let h = r.headers_mut();
     if let Some(token) = enc.token() {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
-        // PHP's strong ETag names its own bytes, not an encoded form: weak
-        // here (it still revalidates; If-None-Match compares weakly).
-        let strong = h
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .filter(|t| !t.starts_with("W/"))
-            .and_then(|t| HeaderValue::from_str(&format!("W/{t}")).ok());
-        if let Some(weak) = strong {
-            h.insert(header::ETAG, weak);
-        }
+        // PHP's strong ETag names its own bytes, not this encoded form.
+        weaken_etag(h);
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     *r.body_mut() = Body::full(body);
