@@ -27,17 +27,36 @@ pub fn is_ours(pid: i32, dir: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        if stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        {
-            return false;
-        }
+    if stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z")) {
+        return false;
     }
     let needle = dir.as_os_str().as_encoded_bytes();
     cmdline.windows(needle.len().max(1)).any(|w| w == needle)
+}
+
+/// The fields of `/proc/PID/stat` after the parenthesised command name
+/// (state first, then the parent's pid, …).
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// Whether `pid` is a live process (not a zombie).
+pub fn is_alive(pid: i32) -> bool {
+    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z"))
+}
+
+/// The processes whose parent is `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&child| stat_fields(child).and_then(|f| f.get(1)?.parse().ok()) == Some(pid))
+        .collect()
 }
 
 /// The pid in `pid_file` if that process is alive and belongs to `dir`.

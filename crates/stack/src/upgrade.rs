@@ -95,44 +95,14 @@ fn reload_pools(layout: &Layout) {
     let mut old = Vec::new();
     for role in [Role::PhpPublic, Role::PhpAdmin] {
         if let Some(pid) = process::live_pid(&layout.pid_file(role), layout.dir()) {
-            old.extend(children(pid));
+            old.extend(process::children(pid));
             process::signal(pid, rustix::process::Signal::USR2);
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while old.iter().any(|&pid| alive(pid)) && std::time::Instant::now() < deadline {
+    while old.iter().any(|&pid| process::is_alive(pid)) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// The processes whose parent is `pid`.
-fn children(pid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&child| parent(child) == Some(pid))
-        .collect()
-}
-
-fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Alive and not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 /// `wordpress` → `wordpress.NAME`, beside it.
