@@ -159,6 +159,21 @@ pub fn forbids_transform(headers: &HeaderMap) -> bool {
     })
 }
 
+/// A strong ETag names one exact body; an encoded one is another, so its
+/// tag becomes weak (as nginx does): it still revalidates (`If-None-Match`
+/// compares weakly), and no cache treats the two bodies as one.
+pub fn weaken_etag(h: &mut HeaderMap) {
+    let Some(tag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    if tag.starts_with("W/") {
+        return;
+    }
+    if let Ok(weak) = http::HeaderValue::from_str(&format!("W/{tag}")) {
+        h.insert(header::ETAG, weak);
+    }
+}
+
 /// `data` gzipped.
 pub fn gzip(data: &[u8], level: Level) -> Option<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(

@@ -133,8 +133,12 @@ pub fn host_without_port(host: &str) -> &str {
             None => host,
         };
     }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+    // The port: the digits after the last `:` (none: `host:`).
+    let b = host.as_bytes();
+    let digits = b.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    let colon = b.len() - digits;
+    match colon.checked_sub(1) {
+        Some(i) if b[i] == b':' => &host[..i],
         _ => host,
     }
 }
@@ -271,6 +275,11 @@ mod tests {
         assert_eq!(host_without_port("a.test:80"), "a.test");
         assert_eq!(host_without_port("[::1]:8080"), "[::1]");
         assert_eq!(host_without_port("a.test"), "a.test");
+        assert_eq!(host_without_port("a.test:"), "a.test");
+        assert_eq!(host_without_port("a:b:80"), "a:b");
+        assert_eq!(host_without_port("8080"), "8080");
+        assert_eq!(host_without_port("a.test:8x"), "a.test:8x");
+        assert_eq!(host_without_port(""), "");
     }
 
     proptest::proptest! {

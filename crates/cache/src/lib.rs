@@ -5,6 +5,7 @@
 //! - [`key`]: which entry does a request map to (tracking parameters dropped)?
 //! - [`store`]: lookup (fresh, stale, miss), insert with compression done
 //!   once, purge by URL, prefix, tag, site or all, bounded by memory;
+//! - [`head`]: the ready response heads of an entry's forms, built once;
 //! - [`coalesce`]: one fill per key at a time, others wait for it;
 //! - [`tags`]: what a page shows, as PHP labels it, for exact purges.
 //!
@@ -12,6 +13,7 @@
 
 pub mod coalesce;
 pub mod encoding;
+pub mod head;
 pub mod key;
 pub mod policy;
 mod purge_log;
@@ -20,6 +22,7 @@ pub mod tags;
 
 pub use coalesce::{Coalescer, Turn};
 pub use encoding::Encoding;
+pub use head::{Decoration, Heads};
 pub use key::CacheKey;
 pub use policy::{Bypass, Policy};
 pub use store::{Entry, Lookup, PageCache, Stats};

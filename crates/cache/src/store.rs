@@ -16,6 +16,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, StatusCode};
 
 use crate::encoding::{self, Encoding};
+use crate::head::{map_weight, Decoration, Heads};
 use crate::key::CacheKey;
 use crate::purge_log::{PurgeLog, Reach};
 use crate::tags::{TagIndex, Tags};
@@ -42,6 +43,8 @@ pub struct Entry {
     pub tags: Option<Tags>,
     /// Tells this entry from a later one under the same key (tag index).
     pub(crate) id: u64,
+    /// The head each form is answered with ([`Entry::decorated`]).
+    pub heads: Heads,
 }
 
 static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(1);
@@ -103,7 +106,21 @@ impl Entry {
             stale_until: now + ttl + stale,
             tags,
             id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
+            heads: Heads::default(),
         }
+    }
+
+    /// The entry with its ready heads ([`crate::head`]), built with what the
+    /// server adds to every answer.
+    pub fn decorated(mut self, decoration: &Decoration) -> Entry {
+        self.heads = Heads::build(
+            &self.headers,
+            self.identity.len(),
+            self.gzip.as_ref().map(Bytes::len),
+            self.br.as_ref().map(Bytes::len),
+            decoration,
+        );
+        self
     }
 
     pub fn body(&self, enc: Encoding) -> &Bytes {
@@ -120,11 +137,7 @@ impl Entry {
 
     /// Bytes this entry holds, for the memory bound.
     pub fn weight(&self) -> u64 {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
+        let headers = map_weight(&self.headers) + self.heads.weight();
         (self.identity.len()
             + self.gzip.as_ref().map_or(0, Bytes::len)
             + self.br.as_ref().map_or(0, Bytes::len)
@@ -184,13 +197,19 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for StaleWindow {
 /// PHP as the clients sent them (Varnish calls this hit-for-miss).
 pub const PASS_TTL: Duration = Duration::from_secs(120);
 
+/// How keys are hashed: foldhash's quality hasher, seeded at random per
+/// process, several times cheaper than SipHash on a key (a lookup per hit).
+/// Keys come from clients, so the seed matters: without it no one can
+/// aim requests at one bucket.
+type KeyHasher = foldhash::quality::RandomState;
+
 /// One site's page cache.
 pub struct PageCache {
-    entries: moka::sync::Cache<CacheKey, Arc<Entry>>,
+    entries: moka::sync::Cache<CacheKey, Arc<Entry>, KeyHasher>,
     tags: Arc<TagIndex>,
     /// Keys whose canonical render PHP marked private (or otherwise not to
     /// be stored), for [`PASS_TTL`].
-    passes: moka::sync::Cache<CacheKey, ()>,
+    passes: moka::sync::Cache<CacheKey, (), KeyHasher>,
     /// Recent purges (see `insert_unless_purged`).
     purges: PurgeLog,
     stats: Stats,
@@ -210,11 +229,11 @@ impl PageCache {
             .eviction_listener(move |k: Arc<CacheKey>, v: Arc<Entry>, _cause| {
                 index.remove(&k, v.id, v.tags.as_ref());
             })
-            .build();
+            .build_with_hasher(KeyHasher::default());
         let passes = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(PASS_TTL)
-            .build();
+            .build_with_hasher(KeyHasher::default());
         PageCache {
             entries,
             tags,

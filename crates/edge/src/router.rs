@@ -6,15 +6,19 @@ use std::sync::Arc;
 
 use murakumo_config::HostPattern;
 
+/// The names are the configuration's, so no client can fill a bucket:
+/// a fast unseeded hash serves.
+type NameHasher = foldhash::fast::FixedState;
+
 pub struct Router<T> {
-    exact: HashMap<String, Arc<T>>,
+    exact: HashMap<String, Arc<T>, NameHasher>,
     /// (suffix, site), longest suffix first.
     wildcards: Vec<(String, Arc<T>)>,
 }
 
 impl<T> Router<T> {
     pub fn new(entries: impl IntoIterator<Item = (HostPattern, Arc<T>)>) -> Self {
-        let mut exact = HashMap::new();
+        let mut exact = HashMap::default();
         let mut wildcards = Vec::new();
         for (pattern, site) in entries {
             match pattern {

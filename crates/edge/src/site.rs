@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use murakumo_cache::{Coalescer, PageCache, Policy};
+use murakumo_cache::{Coalescer, Decoration, PageCache, Policy};
 use murakumo_config::{Config, HostPattern, PhpAddress, Rate};
 use murakumo_fastcgi::{Address, Pool, PoolConfig};
 
@@ -13,6 +13,7 @@ use crate::conn::ConnInfo;
 use crate::php::target::PhpTarget;
 use crate::php::PhpPool;
 use crate::rate_limit::Limiter;
+use crate::response::headers::cache_decoration;
 use crate::router::Router;
 
 /// What the guards of a site allow ([`crate::pipeline`]'s guard step).
@@ -30,6 +31,9 @@ pub struct SiteCache {
     pub policy: Policy,
     pub stale: Duration,
     pub max_entry: u64,
+    /// What the edge adds to every answer from this cache, built into each
+    /// entry's ready heads ([`murakumo_cache::head`]).
+    pub decoration: Arc<Decoration>,
 }
 
 pub struct Site {
@@ -207,6 +211,7 @@ impl Sites {
                     },
                     stale: c.stale,
                     max_entry: c.max_entry_size,
+                    decoration: Arc::new(cache_decoration(sc.guard.security_headers)),
                 })
             });
             // Always rebuilt (it is lazy): a reload re-reads a rotated password.

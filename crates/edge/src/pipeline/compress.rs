@@ -10,9 +10,9 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use murakumo_cache::encoding;
+use murakumo_cache::encoding::{self, weaken_etag};
 
-use crate::response::{weaken_etag, Body};
+use crate::response::Body;
 
 /// Below this, compression saves less than it costs (and a gzip header
 /// alone is 18 bytes).

@@ -37,6 +37,13 @@ pub struct Outcome {
     pub security_headers: bool,
     /// The request is for the login or admin screens.
     pub admin: bool,
+    /// The [`murakumo_cache::Decoration`] id of the site's page cache: a
+    /// stored page whose heads carry it answers with them.
+    pub decoration: u64,
+    /// The answer's head is final: its encoding, `X-Cache` and security
+    /// headers are in it (a cached page's ready head); `finish` adds only
+    /// what depends on the connection.
+    pub decorated: bool,
 }
 
 impl Context {

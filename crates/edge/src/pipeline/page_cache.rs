@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
-use murakumo_cache::encoding;
+use murakumo_cache::encoding::{self, weaken_etag};
+use murakumo_cache::head::age_value;
 use murakumo_cache::{CacheKey, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 
@@ -21,7 +22,8 @@ use super::context::{Context, Outcome};
 use super::uncached::{failed, pass};
 use crate::php::target::PhpTarget;
 use crate::php::{self, PhpPool, SpooledBody, Upstream};
-use crate::response::{etag_matches, weaken_etag, Body, Early, Step};
+use crate::response::headers::X_CACHE;
+use crate::response::{etag_matches, Body, Early, Step};
 use crate::site::{Site, SiteCache};
 
 /// What of a request decides how a stored entry is answered.
@@ -68,6 +70,7 @@ pub fn consult<'a>(
     let Some(cache) = site.cache.as_ref() else {
         return Ok(None);
     };
+    ctx.outcome.decoration = cache.decoration.id;
     let req = &ctx.req;
     if cache
         .policy
@@ -159,7 +162,7 @@ pub async fn serve(
             match fill(site, cache, key.clone(), up, since).await {
                 Filled::Stored(entry) => {
                     drop(lead);
-                    respond(&entry, &wants)
+                    respond(&entry, &wants, "MISS", outcome)
                 }
                 Filled::Pass(up, prefix) => up.into_response(prefix),
                 Filled::Private => {
@@ -241,8 +244,9 @@ async fn fill(
         cache.stale
     };
     let (status, headers) = (up.status, std::mem::take(&mut up.headers));
+    let decoration = cache.decoration.clone();
     let built = tokio::task::spawn_blocking(move || {
-        Entry::build(status, headers, body.freeze(), ttl, stale, tags)
+        Entry::build(status, headers, body.freeze(), ttl, stale, tags).decorated(&decoration)
     })
     .await;
     match built {
@@ -348,42 +352,70 @@ fn location_key(key: &CacheKey, location: &str) -> Option<CacheKey> {
 }
 
 fn hit(entry: &Entry, wants: &Wants, label: &'static str, outcome: &mut Outcome) -> Response<Body> {
-    outcome.cache = Some(label);
-    let mut r = respond(entry, wants);
-    let age = entry.stored_at.elapsed().as_secs();
-    r.headers_mut().insert(header::AGE, HeaderValue::from(age));
-    r
+    respond(entry, wants, label, outcome)
 }
 
 /// A response from a stored entry: 304 when the client's `If-None-Match`
-/// matches the entry's ETag, else the body in the best encoding it accepts.
-fn respond(entry: &Entry, wants: &Wants) -> Response<Body> {
-    let mut r = Response::new(Body::empty());
-    *r.headers_mut() = entry.headers.clone();
-    let etag = entry
-        .headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok());
+/// matches the entry's ETag, else the body in the best encoding it accepts,
+/// with the ready head of that form when the entry's heads carry the
+/// decoration the site uses now (else its stored headers, decorated by
+/// `finish`). `label` is its `X-Cache`.
+fn respond(
+    entry: &Entry,
+    wants: &Wants,
+    label: &'static str,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    outcome.cache = Some(label);
+    let age = age_value(entry.stored_at.elapsed().as_secs());
     let inm = wants.if_none_match.as_ref().and_then(|v| v.to_str().ok());
-    if let (Some(etag), Some(inm)) = (etag, inm) {
+    let etag = || {
+        entry
+            .headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+    };
+    if let Some((inm, etag)) = inm.and_then(|inm| Some((inm, etag()?))) {
         if entry.status == StatusCode::OK && etag_matches(inm, etag) {
+            let mut r = Response::new(Body::empty());
+            *r.headers_mut() = entry.headers.clone();
             *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r.headers_mut().insert(header::AGE, age);
             return r;
         }
     }
     let enc = wants
         .accept
         .choose(entry.br.is_some(), entry.gzip.is_some());
-    let body = entry.body(enc).clone();
+    let mut r = Response::new(Body::full(entry.body(enc).clone()));
     *r.status_mut() = entry.status;
-    let h = r.headers_mut();
+    if entry.heads.decoration == outcome.decoration {
+        // The ready head: set in place, it never grows.
+        let mut h = entry.heads.get(enc).clone();
+        if let Some(v) = h.get_mut(header::AGE) {
+            *v = age;
+        }
+        if label != "HIT" {
+            if let Some(v) = h.get_mut(X_CACHE) {
+                *v = HeaderValue::from_static(label);
+            }
+        }
+        *r.headers_mut() = h;
+        outcome.decorated = true;
+        return r;
+    }
+    let mut h = entry.headers.clone();
     if let Some(token) = enc.token() {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
         // PHP's strong ETag names its own bytes, not this encoded form.
-        weaken_etag(h);
+        weaken_etag(&mut h);
     }
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    *r.body_mut() = Body::full(body);
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(entry.body(enc).len()),
+    );
+    h.insert(header::AGE, age);
+    *r.headers_mut() = h;
     r
 }
 

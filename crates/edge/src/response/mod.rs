@@ -1,12 +1,14 @@
 //! Responses the edge makes itself, and how a pipeline step ends a request
 //! early. Every step that can refuse a request has its own error type; each
 //! says what its client is answered ([`Refusal`]), and `?` turns it into an
-//! [`Early`] answer. Imports nothing of the crate but [`body`].
+//! [`Early`] answer. The headers the edge adds to answers are named in
+//! [`headers`]. Imports nothing of the crate but its own modules.
 
 pub mod body;
+pub mod headers;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 pub use body::Body;
@@ -52,22 +54,6 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
         .split(',')
         .map(str::trim)
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
-}
-
-/// A strong ETag names one exact body; an encoded one is another, so its
-/// tag becomes weak (as nginx does): it still revalidates (`If-None-Match`
-/// compares weakly, [`etag_matches`]), and no cache treats the two bodies
-/// as one.
-pub fn weaken_etag(h: &mut HeaderMap) {
-    let Some(tag) = h.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    if tag.starts_with("W/") {
-        return;
-    }
-    if let Ok(weak) = HeaderValue::from_str(&format!("W/{tag}")) {
-        h.insert(header::ETAG, weak);
-    }
 }
 
 #[cfg(test)]

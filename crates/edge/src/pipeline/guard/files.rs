@@ -13,6 +13,13 @@ pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'sta
     if !deny_backups {
         return None;
     }
+    if lower_path.split('/').any(|s| s == "cvs" || s == "_darcs") {
+        return Some("version control");
+    }
+    // A folder (`/`, `/2024/05/`): every other rule is about a file's name.
+    if name.is_empty() {
+        return None;
+    }
     if is_dump(name) {
         return Some("dump or database");
     }
@@ -27,9 +34,6 @@ pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'sta
     }
     if is_key_or_credentials(name) {
         return Some("keys or credentials");
-    }
-    if lower_path.split('/').any(|s| s == "cvs" || s == "_darcs") {
-        return Some("version control");
     }
     // The media library takes archives (a download offered in a post);
     // anywhere else, or in a folder named like a backup, they are backups.

@@ -9,6 +9,7 @@ mod files;
 mod scripts;
 mod users;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::context::Context;
@@ -91,12 +92,18 @@ pub fn admit(ctx: &mut Context, site: &Site, path: &str) -> Result<bool, Denied>
 pub fn check(asked: &Asked<'_>, opts: &GuardOptions, client: IpAddr) -> Verdict {
     let path = asked.path;
     let rules = &opts.rules;
-    let lower = path.to_ascii_lowercase();
-    let segments: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).collect();
-    for (i, seg) in segments.iter().enumerate() {
+    // Most paths are lowercase already: no copy for them.
+    let lower: Cow<'_, str> = if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(path.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(path)
+    };
+    let lower = &*lower;
+    let segments = || lower.split('/').filter(|s| !s.is_empty());
+    for (i, seg) in segments().enumerate() {
         // Dotfiles and dot-directories (.git, .env, .htaccess), except the
         // well-known URIs (ACME challenges, security.txt).
-        if seg.starts_with('.') && !(i == 0 && *seg == ".well-known") {
+        if seg.starts_with('.') && !(i == 0 && seg == ".well-known") {
             return deny(StatusCode::NOT_FOUND, "dotfile");
         }
     }
@@ -104,36 +111,32 @@ pub fn check(asked: &Asked<'_>, opts: &GuardOptions, client: IpAddr) -> Verdict 
     // PATH_INFO (`/wp-config-sample.php/x`), not in a folder so named
     // (`/wp-config-dir/index.php`). A post slug (`/wp-config-explained/`)
     // names no script.
-    if segments.iter().any(|s| s.starts_with("wp-config"))
-        && segments.iter().any(|s| s.contains(".php"))
-    {
+    if segments().any(|s| s.starts_with("wp-config")) && segments().any(|s| s.contains(".php")) {
         return deny(StatusCode::FORBIDDEN, "configuration");
     }
     let name = if lower.ends_with('/') {
         ""
     } else {
-        segments.last().copied().unwrap_or("")
+        segments().next_back().unwrap_or("")
     };
-    if let Some(reason) = files::refused(&lower, name, rules.deny_backups) {
+    if let Some(reason) = files::refused(lower, name, rules.deny_backups) {
         return deny(StatusCode::FORBIDDEN, reason);
     }
     if rules.entry_points_only {
-        if let Some(reason) = scripts::refused(&lower, name) {
+        if let Some(reason) = scripts::refused(lower, name) {
             return deny(StatusCode::NOT_FOUND, reason);
         }
     }
     if lower.starts_with("/wp-content/uploads/")
-        && segments
-            .iter()
-            .any(|s| s.contains(".php") || s.ends_with(".phtml") || s.ends_with(".phar"))
+        && segments().any(|s| s.contains(".php") || s.ends_with(".phtml") || s.ends_with(".phar"))
     {
         return deny(StatusCode::FORBIDDEN, "php in uploads");
     }
-    if runs_script(&lower, "/xmlrpc.php") && !opts.xmlrpc {
+    if runs_script(lower, "/xmlrpc.php") && !opts.xmlrpc {
         return deny(StatusCode::FORBIDDEN, "xmlrpc disabled");
     }
     if rules.hide_users {
-        if let Some(reason) = users::refused(&lower, asked.query, asked.headers) {
+        if let Some(reason) = users::refused(lower, asked.query, asked.headers) {
             return deny(StatusCode::NOT_FOUND, reason);
         }
     }

@@ -1,0 +1,199 @@
+//! Ready response heads: for each form an entry holds (identity, gzip,
+//! brotli), the headers a hit sends, built once when the entry is stored.
+//! A hit then clones one map and sets its `Age` in place: no header is
+//! looked up, formatted or added per request, and the map never grows.
+//!
+//! What the server adds to every answer besides the stored response's own
+//! headers (its cache label, security headers) comes as a [`Decoration`];
+//! its `id` tells the server whether an entry's heads were built with the
+//! decoration it uses now (a reload may change it; an entry with other
+//! heads is answered the slow way, from its stored headers).
+
+use std::sync::OnceLock;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use crate::encoding::{weaken_etag, Encoding};
+
+/// What the server adds to every answer from an entry.
+#[derive(Debug, Clone, Default)]
+pub struct Decoration {
+    /// Tells one decoration from another; 0 is "none".
+    pub id: u64,
+    /// Set on every head, replacing the stored response's own.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Added to every head unless the stored response has them.
+    pub defaults: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// An entry's ready heads, one per form it holds.
+#[derive(Debug, Default)]
+pub struct Heads {
+    /// The [`Decoration::id`] they were built with (0: none were built).
+    pub decoration: u64,
+    identity: HeaderMap,
+    gzip: Option<HeaderMap>,
+    br: Option<HeaderMap>,
+}
+
+impl Heads {
+    /// `stored` are the entry's headers; the lengths are those of the
+    /// forms it holds (`None` for a form it does not).
+    pub fn build(
+        stored: &HeaderMap,
+        identity_len: usize,
+        gzip_len: Option<usize>,
+        br_len: Option<usize>,
+        decoration: &Decoration,
+    ) -> Heads {
+        let head = |enc: Encoding, len: usize| {
+            // Room for `Age` and the decoration: a head never grows again.
+            let mut h = HeaderMap::with_capacity(
+                stored.len() + 3 + decoration.set.len() + decoration.defaults.len(),
+            );
+            h.extend(stored.clone());
+            if let Some(token) = enc.token() {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+                // The stored strong ETag names the identity bytes.
+                weaken_etag(&mut h);
+            }
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::AGE, age_value(0));
+            for (name, value) in &decoration.set {
+                h.insert(name.clone(), value.clone());
+            }
+            for (name, value) in &decoration.defaults {
+                h.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+            h
+        };
+        Heads {
+            decoration: decoration.id,
+            identity: head(Encoding::Identity, identity_len),
+            gzip: gzip_len.map(|n| head(Encoding::Gzip, n)),
+            br: br_len.map(|n| head(Encoding::Brotli, n)),
+        }
+    }
+
+    /// The head of one form (the identity one for a form not held).
+    pub fn get(&self, enc: Encoding) -> &HeaderMap {
+        match enc {
+            Encoding::Brotli => self.br.as_ref().unwrap_or(&self.identity),
+            Encoding::Gzip => self.gzip.as_ref().unwrap_or(&self.identity),
+            Encoding::Identity => &self.identity,
+        }
+    }
+
+    /// Bytes the heads hold, for the memory bound.
+    pub fn weight(&self) -> usize {
+        [Some(&self.identity), self.gzip.as_ref(), self.br.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(map_weight)
+            .sum()
+    }
+}
+
+/// Bytes a header map holds, roughly: names, values and per-entry overhead.
+pub fn map_weight(h: &HeaderMap) -> usize {
+    h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
+}
+
+/// Ages up to this many seconds are ready values (no formatting, no
+/// allocation); longer ones are formatted.
+const READY_AGES: u64 = 4096;
+
+/// The `Age` header for `secs` seconds.
+pub fn age_value(secs: u64) -> HeaderValue {
+    static DIGITS: OnceLock<&'static str> = OnceLock::new();
+    if secs >= READY_AGES {
+        return HeaderValue::from(secs);
+    }
+    // "0123…4095" once, in one leaked string (16 KB): every age below
+    // READY_AGES is a static slice of it.
+    let digits = DIGITS.get_or_init(|| {
+        let mut s = String::new();
+        for n in 0..READY_AGES {
+            s.push_str(&n.to_string());
+        }
+        Box::leak(s.into_boxed_str())
+    });
+    let start = offset(secs);
+    HeaderValue::from_static(&digits[start..offset(secs + 1)])
+}
+
+/// Where the digits of `n` start in the ready ages string.
+fn offset(n: u64) -> usize {
+    // 10 one-digit, 90 two-digit, 900 three-digit numbers, then four.
+    let n = n as usize;
+    match n {
+        0..=10 => n,
+        11..=100 => 10 + (n - 10) * 2,
+        101..=1000 => 190 + (n - 100) * 3,
+        _ => 2890 + (n - 1000) * 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_their_numbers() {
+        for n in (0..5000).chain([9_999_999]) {
+            assert_eq!(age_value(n).to_str().unwrap(), n.to_string(), "{n}");
+        }
+    }
+
+    fn stored() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        h.insert(header::ETAG, HeaderValue::from_static("\"abc\""));
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        h
+    }
+
+    #[test]
+    fn each_form_has_its_length_encoding_and_etag() {
+        let decoration = Decoration {
+            id: 7,
+            set: vec![(
+                HeaderName::from_static("x-cache"),
+                HeaderValue::from_static("HIT"),
+            )],
+            defaults: vec![(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("SAMEORIGIN"),
+            )],
+        };
+        let heads = Heads::build(&stored(), 1000, None, Some(200), &decoration);
+        assert_eq!(heads.decoration, 7);
+        let plain = heads.get(Encoding::Identity);
+        assert_eq!(plain[header::CONTENT_LENGTH], "1000");
+        assert_eq!(plain[header::ETAG], "\"abc\"");
+        assert!(plain.get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(plain[header::AGE], "0");
+        assert_eq!(plain["x-cache"], "HIT");
+        // The stored response's own header wins over a default.
+        assert_eq!(plain[header::X_FRAME_OPTIONS], "DENY");
+        let br = heads.get(Encoding::Brotli);
+        assert_eq!(br[header::CONTENT_LENGTH], "200");
+        assert_eq!(br[header::CONTENT_ENCODING], "br");
+        assert_eq!(br[header::ETAG], "W/\"abc\"");
+        // A form not held answers with the identity head.
+        assert_eq!(heads.get(Encoding::Gzip)[header::CONTENT_LENGTH], "1000");
+    }
+
+    #[test]
+    fn a_ready_head_does_not_grow_when_its_age_is_set() {
+        let heads = Heads::build(&stored(), 10, None, None, &Decoration::default());
+        let mut h = heads.get(Encoding::Identity).clone();
+        let cap = h.capacity();
+        if let Some(v) = h.get_mut(header::AGE) {
+            *v = age_value(42);
+        }
+        assert_eq!(h.capacity(), cap);
+        assert_eq!(h[header::AGE], "42");
+    }
+}
