@@ -338,6 +338,24 @@ fn slow_and_idle_clients_are_cut_while_others_are_served() {
     let mut idle = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
     write!(idle, "GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
 
+    // A trickling slowloris: a byte of its head every 300 ms, never idle
+    // for idle_timeout, never done within header_timeout.
+    let mut trickler = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    let started = std::time::Instant::now();
+    let trickled = std::thread::spawn(move || {
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
+            "a".repeat(200)
+        );
+        for b in head.bytes() {
+            if trickler.write_all(&[b]).is_err() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        None
+    });
+
     // Meanwhile a normal client is served.
     for _ in 0..5 {
         assert_eq!(s.get("/style.css", &[]).status, 200);
@@ -346,6 +364,16 @@ fn slow_and_idle_clients_are_cut_while_others_are_served() {
         closed_by_edge(&mut loris, Duration::from_secs(15)),
         "slowloris kept"
     );
+    let cut_after = trickled
+        .join()
+        .unwrap()
+        .expect("a trickling slowloris was kept");
+    // header_timeout (2 s), then a write or two into the closed socket.
+    assert!(
+        cut_after < Duration::from_secs(30),
+        "the trickler was cut after {cut_after:?}"
+    );
+    assert!(metric(&s.edge, "murakumo_header_timeouts_total") >= 1.0);
     assert!(
         closed_by_edge(&mut idle, Duration::from_secs(15)),
         "idle connection kept"

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{self, HeaderMap, HeaderValue};
 use murakumo_cache::encoding::{self, Level};
 
 /// Files up to this size are kept in memory.
@@ -40,6 +40,10 @@ pub struct Variant {
     pub data: Option<Bytes>,
     /// Made by the edge (no file on disk stands for it).
     made: bool,
+    /// The head of a whole (200) answer with this form, for an unversioned
+    /// URL (`[0]`) and a versioned one (`[1]`, `?ver=`): built once per
+    /// version of the file ([`FileInfo::with_heads`]).
+    pub heads: [HeaderMap; 2],
 }
 
 impl Variant {
@@ -55,6 +59,7 @@ impl Variant {
             etag,
             data,
             made: false,
+            heads: Default::default(),
         }
     }
 
@@ -67,6 +72,7 @@ impl Variant {
             etag: format!("\"{base}-{ext}\""),
             data: Some(Bytes::from(data)),
             made: true,
+            heads: Default::default(),
         }
     }
 }
@@ -103,7 +109,7 @@ impl FileInfo {
             let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
             Some(Variant::load(p, m.len(), format!("\"{base}-{ext}\"")))
         };
-        Some(FileInfo {
+        let info = FileInfo {
             br: sibling("br"),
             gz: sibling("gz"),
             identity: Variant::load(path.to_path_buf(), meta.len(), format!("\"{base}\"")),
@@ -111,15 +117,61 @@ impl FileInfo {
             content_type: content_type(path),
             last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(mtime)).ok(),
             checked: Instant::now(),
-        })
+        };
+        Some(info.with_heads())
+    }
+
+    /// The file with the heads of its forms built ([`Variant::heads`]):
+    /// type, validators, ranges, browser caching, `Vary` when it has
+    /// compressed forms, the encoding and the length.
+    fn with_heads(mut self) -> FileInfo {
+        let vary = self.br.is_some() || self.gz.is_some();
+        let (content_type, last_modified) = (&self.content_type, &self.last_modified);
+        let html = content_type.as_bytes().starts_with(b"text/html");
+        let head = |v: &Variant, enc: Option<&'static str>, versioned: bool| {
+            let mut h = HeaderMap::with_capacity(8);
+            h.insert(header::CONTENT_TYPE, content_type.clone());
+            if let Ok(etag) = HeaderValue::from_str(&v.etag) {
+                h.insert(header::ETAG, etag);
+            }
+            if let Some(lm) = last_modified {
+                h.insert(header::LAST_MODIFIED, lm.clone());
+            }
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if !html {
+                h.insert(header::CACHE_CONTROL, cache_control(versioned));
+            }
+            if vary {
+                h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            }
+            if let Some(token) = enc {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+            }
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(v.len));
+            h
+        };
+        let heads = |v: &Variant, enc| [head(v, enc, false), head(v, enc, true)];
+        let identity = heads(&self.identity, None);
+        let br = self.br.as_ref().map(|v| heads(v, Some("br")));
+        let gz = self.gz.as_ref().map(|v| heads(v, Some("gzip")));
+        self.identity.heads = identity;
+        if let (Some(v), Some(h)) = (self.br.as_mut(), br) {
+            v.heads = h;
+        }
+        if let (Some(v), Some(h)) = (self.gz.as_mut(), gz) {
+            v.heads = h;
+        }
+        self
     }
 
     fn weight(&self) -> u32 {
         let data = |v: &Variant| v.data.as_ref().map_or(0, Bytes::len);
+        // Each form's two heads: some 300 bytes each.
         let total = data(&self.identity)
             + self.br.as_ref().map_or(0, data)
             + self.gz.as_ref().map_or(0, data)
-            + 512;
+            + 512
+            + 3 * 600;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 }
@@ -144,9 +196,12 @@ fn same_siblings(path: &Path, previous: &FileInfo) -> bool {
     len("br") == on_disk(&previous.br) && len("gz") == on_disk(&previous.gz)
 }
 
+/// Paths come from clients: a seeded hasher, much cheaper than SipHash.
+type PathHasher = foldhash::quality::RandomState;
+
 /// Static file information and small file bodies, bounded in bytes.
 pub struct FileCache {
-    files: moka::sync::Cache<PathBuf, Arc<FileInfo>>,
+    files: moka::sync::Cache<PathBuf, Arc<FileInfo>, PathHasher>,
     /// Files whose compressed forms are being made.
     compressing: Arc<Mutex<HashSet<PathBuf>>>,
 }
@@ -157,7 +212,7 @@ impl FileCache {
             files: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_k: &PathBuf, v: &Arc<FileInfo>| v.weight())
-                .build(),
+                .build_with_hasher(PathHasher::default()),
             compressing: Arc::default(),
         }
     }
@@ -255,7 +310,18 @@ fn with_compressed_forms(info: &FileInfo) -> Option<FileInfo> {
         made.gz = smaller(encoding::gzip(&data, Level::Static))
             .map(|c| Variant::made(&info.identity, "gz", c));
     }
-    (made.br.is_some() || made.gz.is_some()).then_some(made)
+    (made.br.is_some() || made.gz.is_some()).then(|| made.with_heads())
+}
+
+/// How long browsers keep a file. WordPress names each version of its
+/// assets in the URL (`style.css?ver=6.1.1`): such a URL never changes, so
+/// it is kept a year and never revalidated; others a week.
+fn cache_control(versioned: bool) -> HeaderValue {
+    HeaderValue::from_static(if versioned {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=604800"
+    })
 }
 
 fn content_type(path: &Path) -> HeaderValue {

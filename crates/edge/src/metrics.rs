@@ -60,6 +60,9 @@ pub struct Metrics {
     pub slow_readers_cut: AtomicU64,
     /// Connections closed for having no request in progress too long.
     pub idle_closed: AtomicU64,
+    /// Connections dropped because a request head took longer than
+    /// `header_timeout` to arrive (slowloris).
+    pub header_timeouts: AtomicU64,
 }
 
 impl Metrics {

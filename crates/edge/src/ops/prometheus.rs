@@ -169,7 +169,7 @@ fn counters(x: &mut Exposition, edge: &Edge) {
             x.sample(name, &[("site", &site), (label, &value)], n);
         }
     }
-    let plain: [(&str, &str, &AtomicU64); 6] = [
+    let plain: [(&str, &str, &AtomicU64); 7] = [
         (
             "murakumo_purge_requests_total",
             "Purge orders received on the ops listener.",
@@ -199,6 +199,11 @@ fn counters(x: &mut Exposition, edge: &Edge) {
             "murakumo_idle_connections_closed_total",
             "Connections closed after idle_timeout without a request in progress.",
             &m.idle_closed,
+        ),
+        (
+            "murakumo_header_timeouts_total",
+            "Connections dropped because a request head took longer than header_timeout to arrive.",
+            &m.header_timeouts,
         ),
     ];
     for (name, help, value) in plain {

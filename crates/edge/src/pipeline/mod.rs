@@ -12,7 +12,8 @@
 //! The page cache is consulted at one point, once ([`page_cache::consult`]):
 //! a fresh page answers before the filesystem or PHP is touched; for a PHP
 //! page the same lookup decides between a stale answer, a coalesced fill
-//! and a pass ([`page_cache::serve`]).
+//! and a pass ([`page_cache::serve`]). An asset's path (by its extension,
+//! [`resolve::is_asset`]) asks the disk first: it is a file or a 404.
 
 // A step's early answer is the response itself, moved once to the client;
 // boxing it would cost an allocation on the hot path (cache hits) to save
@@ -77,10 +78,18 @@ async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Respons
     // which pool (public or admin) runs the request.
     let admin = guard::admit(ctx, &site, &path)?;
     limits::check(edge, ctx, &site, &path)?;
+    // An asset (`.css`, `.png`, …) is a file: the disk first.
+    let asset_script = match resolve::is_asset(&path) {
+        true => Some(resolve::php_script(edge, ctx, &site, &path).await?),
+        false => None,
+    };
     // The page cache, consulted once: a fresh page answers here.
     let cached = page_cache::consult(ctx, &site, &path)?;
     // The front-controller rule: a file answers as itself; else a script.
-    let script = resolve::php_script(edge, ctx, &site, &path).await?;
+    let script = match asset_script {
+        Some(script) => script,
+        None => resolve::php_script(edge, ctx, &site, &path).await?,
+    };
     let target = site.php_target(ctx.conn, &script.name, &script.path_info, admin);
     match cached {
         // A shared page: stale, a fill coalesced per key (sent as the

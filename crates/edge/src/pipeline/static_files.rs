@@ -18,20 +18,14 @@ use crate::response::{etag_matches, plain, Body};
 
 const CHUNK: usize = 64 * 1024;
 
-/// How long browsers keep a file. WordPress names each version of its
-/// assets in the URL (`style.css?ver=6.1.1`): such a URL never changes, so
-/// it is kept a year and never revalidated; others a week.
-fn cache_control(query: Option<&str>) -> HeaderValue {
-    let versioned = query.is_some_and(|q| {
+/// Whether a URL names one version of a file (`?ver=6.1.1`, as WordPress
+/// writes its assets' URLs): such a URL never changes.
+fn versioned(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
         q.split('&').any(|kv| {
             kv.split_once('=')
                 .is_some_and(|(k, v)| k == "ver" && !v.is_empty())
         })
-    });
-    HeaderValue::from_static(if versioned {
-        "public, max-age=31536000, immutable"
-    } else {
-        "public, max-age=604800"
     })
 }
 
@@ -101,28 +95,9 @@ pub async fn serve(info: &FileInfo, req: &Parts) -> Response<Body> {
         Encoding::Identity => &info.identity,
     };
 
+    // The form's ready head: type, validators, caching, encoding, length.
     let mut resp = Response::new(Body::empty());
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, info.content_type.clone());
-    if let Ok(v) = HeaderValue::from_str(&variant.etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Some(lm) = &info.last_modified {
-        h.insert(header::LAST_MODIFIED, lm.clone());
-    }
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if !info.content_type.as_bytes().starts_with(b"text/html") {
-        h.insert(header::CACHE_CONTROL, cache_control(req.uri.query()));
-    }
-    if info.br.is_some() || info.gz.is_some() {
-        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-    if let Some(t) = chosen
-        .token()
-        .filter(|_| !std::ptr::eq(variant, &info.identity))
-    {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(t));
-    }
+    *resp.headers_mut() = variant.heads[usize::from(versioned(req.uri.query()))].clone();
 
     // Conditional requests: If-None-Match wins over If-Modified-Since.
     let not_modified = match headers
@@ -147,6 +122,7 @@ pub async fn serve(info: &FileInfo, req: &Parts) -> Response<Body> {
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         resp.headers_mut().remove(header::CONTENT_TYPE);
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
         return resp;
     }
 
@@ -177,9 +153,9 @@ pub async fn serve(info: &FileInfo, req: &Parts) -> Response<Body> {
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {s}-{e}/{len}")) {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     }
-    resp.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     if method == Method::HEAD || count == 0 {
         return resp;
     }

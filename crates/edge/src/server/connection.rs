@@ -15,7 +15,6 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
-use murakumo_config::Limits;
 use murakumo_tls::settings::ALPN_H2;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -45,10 +44,20 @@ pub enum Protocol {
     Https,
 }
 
-pub fn http1(limits: &Limits) -> http1::Builder {
+/// HTTP/1. Its header timeout is the connection's own ([`drive`]): hyper's
+/// would arm and clear a timer for every request.
+pub fn http1() -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.header_read_timeout(None);
+    b
+}
+
+/// HTTP/1 with hyper's header timeout, for the ops listener (a few requests
+/// a second, no watchdog of its own).
+pub fn http1_timed(header_timeout: Duration) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(header_timeout);
     b
 }
 
@@ -69,29 +78,41 @@ fn http2() -> http2::Builder<TokioExecutor> {
 }
 
 /// Drives one connection to its end, closing it gracefully when it idles
-/// past `idle_timeout` or when the edge stops.
+/// past `idle_timeout` or when the edge stops, and at once when a request
+/// head takes longer than `header_timeout` to arrive (HTTP/1).
 async fn drive<C: GracefulConnection>(
     conn: C,
     edge: &Edge,
     activity: &Activity,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), C::Error> {
-    let idle_timeout = edge.config().server.limits.idle_timeout;
+    let limits = &edge.config().server.limits;
+    let (idle_timeout, header_timeout) = (limits.idle_timeout, limits.header_timeout);
     let mut conn = pin!(conn);
     let mut stopping: Option<Instant> = (*stop.borrow()).then(Instant::now);
     let mut closing = false;
     loop {
+        let head_left = activity
+            .head_for()
+            .map_or(Duration::MAX, |d| header_timeout.saturating_sub(d));
         let wait = if stopping.is_some() {
             Duration::from_millis(100)
         } else {
             idle_timeout
                 .saturating_sub(activity.idle_for())
+                .min(head_left)
                 .max(Duration::from_millis(100))
         };
         tokio::select! {
             r = conn.as_mut() => return r,
             _ = stop.changed(), if stopping.is_none() => stopping = Some(Instant::now()),
-            _ = tokio::time::sleep(wait), if !closing => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if activity.head_for().is_some_and(|d| d >= header_timeout) {
+            // Slowloris: the head is not whole in time. Dropped, as hyper
+            // would drop it.
+            edge.metrics.header_timeouts.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         if closing {
             continue;
@@ -138,14 +159,8 @@ async fn serve_connection<I>(
     let result = if h2 {
         drive(http2().serve_connection(io, svc), &edge, &activity, stop).await
     } else {
-        let limits = edge.config().server.limits.clone();
-        drive(
-            http1(&limits).serve_connection(io, svc),
-            &edge,
-            &activity,
-            stop,
-        )
-        .await
+        activity.time_heads();
+        drive(http1().serve_connection(io, svc), &edge, &activity, stop).await
     };
     if activity.was_cut() {
         edge.metrics

@@ -111,7 +111,8 @@ fn serve_ops(edge: Arc<Edge>, listener: TcpListener) -> tokio::task::JoinHandle<
         listen::accept_loop(listener, never_rx, None, move |stream, remote, _, _| {
             let edge = edge.clone();
             let svc = service_fn(move |req| crate::ops::handle(edge.clone(), remote, req));
-            let conn = connection::http1(&limits).serve_connection(TokioIo::new(stream), svc);
+            let conn = connection::http1_timed(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
             async move {
                 let _ = conn.await;
             }

@@ -2,10 +2,14 @@
 //! - [`Watchdog`] wraps the socket (under TLS) and cuts a client that
 //!   leaves a response unread for `send_timeout` (slow read: a write that
 //!   makes no progress that long fails the connection);
-//! - [`Activity`] records when the connection last moved bytes and how many
-//!   requests are in progress, so the server can close connections idle
-//!   longer than `idle_timeout`, and can tell a fresh connection (no request
-//!   yet) from an idle one when draining.
+//! - [`Activity`] records when the connection last moved bytes, how many
+//!   requests are in progress and, on HTTP/1, since when the request head
+//!   being read has been arriving, so the server can close connections idle
+//!   longer than `idle_timeout` or whose head takes longer than
+//!   `header_timeout` (slowloris, however slowly it trickles), and can tell
+//!   a fresh connection (no request yet) from an idle one when draining.
+//!   This costs a clock read per read; hyper's own header timeout would
+//!   arm and clear a timer for every request.
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -26,6 +30,12 @@ pub struct Activity {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     cut: AtomicBool,
+    /// Whether request heads are timed (HTTP/1; an HTTP/2 connection's
+    /// control frames are no request heads).
+    heads: AtomicBool,
+    /// Milliseconds after `epoch`, plus one, when bytes of the request head
+    /// being read first came; 0 while none is being read.
+    head_since: AtomicU64,
 }
 
 impl Activity {
@@ -36,12 +46,45 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             cut: AtomicBool::new(false),
+            heads: AtomicBool::new(false),
+            head_since: AtomicU64::new(0),
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
+        self.last.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Bytes came in: with no request in progress, they are a request
+    /// head's, whose clock starts with its first bytes.
+    fn received(&self) {
+        let now = self.now_ms();
+        self.last.store(now, Ordering::Relaxed);
+        if self.heads.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Relaxed) == 0
+        {
+            self.head_since.store(now + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Times request heads from now on (HTTP/1 connections).
+    pub fn time_heads(&self) {
+        self.heads.store(true, Ordering::Relaxed);
+    }
+
+    /// How long the request head being read has been arriving, if one is.
+    pub fn head_for(&self) -> Option<Duration> {
+        match self.head_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(
+                self.now_ms().saturating_sub(since - 1),
+            )),
+        }
     }
 
     /// How long no bytes moved and no request was in progress (zero while
@@ -69,6 +112,8 @@ impl Activity {
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Its head is whole.
+        self.head_since.store(0, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
@@ -178,7 +223,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watchdog<IO> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.received();
         }
         r
     }
@@ -258,6 +303,27 @@ mod tests {
         });
         w.write_all(&[1u8; 1024]).await.expect("steady reader cut");
         assert_eq!(reader.await.unwrap(), 1024);
+    }
+
+    #[test]
+    fn a_head_is_timed_from_its_first_bytes_until_its_request_starts() {
+        let a = Activity::new();
+        a.received();
+        assert_eq!(a.head_for(), None, "heads are timed on HTTP/1 only");
+        a.time_heads();
+        a.received();
+        std::thread::sleep(Duration::from_millis(30));
+        // More bytes of the same head do not restart its clock.
+        a.received();
+        assert!(a.head_for().unwrap() >= Duration::from_millis(30));
+        let guard = a.request();
+        assert_eq!(a.head_for(), None);
+        // A body's bytes, while the request is in progress, are no head.
+        a.received();
+        assert_eq!(a.head_for(), None);
+        drop(guard);
+        a.received();
+        assert!(a.head_for().unwrap() < Duration::from_millis(30));
     }
 
     #[test]

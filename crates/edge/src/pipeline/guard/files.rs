@@ -49,49 +49,57 @@ pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'sta
     None
 }
 
-/// Compression suffixes a dump or a log may carry.
-const COMPRESSED: [&str; 5] = [".gz", ".bz2", ".xz", ".zst", ".zip"];
+/// The part of `name` after its last dot (`None` without one).
+fn extension(name: &str) -> Option<&str> {
+    name.rsplit_once('.').map(|(_, ext)| ext)
+}
+
+/// Compression a dump or a log may carry.
+fn is_compression(ext: &str) -> bool {
+    matches!(ext, "gz" | "bz2" | "xz" | "zst" | "zip")
+}
 
 /// `name` without one compression suffix.
 fn uncompressed(name: &str) -> &str {
-    COMPRESSED
-        .iter()
-        .find_map(|s| name.strip_suffix(s))
-        .unwrap_or(name)
+    match name.rsplit_once('.') {
+        Some((base, ext)) if is_compression(ext) => base,
+        _ => name,
+    }
 }
 
+// The suffix lists below are extensions (one dot), matched on the last
+// one: a `match` on it, not a scan of every suffix. `.tar.gz` and its kin
+// are archives by their last extension.
+
 fn is_archive(name: &str) -> bool {
-    const SUFFIXES: [&str; 24] = [
-        ".zip", ".tar", ".tgz", ".tbz", ".tbz2", ".txz", ".tar.gz", ".tar.bz2", ".tar.xz",
-        ".tar.zst", ".7z", ".rar", ".gz", ".bz2", ".xz", ".zst", ".lz", ".lz4", ".lzma", ".war",
-        ".jar", ".iso", ".cab", ".dmg",
-    ];
-    SUFFIXES.iter().any(|s| name.ends_with(s))
+    extension(name).is_some_and(|ext| {
+        matches!(
+            ext,
+            "zip"
+                | "tar"
+                | "tgz"
+                | "tbz"
+                | "tbz2"
+                | "txz"
+                | "7z"
+                | "rar"
+                | "gz"
+                | "bz2"
+                | "xz"
+                | "zst"
+                | "lz"
+                | "lz4"
+                | "lzma"
+                | "war"
+                | "jar"
+                | "iso"
+                | "cab"
+                | "dmg"
+        )
+    })
 }
 
 fn is_dump(name: &str) -> bool {
-    const SUFFIXES: [&str; 20] = [
-        ".sql",
-        ".mysql",
-        ".dump",
-        ".sqlite",
-        ".sqlite3",
-        ".sqlitedb",
-        ".db",
-        ".db3",
-        ".mdb",
-        ".bson",
-        ".wpress",
-        ".rdb",
-        ".mdf",
-        ".ldf",
-        ".frm",
-        ".ibd",
-        ".myd",
-        ".myi",
-        ".dbf",
-        ".accdb",
-    ];
     // SQLite's side files; a numbered copy (`x.sql.1`).
     let name = uncompressed(name);
     let name = ["-wal", "-shm", "-journal"]
@@ -99,7 +107,31 @@ fn is_dump(name: &str) -> bool {
         .find_map(|s| name.strip_suffix(s))
         .unwrap_or(name);
     let name = strip_number(name);
-    SUFFIXES.iter().any(|s| name.ends_with(s))
+    extension(name).is_some_and(|ext| {
+        matches!(
+            ext,
+            "sql"
+                | "mysql"
+                | "dump"
+                | "sqlite"
+                | "sqlite3"
+                | "sqlitedb"
+                | "db"
+                | "db3"
+                | "mdb"
+                | "bson"
+                | "wpress"
+                | "rdb"
+                | "mdf"
+                | "ldf"
+                | "frm"
+                | "ibd"
+                | "myd"
+                | "myi"
+                | "dbf"
+                | "accdb"
+        )
+    })
 }
 
 /// `x.1` → `x`: a numbered copy or rotation.
@@ -127,27 +159,28 @@ fn is_log(name: &str) -> bool {
 }
 
 fn is_editor_leftover(name: &str) -> bool {
-    const SUFFIXES: [&str; 14] = [
-        ".bak",
-        ".backup",
-        ".old",
-        ".orig",
-        ".save",
-        ".swp",
-        ".swo",
-        ".swn",
-        ".tmp",
-        ".un~",
-        ".kate-swp",
-        ".copy",
-        ".rej",
-        "~",
-    ];
     // A copy of a script under another name (`index.php.1`,
     // `wp-login.php.txt`): served as text, it shows the code.
     (name.starts_with('#') && name.ends_with('#'))
-        || SUFFIXES.iter().any(|s| name.ends_with(s))
+        || name.ends_with('~')
         || name.contains(".php.")
+        || extension(name).is_some_and(|ext| {
+            matches!(
+                ext,
+                "bak"
+                    | "backup"
+                    | "old"
+                    | "orig"
+                    | "save"
+                    | "swp"
+                    | "swo"
+                    | "swn"
+                    | "tmp"
+                    | "kate-swp"
+                    | "copy"
+                    | "rej"
+            )
+        })
 }
 
 fn is_build_file(name: &str) -> bool {
@@ -200,8 +233,9 @@ fn is_key_or_credentials(name: &str) -> bool {
         "secrets.json",
         "known_hosts",
     ];
-    const SUFFIXES: [&str; 6] = [".pem", ".key", ".p12", ".pfx", ".keystore", ".ppk"];
-    NAMES.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
+    NAMES.contains(&name)
+        || extension(name)
+            .is_some_and(|ext| matches!(ext, "pem" | "key" | "p12" | "pfx" | "keystore" | "ppk"))
 }
 
 #[cfg(test)]

@@ -26,6 +26,17 @@ fn query_lists_users(lower: &str, query: &str) -> bool {
     let front_end = !lower.starts_with("/wp-admin/") && lower != "/wp-admin";
     query.split('&').any(|kv| {
         let (name, value) = kv.split_once('=').unwrap_or((kv, ""));
+        // Most parameters (`ver=6.1`) are none of these, plainly written:
+        // no decoding for them.
+        let plain = !name.contains(['%', '+']);
+        let bare = name.split('[').next().unwrap_or("").trim();
+        if plain
+            && !["rest_route", "author", "sitemap"]
+                .iter()
+                .any(|n| bare.eq_ignore_ascii_case(n))
+        {
+            return false;
+        }
         let decode = |s: &str| {
             percent_decode_str(&s.replace('+', " "))
                 .decode_utf8_lossy()
@@ -75,6 +86,10 @@ mod tests {
             "/blog/?p=3&author=2",
             "/wp-sitemap-users-1.xml",
             "/?sitemap=users",
+            "/?AUTHOR=1",
+            "/?%61uthor=1",
+            "/?ver=6.1&author=1",
+            "/?author+=1",
         ] {
             assert!(anonymous(t), "{t} must be refused");
         }
