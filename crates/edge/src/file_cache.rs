@@ -15,6 +15,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use murakumo_cache::encoding::{self, Level};
 
+use crate::response::headers::security_defaults;
+
 /// Files up to this size are kept in memory.
 const MEMORY_FILE_MAX: u64 = 512 * 1024;
 /// How long what we know of a file is trusted before it is checked again.
@@ -86,6 +88,10 @@ pub struct FileInfo {
     pub mtime: SystemTime,
     pub content_type: HeaderValue,
     pub last_modified: Option<HeaderValue>,
+    /// Its answers go as they are: it has compressed forms, or it is too
+    /// small or of a type not worth compressing (else, until its forms are
+    /// made, it is compressed on the fly).
+    pub settled: bool,
     checked: Instant,
 }
 
@@ -116,6 +122,7 @@ impl FileInfo {
             mtime,
             content_type: content_type(path),
             last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(mtime)).ok(),
+            settled: false,
             checked: Instant::now(),
         };
         Some(info.with_heads())
@@ -123,13 +130,20 @@ impl FileInfo {
 
     /// The file with the heads of its forms built ([`Variant::heads`]):
     /// type, validators, ranges, browser caching, `Vary` when it has
-    /// compressed forms, the encoding and the length.
+    /// compressed forms, the encoding, the length and the security headers
+    /// (the static step drops these for a site that turned them off).
     fn with_heads(mut self) -> FileInfo {
         let vary = self.br.is_some() || self.gz.is_some();
+        self.settled = vary
+            || self.identity.len < COMPRESS_MIN
+            || !self
+                .content_type
+                .to_str()
+                .is_ok_and(encoding::is_compressible_type);
         let (content_type, last_modified) = (&self.content_type, &self.last_modified);
         let html = content_type.as_bytes().starts_with(b"text/html");
         let head = |v: &Variant, enc: Option<&'static str>, versioned: bool| {
-            let mut h = HeaderMap::with_capacity(8);
+            let mut h = HeaderMap::with_capacity(10);
             h.insert(header::CONTENT_TYPE, content_type.clone());
             if let Ok(etag) = HeaderValue::from_str(&v.etag) {
                 h.insert(header::ETAG, etag);
@@ -148,6 +162,9 @@ impl FileInfo {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
             }
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(v.len));
+            for (name, value) in security_defaults() {
+                h.insert(name, value);
+            }
             h
         };
         let heads = |v: &Variant, enc| [head(v, enc, false), head(v, enc, true)];

@@ -99,7 +99,7 @@ pub fn is_asset(path: &str) -> bool {
 /// The resolve step: a file answers as itself ([`static_files`]), early;
 /// otherwise the script [`resolve`] chose. A file checked within the last
 /// second answers without touching the disk.
-pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> Step<Script> {
+pub async fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str) -> Step<Script> {
     let root = &site.config.root;
     let file = match edge.files.fresh(&root.join(&path[1..])) {
         Some(hot) => hot,
@@ -119,7 +119,12 @@ pub async fn php_script(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> 
             Target::NotFound => return Err(NotServed::NotFound.into()),
         },
     };
-    Err(Early(static_files::serve(&file, &ctx.req).await))
+    let outcome = &mut ctx.outcome;
+    let answer = static_files::serve(&file, &ctx.req, outcome.security_headers).await;
+    // Its head is final unless it is to be compressed on the fly, or it
+    // is an admin screen's (`finish` adds the framing rule).
+    outcome.decorated = file.settled && !outcome.admin;
+    Err(Early(answer))
 }
 
 /// Whether a file asked for under `wp-content/uploads/` is really there:

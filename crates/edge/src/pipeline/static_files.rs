@@ -14,6 +14,7 @@ use murakumo_cache::encoding::{self, Encoding};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::file_cache::FileInfo;
+use crate::response::headers::security_defaults;
 use crate::response::{etag_matches, plain, Body};
 
 const CHUNK: usize = 64 * 1024;
@@ -69,8 +70,9 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some(range))
 }
 
-/// Serves a static file for a GET or HEAD (405 for anything else).
-pub async fn serve(info: &FileInfo, req: &Parts) -> Response<Body> {
+/// Serves a static file for a GET or HEAD (405 for anything else), with
+/// the security headers when `security_headers`.
+pub async fn serve(info: &FileInfo, req: &Parts, security_headers: bool) -> Response<Body> {
     let (method, headers) = (&req.method, &req.headers);
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -98,6 +100,11 @@ pub async fn serve(info: &FileInfo, req: &Parts) -> Response<Body> {
     // The form's ready head: type, validators, caching, encoding, length.
     let mut resp = Response::new(Body::empty());
     *resp.headers_mut() = variant.heads[usize::from(versioned(req.uri.query()))].clone();
+    if !security_headers {
+        for (name, _) in security_defaults() {
+            resp.headers_mut().remove(name);
+        }
+    }
 
     // Conditional requests: If-None-Match wins over If-Modified-Since.
     let not_modified = match headers

@@ -9,7 +9,7 @@ use murakumo_cache::Decoration;
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// `nosniff` and a referrer policy: on every answer unless PHP sent its own.
-fn security_defaults() -> [(HeaderName, HeaderValue); 2] {
+pub fn security_defaults() -> [(HeaderName, HeaderValue); 2] {
     [
         (
             header::X_CONTENT_TYPE_OPTIONS,

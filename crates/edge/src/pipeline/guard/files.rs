@@ -3,8 +3,11 @@
 //! document root: archives, dumps and databases, logs and rotated logs,
 //! editor backups and swap files, VCS and build files.
 
-/// Why a file (its lowercased path and name) is refused, if it is.
-pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'static str> {
+use super::segments::Segments;
+
+/// Why a file (its lowercased path's segments) is refused, if it is.
+pub fn refused(seg: &Segments<'_>, deny_backups: bool) -> Option<&'static str> {
+    let name = seg.name;
     // `wp-config.php`, `wp-config.php.bak`, `wp-config-sample.php`,
     // `wp-config~`; not a post slug such as `wp-config-explained`.
     if name.starts_with("wp-config") && name.contains(['.', '~', '#']) {
@@ -13,7 +16,7 @@ pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'sta
     if !deny_backups {
         return None;
     }
-    if lower_path.split('/').any(|s| s == "cvs" || s == "_darcs") {
+    if seg.vcs {
         return Some("version control");
     }
     // A folder (`/`, `/2024/05/`): every other rule is about a file's name.
@@ -37,13 +40,8 @@ pub fn refused(lower_path: &str, name: &str, deny_backups: bool) -> Option<&'sta
     }
     // The media library takes archives (a download offered in a post);
     // anywhere else, or in a folder named like a backup, they are backups.
-    let in_uploads = lower_path.starts_with("/wp-content/uploads/");
-    let backup_folder = lower_path
-        .split('/')
-        .rev()
-        .skip(1)
-        .any(|s| s.contains("backup"));
-    if is_archive(name) && (!in_uploads || backup_folder) {
+    let in_uploads = seg.lower.starts_with("/wp-content/uploads/");
+    if is_archive(name) && (!in_uploads || seg.backup_folder) {
         return Some("archive");
     }
     None
@@ -244,8 +242,7 @@ mod tests {
 
     fn refused_at(path: &str) -> bool {
         let lower = path.to_ascii_lowercase();
-        let name = lower.rsplit('/').next().unwrap_or("").to_string();
-        refused(&lower, &name, true).is_some()
+        refused(&Segments::of(&lower), true).is_some()
     }
 
     #[test]
@@ -321,7 +318,7 @@ mod tests {
 
     #[test]
     fn configuration_is_refused_even_with_backups_allowed() {
-        assert!(refused("/wp-config.php", "wp-config.php", false).is_some());
-        assert!(refused("/backup.zip", "backup.zip", false).is_none());
+        assert!(refused(&Segments::of("/wp-config.php"), false).is_some());
+        assert!(refused(&Segments::of("/backup.zip"), false).is_none());
     }
 }

@@ -7,11 +7,13 @@
 
 mod files;
 mod scripts;
+mod segments;
 mod users;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use self::segments::Segments;
 use super::context::Context;
 use crate::response::{plain, Body, Refusal};
 use crate::site::{GuardOptions, Site};
@@ -99,37 +101,28 @@ pub fn check(asked: &Asked<'_>, opts: &GuardOptions, client: IpAddr) -> Verdict 
         Cow::Borrowed(path)
     };
     let lower = &*lower;
-    let segments = || lower.split('/').filter(|s| !s.is_empty());
-    for (i, seg) in segments().enumerate() {
-        // Dotfiles and dot-directories (.git, .env, .htaccess), except the
-        // well-known URIs (ACME challenges, security.txt).
-        if seg.starts_with('.') && !(i == 0 && seg == ".well-known") {
-            return deny(StatusCode::NOT_FOUND, "dotfile");
-        }
+    let seg = Segments::of(lower);
+    // Dotfiles and dot-directories (.git, .env, .htaccess), except the
+    // well-known URIs (ACME challenges, security.txt).
+    if seg.dotfile {
+        return deny(StatusCode::NOT_FOUND, "dotfile");
     }
     // No PHP runs under a `wp-config*` name, not as the script of a
     // PATH_INFO (`/wp-config-sample.php/x`), not in a folder so named
     // (`/wp-config-dir/index.php`). A post slug (`/wp-config-explained/`)
     // names no script.
-    if segments().any(|s| s.starts_with("wp-config")) && segments().any(|s| s.contains(".php")) {
+    if seg.wp_config && seg.has_php {
         return deny(StatusCode::FORBIDDEN, "configuration");
     }
-    let name = if lower.ends_with('/') {
-        ""
-    } else {
-        segments().next_back().unwrap_or("")
-    };
-    if let Some(reason) = files::refused(lower, name, rules.deny_backups) {
+    if let Some(reason) = files::refused(&seg, rules.deny_backups) {
         return deny(StatusCode::FORBIDDEN, reason);
     }
     if rules.entry_points_only {
-        if let Some(reason) = scripts::refused(lower, name) {
+        if let Some(reason) = scripts::refused(&seg) {
             return deny(StatusCode::NOT_FOUND, reason);
         }
     }
-    if lower.starts_with("/wp-content/uploads/")
-        && segments().any(|s| s.contains(".php") || s.ends_with(".phtml") || s.ends_with(".phar"))
-    {
+    if lower.starts_with("/wp-content/uploads/") && seg.php_like {
         return deny(StatusCode::FORBIDDEN, "php in uploads");
     }
     if runs_script(lower, "/xmlrpc.php") && !opts.xmlrpc {

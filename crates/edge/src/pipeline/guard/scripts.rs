@@ -41,36 +41,29 @@ const VERSION_FILES: [&str; 8] = [
     "changes.txt",
 ];
 
+use super::segments::Segments;
+
 /// Why a lowercased, normalised path may not be run or read, if it may not.
-pub fn refused(lower: &str, name: &str) -> Option<&'static str> {
-    if VERSION_FILES.contains(&name) {
+pub fn refused(seg: &Segments<'_>) -> Option<&'static str> {
+    let lower = seg.lower;
+    if VERSION_FILES.contains(&seg.name) {
         return Some("version file");
     }
     let library = ["/wp-includes/", "/wp-admin/includes/"]
         .iter()
         .any(|dir| lower.starts_with(dir));
-    if library && runs_php(lower) && !INCLUDES_ENTRY_POINTS.iter().any(|e| runs(lower, e)) {
+    if library && seg.runs_php && !INCLUDES_ENTRY_POINTS.iter().any(|e| runs(lower, e)) {
         return Some("php library run directly");
     }
     // A theme's PHP is templates and parts, run by WordPress only.
-    if lower.starts_with("/wp-content/themes/") && runs_php(lower) {
+    if lower.starts_with("/wp-content/themes/") && seg.runs_php {
         return Some("theme php run directly");
     }
-    let first = lower
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
+    let first = seg.first;
     if first.ends_with(".php") && !ROOT_ENTRY_POINTS.contains(&first) {
         return Some("not a WordPress entry point");
     }
     None
-}
-
-/// Whether any segment of the path names a PHP script (the script runs
-/// with the rest as `PATH_INFO`).
-fn runs_php(lower: &str) -> bool {
-    lower.split('/').any(|s| s.ends_with(".php"))
 }
 
 fn runs(lower: &str, script: &str) -> bool {
@@ -85,8 +78,7 @@ mod tests {
 
     fn refused_at(path: &str) -> bool {
         let lower = path.to_ascii_lowercase();
-        let name = lower.rsplit('/').next().unwrap_or("").to_string();
-        refused(&lower, &name).is_some()
+        refused(&Segments::of(&lower)).is_some()
     }
 
     #[test]
