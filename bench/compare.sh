@@ -10,7 +10,10 @@
 #              access_log off, 2 workers, open_file_cache, sendfile
 #   varnish    7.x in front of nginx (no nginx cache there), a WordPress VCL:
 #              passes on WordPress's cookies and on queries, caches anonymous
-#              pages 10 min, gzips once when storing (do_gzip)
+#              pages 10 min. Two of them: one gzips once when storing
+#              (do_gzip), for clients that accept gzip; one stores what the
+#              backend sent, for the plain and static workloads (the first
+#              would gunzip its stored copy on every plain hit)
 #   ceiling    bench/ceiling: a bare hyper server answering every request
 #              with the very bytes murakumo sends (status, headers, body),
 #              captured from murakumo at the start: the best any hyper-based
@@ -37,7 +40,7 @@ chmod 755 "$dir"   # the stack's accounts (mysql, www-data, murakumo) must reach
 port_up=18479; ops_up=18489          # the `murakumo up` site (its edge idles)
 m_http=18480; m_tls=18483; m_ops=18490
 n_http=18481; n_gzip=18482; n_tls=18484; n_back=18485
-v_http=18486
+v_http=18486; v_gzip=18487
 c_plain=18491; c_br=18492; c_js=18493; c_icon=18494; c_tls=18495
 host="localhost:$port_up"   # WordPress' home; every server gets this Host
 site="$dir/site"
@@ -151,7 +154,8 @@ $(nginx_server "127.0.0.1:$n_back reuseport" off off off)
 }
 CONF
 
-cat > "$dir/wordpress.vcl" <<VCL
+wordpress_vcl() { # gzip-once(true|false)
+cat <<VCL
 vcl 4.1;
 backend nginx { .host = "127.0.0.1"; .port = "$n_back"; }
 sub vcl_recv {
@@ -162,20 +166,30 @@ sub vcl_recv {
     return (hash);
 }
 sub vcl_backend_response {
-    if (beresp.http.Content-Type ~ "text/|javascript|json|xml|svg") { set beresp.do_gzip = true; }
+    if ($1 && beresp.http.Content-Type ~ "text/|javascript|json|xml|svg") { set beresp.do_gzip = true; }
     if (beresp.status == 200 || beresp.status == 301) { set beresp.ttl = 10m; }
 }
 sub vcl_deliver {
-    set resp.http.X-Cache = if(obj.hits > 0, "HIT", "MISS");
+    if (obj.hits > 0) { set resp.http.X-Cache = "HIT"; } else { set resp.http.X-Cache = "MISS"; }
 }
 VCL
+}
+wordpress_vcl false > "$dir/wordpress.vcl"
+wordpress_vcl true > "$dir/wordpress-gzip.vcl"
 
 start() { "$@" & pids+=($!); }
 start "$bin/murakumo" serve --config "$dir/murakumo.toml" 2> "$dir/logs/murakumo.log"; m_pid=$!
 start nginx -c "$dir/nginx.conf" -g 'daemon off;'; n_pid=$!
-start varnishd -F -j none -n "$dir/varnish" -a "127.0.0.1:$v_http" -f "$dir/wordpress.vcl" \
-    -s malloc,256m >"$dir/logs/varnish.log" 2>&1; v_pid=$!
-sleep 2
+varnish() { # port vcl name
+    start varnishd -F -j none -n "$dir/varnish-$3" -a "127.0.0.1:$1" -f "$2" \
+        -s malloc,256m >"$dir/logs/varnish-$3.log" 2>&1
+    local pid=$!
+    for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$1/" && break; sleep 0.2; done
+    kill -0 $pid 2>/dev/null || { cat "$dir/logs/varnish-$3.log"; exit 1; }
+}
+varnish $v_http "$dir/wordpress.vcl" plain; v_pid=$!
+varnish $v_gzip "$dir/wordpress-gzip.vcl" gzip; vg_pid=$!
+sleep 1
 
 browser_ae="Accept-Encoding: gzip, deflate, br, zstd"
 asset="/wp-includes/js/jquery/jquery.min.js"
@@ -186,12 +200,12 @@ warm() { for p in "$@"; do for _ in 1 2 3; do
         curl -s -o /dev/null -H "Host: $host" -H "$browser_ae" "http://127.0.0.1:$p$path"
     done
 done; done; }
-warm $m_http $n_http $n_gzip $v_http
+warm $m_http $n_http $n_gzip $v_http $v_gzip
 for p in $m_tls $n_tls; do for _ in 1 2 3; do curl -sk -o /dev/null -H "Host: $host" "https://localhost:$p/"; done; done
 check() { curl -s -o /dev/null -D - -H "Host: $host" "${@:2}" "http://127.0.0.1:$1/" | tr -d '\r' | grep -iE '^(x-cache|content-encoding)' | tr '\n' ' '; }
 echo "murakumo: $(check $m_http)| browser AE: $(check $m_http -H "$browser_ae")| TLS h2: $(curl -sk -o /dev/null -D - --http2 -H "Host: $host" "https://localhost:$m_tls/" | tr -d '\r' | grep -iE '^(HTTP|x-cache)' | tr '\n' ' ')"
 echo "nginx:    $(check $n_http)| gzip server, browser AE: $(check $n_gzip -H "$browser_ae")| TLS h2: $(curl -sk -o /dev/null -D - --http2 -H "Host: $host" "https://localhost:$n_tls/" | tr -d '\r' | grep -iE '^(HTTP|x-cache)' | tr '\n' ' ')"
-echo "varnish:  $(check $v_http)| browser AE: $(check $v_http -H "$browser_ae")"
+echo "varnish:  $(check $v_http)| gzip-once instance, browser AE: $(check $v_gzip -H "$browser_ae")"
 
 # The ceiling: murakumo's own answers, captured, served by bare hyper.
 capture() { # name path [header]
@@ -275,7 +289,7 @@ workload "cached page, plain" \
     "varnish|$v_pid|h1|$(u $v_http /)|" "ceiling|$c_plain_pid|h1|$(u $c_plain /)|"
 workload "cached page, browser Accept-Encoding" \
     "murakumo|$m_pid|h1|$(u $m_http /)|$browser_ae" "nginx|$n_pid|h1|$(u $n_gzip /)|$browser_ae" \
-    "varnish|$v_pid|h1|$(u $v_http /)|$browser_ae" "ceiling|$c_br_pid|h1|$(u $c_br /)|$browser_ae"
+    "varnish|$vg_pid|h1|$(u $v_gzip /)|$browser_ae" "ceiling|$c_br_pid|h1|$(u $c_br /)|$browser_ae"
 workload "cached page, h2 + TLS" \
     "murakumo|$m_pid|h2|$m_tls|" "nginx|$n_pid|h2|$n_tls|" "ceiling|$c_plain_pid|h2|$c_tls|"
 workload "static $(basename $asset) (87 KB)" \
@@ -336,21 +350,28 @@ start "$bin/murakumo" serve --config "$dir/memory.toml" 2>> "$dir/logs/murakumo.
 sleep 1
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 metric() { curl -s "http://127.0.0.1:$m_ops/metrics" | awk -v n="$1" '$1 ~ "^"n {s+=$2} END {print s+0}'; }
-entries=300
-curl -s -o /dev/null -H "Host: $host" "http://127.0.0.1:$m_http/bench-memory-warmup/"
-rss0=$(rss_kb $mem_pid)
-for i in $(seq $entries); do curl -s -o /dev/null -H "Host: $host" "http://127.0.0.1:$m_http/bench-memory-$i/"; done
+entries=1000
+fill() { # from to
+    local urls=(); for i in $(seq "$1" "$2"); do urls+=(-o /dev/null "http://127.0.0.1:$m_http/bench-memory-$i/"); done
+    curl -s --parallel --parallel-max 8 -H "Host: $host" "${urls[@]}"
+}
+# A first hundred sets up what every fill uses (threads, their arenas).
+fill 10001 10100
+sleep 1
+rss0=$(rss_kb $mem_pid); stored0=$(metric murakumo_cache_entries)
+fill 1 $entries
 sleep 1
 rss1=$(rss_kb $mem_pid)
 stored=$(metric murakumo_cache_entries); bytes=$(metric murakumo_cache_bytes)
+added=$(( ${stored%.*} - ${stored0%.*} ))
 bodies=0
 for enc in "" "Accept-Encoding: gzip" "Accept-Encoding: br"; do
     n=$(curl -s -H "Host: $host" ${enc:+-H "$enc"} "http://127.0.0.1:$m_http/bench-memory-1/" | wc -c)
     bodies=$((bodies + n))
 done
 echo
-echo "page cache memory: $stored entries stored; bodies $bodies bytes per entry (identity + gzip + br);"
-echo "  resident memory grew $(( (rss1 - rss0) * 1024 / entries )) bytes per entry: $(( (rss1 - rss0) * 1024 / entries - bodies )) beyond the bodies;"
+echo "page cache memory: $added entries added to $stored0; bodies $bodies bytes per entry (identity + gzip + br);"
+echo "  resident memory grew $(( (rss1 - rss0) * 1024 / added )) bytes per entry: $(( (rss1 - rss0) * 1024 / added - bodies )) beyond the bodies;"
 echo "  the cache's own weight: $(( ${bytes%.*} / ${stored%.*} )) bytes per entry ($(( ${bytes%.*} / ${stored%.*} - bodies )) beyond the bodies: headers, ready heads, tags, bookkeeping)"
 echo
 echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s (h2load -t2 -c32 -m16 -D$secs); $rounds rounds, rotating order, medians; uncached: -c8, 20 s, ABBA means"

@@ -233,7 +233,7 @@ impl Policy {
 fn is_feed_path(path: &str) -> bool {
     const FEEDS: [&str; 5] = ["feed", "rdf", "rss", "rss2", "atom"];
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    FEEDS.contains(&last) || path.contains("/feed/")
+    FEEDS.contains(&last) || path.as_bytes().windows(6).any(|w| w == b"/feed/")
 }
 
 #[cfg(test)]

@@ -218,7 +218,8 @@ type PathHasher = foldhash::quality::RandomState;
 
 /// Static file information and small file bodies, bounded in bytes.
 pub struct FileCache {
-    files: moka::sync::Cache<PathBuf, Arc<FileInfo>, PathHasher>,
+    /// By the path's bytes: hashing a `Path` walks its components.
+    files: moka::sync::Cache<Box<[u8]>, Arc<FileInfo>, PathHasher>,
     /// Files whose compressed forms are being made.
     compressing: Arc<Mutex<HashSet<PathBuf>>>,
 }
@@ -228,7 +229,7 @@ impl FileCache {
         FileCache {
             files: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_k: &PathBuf, v: &Arc<FileInfo>| v.weight())
+                .weigher(|_k, v: &Arc<FileInfo>| v.weight())
                 .build_with_hasher(PathHasher::default()),
             compressing: Arc::default(),
         }
@@ -237,7 +238,7 @@ impl FileCache {
     /// The file's information if it was checked within [`REVALIDATE`].
     pub fn fresh(&self, path: &Path) -> Option<Arc<FileInfo>> {
         self.files
-            .get(path)
+            .get(key(path))
             .filter(|i| i.checked.elapsed() < REVALIDATE)
     }
 
@@ -247,16 +248,16 @@ impl FileCache {
         if let Some(info) = self.fresh(path) {
             return Some(info);
         }
-        let previous = self.files.get(path);
+        let previous = self.files.get(key(path));
         match FileInfo::read(path, previous.as_deref()) {
             Some(info) => {
                 let info = Arc::new(info);
-                self.files.insert(path.to_path_buf(), info.clone());
+                self.files.insert(key(path).into(), info.clone());
                 self.compress_later(path, &info);
                 Some(info)
             }
             None => {
-                self.files.invalidate(path);
+                self.files.invalidate(key(path));
                 None
             }
         }
@@ -292,16 +293,22 @@ impl FileCache {
         runtime.spawn_blocking(move || {
             if let Some(made) = with_compressed_forms(&info) {
                 // Only onto the version it was made from.
-                let current = files.get(&path);
+                let current = files.get(key(&path));
                 if current
                     .is_some_and(|c| c.mtime == info.mtime && c.identity.len == info.identity.len)
                 {
-                    files.insert(path.clone(), Arc::new(made));
+                    files.insert(key(&path).into(), Arc::new(made));
                 }
             }
             lock(&compressing).remove(&path);
         });
     }
+}
+
+/// A path's cache key: its bytes.
+fn key(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header;
+use http::header::HeaderValue;
 use http::request::Parts;
 use murakumo_config::Config;
 
@@ -22,6 +22,11 @@ pub struct Context {
     /// behind trusted proxies.
     pub conn: ConnInfo,
     pub req: Parts,
+    /// The `Host` header (or HTTP/2's `:authority`), read once by the front
+    /// door ([`super::front::host_from_authority`]).
+    pub host: Option<HeaderValue>,
+    /// The request named more than one `Host`.
+    pub hosts_repeated: bool,
     pub outcome: Outcome,
 }
 
@@ -53,15 +58,14 @@ impl Context {
             config,
             conn,
             req,
+            host: None,
+            hosts_repeated: false,
             outcome: Outcome::default(),
         }
     }
 
     /// The Host header, if it is text.
     pub fn host(&self) -> Option<&str> {
-        self.req
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+        self.host.as_ref().and_then(|h| h.to_str().ok())
     }
 }

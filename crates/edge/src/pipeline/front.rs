@@ -44,10 +44,13 @@ impl Refusal for PathError {
 }
 
 /// HTTP/2 names the host in `:authority`; the later steps (router, cache
-/// key, CGI) read the Host header.
+/// key, CGI) read the Host header. It is read here, once, for them all.
 pub fn host_from_authority(ctx: &mut Context) {
     let req = &mut ctx.req;
-    if req.headers.contains_key(header::HOST) {
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    ctx.host = hosts.next().cloned();
+    ctx.hosts_repeated = hosts.next().is_some();
+    if ctx.host.is_some() {
         return;
     }
     if let Some(v) = req
@@ -55,7 +58,8 @@ pub fn host_from_authority(ctx: &mut Context) {
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
-        req.headers.insert(header::HOST, v);
+        req.headers.insert(header::HOST, v.clone());
+        ctx.host = Some(v);
     }
 }
 
@@ -79,20 +83,20 @@ pub fn path(ctx: &Context) -> Result<String, PathError> {
 /// the connection closed after the answer (RFC 9112 6.1), so nothing can be
 /// smuggled behind a body (tests/corpus/requests.txt).
 pub fn unambiguous(ctx: &Context) -> Result<(), Refused> {
-    let (uri, headers) = (&ctx.req.uri, &ctx.req.headers);
-    if headers.get_all(header::HOST).iter().count() > 1 {
+    if ctx.hosts_repeated {
         return Err(Refused::Ambiguous("more than one Host header"));
     }
     // A Host is a name (or address) and a port, nothing more: it goes into
     // redirects, cache keys and PHP's `HTTP_HOST`.
-    if let Some(host) = headers.get(header::HOST) {
-        if !is_authority(host.as_bytes()) {
-            return Err(Refused::BadHost);
-        }
+    let Some(host) = &ctx.host else {
+        return Ok(());
+    };
+    if !is_authority(host.as_bytes()) {
+        return Err(Refused::BadHost);
     }
     // An absolute-form target (or h2's :authority) naming another host than
     // the Host header.
-    if let (Some(authority), Some(host)) = (uri.authority(), headers.get(header::HOST)) {
+    if let Some(authority) = ctx.req.uri.authority() {
         if !authority
             .as_str()
             .as_bytes()

@@ -79,12 +79,12 @@ pub fn consult<'a>(
     {
         return Ok(None);
     }
-    let key = CacheKey::of_request(
+    let key = CacheKey::new(
         site.name.clone(),
         ctx.conn.https,
-        &req.uri,
-        &req.headers,
+        ctx.host().unwrap_or(""),
         path,
+        req.uri.query(),
     );
     let pending = match cache.store.lookup(&key) {
         Lookup::Fresh(e) => {

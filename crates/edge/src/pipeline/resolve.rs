@@ -56,10 +56,15 @@ impl Refusal for NotServed {
 /// would only miss). `robots.txt` and sitemaps are pages WordPress makes:
 /// not assets.
 pub fn is_asset(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or("");
-    let Some((_, ext)) = name.rsplit_once('.') else {
+    // The extension: after the last `.` of the last segment.
+    let b = path.as_bytes();
+    let Some(dot) = b.iter().rposition(|&c| c == b'.' || c == b'/') else {
         return false;
     };
+    if b[dot] == b'/' {
+        return false;
+    }
+    let ext = &path[dot + 1..];
     // Lowercased on the stack: this runs for every request.
     let mut lower = [0u8; 5];
     if ext.len() > lower.len() {

@@ -20,7 +20,7 @@ pub fn refused(seg: &Segments<'_>, deny_backups: bool) -> Option<&'static str> {
         return Some("version control");
     }
     // A folder (`/`, `/2024/05/`): every other rule is about a file's name.
-    if name.is_empty() {
+    if name.is_empty() || is_plain_asset(name) {
         return None;
     }
     if is_dump(name) {
@@ -45,6 +45,34 @@ pub fn refused(seg: &Segments<'_>, deny_backups: bool) -> Option<&'static str> {
         return Some("archive");
     }
     None
+}
+
+/// A style, script, image or font by its extension, with nothing in its
+/// name that any rule below looks for: no rule can refuse it, and most
+/// requests are for such files. (Each rule's suffixes are other
+/// extensions; the names they list are not of these types but three build
+/// scripts, checked here.)
+fn is_plain_asset(name: &str) -> bool {
+    let Some(ext) = extension(name) else {
+        return false;
+    };
+    matches!(
+        ext,
+        "css"
+            | "js"
+            | "png"
+            | "jpg"
+            | "jpeg"
+            | "gif"
+            | "svg"
+            | "webp"
+            | "avif"
+            | "ico"
+            | "woff"
+            | "woff2"
+    ) && !name.starts_with(['#', 'e', 'a'])
+        && !has_php_dot(name)
+        && !is_build_file(name)
 }
 
 /// The part of `name` after its last dot (`None` without one).
@@ -161,7 +189,7 @@ fn is_editor_leftover(name: &str) -> bool {
     // `wp-login.php.txt`): served as text, it shows the code.
     (name.starts_with('#') && name.ends_with('#'))
         || name.ends_with('~')
-        || name.contains(".php.")
+        || has_php_dot(name)
         || extension(name).is_some_and(|ext| {
             matches!(
                 ext,
@@ -179,6 +207,14 @@ fn is_editor_leftover(name: &str) -> bool {
                     | "rej"
             )
         })
+}
+
+/// `.php.` in a name: a script's copy.
+fn has_php_dot(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'.' && b[i..].starts_with(b".php."))
 }
 
 fn is_build_file(name: &str) -> bool {
@@ -294,6 +330,20 @@ mod tests {
             "/sftp-config.json",
             "/auth.json",
             "/web.config",
+        ] {
+            assert!(refused_at(p), "{p} must be refused");
+        }
+    }
+
+    #[test]
+    fn assets_named_like_leftovers_are_still_refused() {
+        for p in [
+            "/gulpfile.js",
+            "/webpack.config.js",
+            "/wp-content/themes/x/gruntfile.js",
+            "/index.php.js",
+            "/error_log.css",
+            "/access_log.png",
         ] {
             assert!(refused_at(p), "{p} must be refused");
         }
