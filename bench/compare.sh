@@ -234,7 +234,7 @@ tree_ticks() {
         END { for (p in t) { q = p; while (q != "" && q != root && q != 0 && q in ppid) q = ppid[q]; if (q == root) sum += t[p] }; print sum + 0 }
     ' /proc/[0-9]*/stat 2>/dev/null
 }
-cpu_us() { echo "($2 - $1) * 1000000 / $(getconf CLK_TCK) / $3" | bc -l; }
+cpu_us() { [ "${3:-0}" -gt 0 ] 2>/dev/null && echo "($2 - $1) * 1000000 / $(getconf CLK_TCK) / $3" | bc -l || echo 0; }
 p99_ms() { awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}'; }
 
 # wrk_run PID URL [header] [connections] -> "rps p99ms cpu_us"
@@ -353,7 +353,7 @@ metric() { curl -s "http://127.0.0.1:$m_ops/metrics" | awk -v n="$1" '$1 ~ "^"n 
 entries=1000
 fill() { # from to
     local urls=(); for i in $(seq "$1" "$2"); do urls+=(-o /dev/null "http://127.0.0.1:$m_http/bench-memory-$i/"); done
-    curl -s --parallel --parallel-max 8 -H "Host: $host" "${urls[@]}"
+    curl -s --no-progress-meter --parallel --parallel-max 8 -H "Host: $host" "${urls[@]}" 2>/dev/null
 }
 # A first hundred sets up what every fill uses (threads, their arenas).
 fill 10001 10100
@@ -375,4 +375,4 @@ echo "  resident memory grew $(( (rss1 - rss0) * 1024 / added )) bytes per entry
 echo "  the cache's own weight: $(( ${bytes%.*} / ${stored%.*} )) bytes per entry ($(( ${bytes%.*} / ${stored%.*} - bodies )) beyond the bodies: headers, ready heads, tags, bookkeeping)"
 echo
 echo "machine: $(nproc) cores; wrk -t2 -c$conns -d${secs}s (h2load -t2 -c32 -m16 -D$secs); $rounds rounds, rotating order, medians; uncached: -c8, 20 s, ABBA means"
-echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(varnishd -V 2>&1 | head -1 | sed 's/ (.*//; s/varnishd //'), $(openssl version | cut -d' ' -f1-2); $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(varnishd -V 2>&1 | grep -o 'varnish-[0-9.]*' | head -1), $(openssl version | cut -d' ' -f1-2); $(date -u +%Y-%m-%dT%H:%MZ)"
