@@ -386,6 +386,92 @@ fn slow_and_idle_clients_are_cut_while_others_are_served() {
     assert_eq!(s.get("/style.css", &[]).status, 200);
 }
 
+/// The head timeout is its own, not the idle one: with idle_timeout far
+/// longer, a head trickled byte by byte, half a head, and a connection that
+/// sends nothing are all dropped once header_timeout has passed, while a
+/// connection that finished its request stays open (idle, not slow).
+#[test]
+fn slow_heads_are_cut_at_header_timeout_not_at_idle_timeout() {
+    let s = PhpSite::start(
+        "",
+        "[server.limits]\nheader_timeout = \"2s\"\nidle_timeout = \"60s\"",
+    );
+    let started = Instant::now();
+    let mut trickler = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    let trickled = std::thread::spawn(move || {
+        for b in format!(
+            "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
+            "a".repeat(200)
+        )
+        .bytes()
+        {
+            if trickler.write_all(&[b]).is_err() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        None
+    });
+    let mut half = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    write!(half, "GET / HTTP/1.1\r\nHost: {HOST}\r\n").unwrap();
+    let mut silent = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    let mut served = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+    write!(served, "GET /style.css HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+
+    // Well before idle_timeout (60 s): header_timeout (2 s), checked every
+    // quarter of it, then a write or two into the closed socket.
+    let within = Duration::from_secs(20);
+    assert!(closed_by_edge(&mut half, within), "half a head kept");
+    assert!(
+        closed_by_edge(&mut silent, within),
+        "a silent connection kept"
+    );
+    let cut = trickled.join().unwrap().expect("a trickled head was kept");
+    assert!(cut < within, "a trickled head was cut after {cut:?}");
+    assert!(metric(&s.edge, "murakumo_header_timeouts_total") >= 3.0);
+    // The served connection is idle, not slow: its answer came, and it is
+    // still open (reads time out rather than end).
+    served
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    let mut got = 0;
+    let still_open = loop {
+        match served.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(n) => got += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break true
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(got > 0, "no answer");
+    assert!(still_open, "an idle keep-alive connection was closed");
+    // Its next head, trickled, is timed from its first byte too.
+    let again = Instant::now();
+    let mut cut = None;
+    for b in format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
+        "a".repeat(200)
+    )
+    .bytes()
+    {
+        if served.write_all(&[b]).is_err() {
+            cut = Some(again.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let cut = cut.expect("a trickled second head was kept");
+    assert!(cut < within, "a trickled second head was cut after {cut:?}");
+}
+
 #[test]
 fn connections_are_capped_per_client() {
     let s = PhpSite::start("", "[server.limits]\nmax_connections_per_client = 3");

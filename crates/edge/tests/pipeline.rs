@@ -426,6 +426,28 @@ async fn answers_carry_the_security_headers_and_php_may_set_its_own() {
             .header("x-content-type-options"),
         Some("nosniff")
     );
+    // Every answer about a file too, once the file is known: a 304, a
+    // range, a 416 and a 405 (the last two are not made from its head).
+    let etag = edge
+        .get("/style.css", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_string();
+    for answer in [
+        edge.get("/style.css", &[("if-none-match", &etag)]).await,
+        edge.get("/style.css", &[("range", "bytes=0-3")]).await,
+        edge.get("/style.css", &[("range", "bytes=9999-")]).await,
+        edge.send(Method::POST, "/style.css", &[], Bytes::from_static(b"x"))
+            .await,
+    ] {
+        assert_eq!(
+            answer.header("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            answer.status
+        );
+    }
     let own = edge.get("/own/", &[]).await;
     assert_eq!(own.header("referrer-policy"), Some("no-referrer"));
     let off = TestEdge::start(php.addr, "", "[site.guard]\nsecurity_headers = false").await;

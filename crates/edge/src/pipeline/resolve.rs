@@ -125,10 +125,10 @@ pub async fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str)
         },
     };
     let outcome = &mut ctx.outcome;
-    let answer = static_files::serve(&file, &ctx.req, outcome.security_headers).await;
-    // Its head is final unless it is to be compressed on the fly, or it
-    // is an admin screen's (`finish` adds the framing rule).
-    outcome.decorated = file.settled && !outcome.admin;
+    let (answer, from_head) = static_files::serve(&file, &ctx.req, outcome.security_headers).await;
+    // A file's ready head is final unless the file is to be compressed on
+    // the fly, or it is an admin screen's (`finish` adds the framing rule).
+    outcome.decorated = from_head && file.settled && !outcome.admin;
     Err(Early(answer))
 }
 

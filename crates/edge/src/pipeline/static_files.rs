@@ -71,8 +71,21 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Serves a static file for a GET or HEAD (405 for anything else), with
-/// the security headers when `security_headers`.
-pub async fn serve(info: &FileInfo, req: &Parts, security_headers: bool) -> Response<Body> {
+/// the security headers when `security_headers`. The flag says whether the
+/// answer was made from the file's ready head (200, 206, 304), which has
+/// them; other answers (405, 416, an error) are decorated by `finish`.
+pub async fn serve(info: &FileInfo, req: &Parts, security_headers: bool) -> (Response<Body>, bool) {
+    let resp = answer(info, req, security_headers).await;
+    // Only these are made from the head; the others are short answers of
+    // their own.
+    let from_head = matches!(
+        resp.status(),
+        StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+    );
+    (resp, from_head)
+}
+
+async fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Response<Body> {
     let (method, headers) = (&req.method, &req.headers);
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");

@@ -79,7 +79,8 @@ fn http2() -> http2::Builder<TokioExecutor> {
 
 /// Drives one connection to its end, closing it gracefully when it idles
 /// past `idle_timeout` or when the edge stops, and at once when a request
-/// head takes longer than `header_timeout` to arrive (HTTP/1).
+/// head (or, on a new connection, the first one) takes longer than
+/// `header_timeout` to arrive (HTTP/1).
 async fn drive<C: GracefulConnection>(
     conn: C,
     edge: &Edge,
@@ -92,9 +93,12 @@ async fn drive<C: GracefulConnection>(
     let mut stopping: Option<Instant> = (*stop.borrow()).then(Instant::now);
     let mut closing = false;
     loop {
+        // A head may start at any moment, and nothing wakes this loop when
+        // it does: it looks again every quarter of `header_timeout`, so a
+        // head is dropped at most a quarter late.
         let head_left = activity
             .head_for()
-            .map_or(Duration::MAX, |d| header_timeout.saturating_sub(d));
+            .map_or(header_timeout / 4, |d| header_timeout.saturating_sub(d));
         let wait = if stopping.is_some() {
             Duration::from_millis(100)
         } else {

@@ -72,9 +72,14 @@ impl Activity {
         }
     }
 
-    /// Times request heads from now on (HTTP/1 connections).
+    /// Times request heads from now on (HTTP/1 connections): the first
+    /// one is awaited from now (a connection that sends nothing is timed
+    /// like a slow head).
     pub fn time_heads(&self) {
         self.heads.store(true, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.head_since.store(self.now_ms() + 1, Ordering::Relaxed);
+        }
     }
 
     /// How long the request head being read has been arriving, if one is.
@@ -310,7 +315,9 @@ mod tests {
         let a = Activity::new();
         a.received();
         assert_eq!(a.head_for(), None, "heads are timed on HTTP/1 only");
+        // The first head is awaited from the start.
         a.time_heads();
+        assert!(a.head_for().is_some());
         a.received();
         std::thread::sleep(Duration::from_millis(30));
         // More bytes of the same head do not restart its clock.
