@@ -235,6 +235,27 @@ impl FileCache {
         }
     }
 
+    /// [`FileCache::fresh`] for `root.join(relative)`, without making that
+    /// path: its bytes are put together in a buffer of the thread's (this
+    /// runs for every static file and asset request).
+    pub fn fresh_at(&self, root: &Path, relative: &str) -> Option<Arc<FileInfo>> {
+        use std::cell::RefCell;
+        thread_local! {
+            static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        KEY.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.extend_from_slice(key(root));
+            if !buf.ends_with(b"/") {
+                buf.push(b'/');
+            }
+            buf.extend_from_slice(relative.as_bytes());
+            self.files
+                .get(&buf[..])
+                .filter(|i| i.checked.elapsed() < REVALIDATE)
+        })
+    }
+
     /// The file's information if it was checked within [`REVALIDATE`].
     pub fn fresh(&self, path: &Path) -> Option<Arc<FileInfo>> {
         self.files
@@ -364,6 +385,27 @@ fn content_type(path: &Path) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_found_by_root_and_relative_path_as_by_its_joined_path() {
+        let dir = std::env::temp_dir().join(format!("murakumo-at-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("css")).unwrap();
+        std::fs::write(dir.join("css/a.css"), "a").unwrap();
+        std::fs::write(dir.join("index.html"), "i").unwrap();
+        let cache = FileCache::new(1 << 20);
+        for (root, relative) in [(dir.clone(), "css/a.css"), (dir.clone(), "index.html")] {
+            assert!(cache.fresh_at(&root, relative).is_none());
+            let info = cache.info(&root.join(relative)).unwrap();
+            let found = cache
+                .fresh_at(&root, relative)
+                .expect("found by root and path");
+            assert!(Arc::ptr_eq(&info, &found));
+            // A root written with a trailing slash names the same files.
+            let slashed = PathBuf::from(format!("{}/", root.display()));
+            assert!(cache.fresh_at(&slashed, relative).is_some());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn file_info_follows_edits_after_revalidation() {

@@ -72,11 +72,26 @@ fn normalise_slow(raw: &str) -> Result<String, PathError> {
 /// Already normal: printable ASCII without escapes, backslashes, empty,
 /// `.` or `..` segments (most requests; the slow path handles the rest).
 fn is_canonical(raw: &str) -> bool {
+    // One pass over the bytes (this runs for every request): each byte
+    // printable and no escape or backslash, each segment but a last empty
+    // one neither empty nor `.` nor `..`.
     let b = raw.as_bytes();
-    let plain = b
-        .iter()
-        .all(|&c| c.is_ascii_graphic() && c != b'%' && c != b'\\');
-    plain && !raw.contains("//") && !raw[1..].split('/').any(|seg| seg == "." || seg == "..")
+    let mut start = 1;
+    for i in 1..=b.len() {
+        let end = i == b.len();
+        let c = if end { b'/' } else { b[i] };
+        if !end && (!c.is_ascii_graphic() || c == b'%' || c == b'\\') {
+            return false;
+        }
+        if c == b'/' {
+            let seg = &b[start..i];
+            if (seg.is_empty() && !end) || seg == b"." || seg == b".." {
+                return false;
+            }
+            start = i + 1;
+        }
+    }
+    true
 }
 
 fn percent_decode_strict(raw: &[u8]) -> Result<Vec<u8>, PathError> {

@@ -106,7 +106,7 @@ pub fn is_asset(path: &str) -> bool {
 /// second answers without touching the disk.
 pub async fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str) -> Step<Script> {
     let root = &site.config.root;
-    let file = match edge.files.fresh(&root.join(&path[1..])) {
+    let file = match edge.files.fresh_at(root, &path[1..]) {
         Some(hot) => hot,
         None => match resolve(root, path) {
             Target::Php(script) => return Ok(script),
