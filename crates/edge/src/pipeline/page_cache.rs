@@ -389,7 +389,8 @@ fn respond(
         .choose(entry.br.is_some(), entry.gzip.is_some());
     let mut r = Response::new(Body::full(entry.body(enc).clone()));
     *r.status_mut() = entry.status;
-    if entry.heads.decoration == outcome.decoration {
+    // 0: no heads were built (an entry made without a decoration).
+    if entry.heads.decoration != 0 && entry.heads.decoration == outcome.decoration {
         // The ready head: set in place, it never grows.
         let mut h = entry.heads.get(enc).clone();
         if let Some(v) = h.get_mut(header::AGE) {
