@@ -345,8 +345,7 @@ done
 # stores N different pages (404s of the theme, the size of a page); its
 # resident memory grows by N entries, bodies (identity, gzip, br) included.
 kill -TERM "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
-murakumo_toml $m_http $m_tls $m_ops > "$dir/memory.toml"
-start "$bin/murakumo" serve --config "$dir/memory.toml" 2>> "$dir/logs/murakumo.log"; mem_pid=$!
+start "$bin/murakumo" serve --config "$dir/murakumo.toml" 2>> "$dir/logs/murakumo.log"; mem_pid=$!
 sleep 1
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 metric() { curl -s "http://127.0.0.1:$m_ops/metrics" | awk -v n="$1" '$1 ~ "^"n {s+=$2} END {print s+0}'; }

@@ -47,27 +47,7 @@ impl Heads {
         br_len: Option<usize>,
         decoration: &Decoration,
     ) -> Heads {
-        let head = |enc: Encoding, len: usize| {
-            // Room for `Age` and the decoration: a head never grows again.
-            let mut h = HeaderMap::with_capacity(
-                stored.len() + 3 + decoration.set.len() + decoration.defaults.len(),
-            );
-            h.extend(stored.clone());
-            if let Some(token) = enc.token() {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
-                // The stored strong ETag names the identity bytes.
-                weaken_etag(&mut h);
-            }
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            h.insert(header::AGE, age_value(0));
-            for (name, value) in &decoration.set {
-                h.insert(name.clone(), value.clone());
-            }
-            for (name, value) in &decoration.defaults {
-                h.entry(name.clone()).or_insert_with(|| value.clone());
-            }
-            h
-        };
+        let head = |enc, len| form_head(stored, enc, len, decoration);
         Heads {
             decoration: decoration.id,
             identity: head(Encoding::Identity, identity_len),
@@ -93,6 +73,36 @@ impl Heads {
             .map(map_weight)
             .sum()
     }
+}
+
+/// The head one form of a stored response is answered with: the stored
+/// headers, the form's `Content-Encoding` (and the weak `ETag` an encoded
+/// form has: the stored strong one names the identity bytes), its
+/// `Content-Length`, an `Age` slot, then the decoration. With room for all
+/// of them: it never grows.
+pub fn form_head(
+    stored: &HeaderMap,
+    enc: Encoding,
+    len: usize,
+    decoration: &Decoration,
+) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(
+        stored.len() + 3 + decoration.set.len() + decoration.defaults.len(),
+    );
+    h.extend(stored.clone());
+    if let Some(token) = enc.token() {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+        weaken_etag(&mut h);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::AGE, age_value(0));
+    for (name, value) in &decoration.set {
+        h.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &decoration.defaults {
+        h.entry(name.clone()).or_insert_with(|| value.clone());
+    }
+    h
 }
 
 /// Bytes a header map holds, roughly: names, values and per-entry overhead.

@@ -57,23 +57,6 @@ impl CacheKey {
         }
     }
 
-    /// The key of a request: its Host header (or the target's authority),
-    /// `path` its normalised path, and its query.
-    pub fn of_request(
-        site: Arc<str>,
-        https: bool,
-        uri: &http::Uri,
-        headers: &http::HeaderMap,
-        path: &str,
-    ) -> CacheKey {
-        let host = headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(uri.authority().map(|a| a.as_str()))
-            .unwrap_or("");
-        CacheKey::new(site, https, host, path, uri.query())
-    }
-
     /// The `Host` header PHP is given for this key.
     pub fn host_header(&self) -> String {
         match self.port {

@@ -53,6 +53,23 @@ fn closed_by_edge(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// Sends a request head that never ends, a byte every 300 ms, until the
+/// edge closes the connection: how long after `since` that was, or `None`
+/// if the whole (long) head went through without it.
+fn trickle_head(stream: &mut TcpStream, since: Instant) -> Option<Duration> {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
+        "a".repeat(200)
+    );
+    for b in head.bytes() {
+        if stream.write_all(&[b]).is_err() {
+            return Some(since.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    None
+}
+
 fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::new();
@@ -341,20 +358,8 @@ fn slow_and_idle_clients_are_cut_while_others_are_served() {
     // A trickling slowloris: a byte of its head every 300 ms, never idle
     // for idle_timeout, never done within header_timeout.
     let mut trickler = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
-    let started = std::time::Instant::now();
-    let trickled = std::thread::spawn(move || {
-        let head = format!(
-            "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
-            "a".repeat(200)
-        );
-        for b in head.bytes() {
-            if trickler.write_all(&[b]).is_err() {
-                return Some(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        None
-    });
+    let started = Instant::now();
+    let trickled = std::thread::spawn(move || trickle_head(&mut trickler, started));
 
     // Meanwhile a normal client is served.
     for _ in 0..5 {
@@ -398,20 +403,7 @@ fn slow_heads_are_cut_at_header_timeout_not_at_idle_timeout() {
     );
     let started = Instant::now();
     let mut trickler = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
-    let trickled = std::thread::spawn(move || {
-        for b in format!(
-            "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
-            "a".repeat(200)
-        )
-        .bytes()
-        {
-            if trickler.write_all(&[b]).is_err() {
-                return Some(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        None
-    });
+    let trickled = std::thread::spawn(move || trickle_head(&mut trickler, started));
     let mut half = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
     write!(half, "GET / HTTP/1.1\r\nHost: {HOST}\r\n").unwrap();
     let mut silent = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
@@ -454,20 +446,7 @@ fn slow_heads_are_cut_at_header_timeout_not_at_idle_timeout() {
     assert!(got > 0, "no answer");
     assert!(still_open, "an idle keep-alive connection was closed");
     // Its next head, trickled, is timed from its first byte too.
-    let again = Instant::now();
-    let mut cut = None;
-    for b in format!(
-        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-long: {}",
-        "a".repeat(200)
-    )
-    .bytes()
-    {
-        if served.write_all(&[b]).is_err() {
-            cut = Some(again.elapsed());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let cut = trickle_head(&mut served, Instant::now());
     let cut = cut.expect("a trickled second head was kept");
     assert!(cut < within, "a trickled second head was cut after {cut:?}");
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use murakumo_cache::encoding::{self, Level};
+use murakumo_cache::encoding::{self, Encoding, Level};
 
 use crate::response::headers::security_defaults;
 
@@ -142,7 +142,7 @@ impl FileInfo {
                 .is_ok_and(encoding::is_compressible_type);
         let (content_type, last_modified) = (&self.content_type, &self.last_modified);
         let html = content_type.as_bytes().starts_with(b"text/html");
-        let head = |v: &Variant, enc: Option<&'static str>, versioned: bool| {
+        let head = |v: &Variant, enc: Encoding, versioned: bool| {
             let mut h = HeaderMap::with_capacity(10);
             h.insert(header::CONTENT_TYPE, content_type.clone());
             if let Ok(etag) = HeaderValue::from_str(&v.etag) {
@@ -158,7 +158,7 @@ impl FileInfo {
             if vary {
                 h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
             }
-            if let Some(token) = enc {
+            if let Some(token) = enc.token() {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
             }
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(v.len));
@@ -168,9 +168,9 @@ impl FileInfo {
             h
         };
         let heads = |v: &Variant, enc| [head(v, enc, false), head(v, enc, true)];
-        let identity = heads(&self.identity, None);
-        let br = self.br.as_ref().map(|v| heads(v, Some("br")));
-        let gz = self.gz.as_ref().map(|v| heads(v, Some("gzip")));
+        let identity = heads(&self.identity, Encoding::Identity);
+        let br = self.br.as_ref().map(|v| heads(v, Encoding::Brotli));
+        let gz = self.gz.as_ref().map(|v| heads(v, Encoding::Gzip));
         self.identity.heads = identity;
         if let (Some(v), Some(h)) = (self.br.as_mut(), br) {
             v.heads = h;

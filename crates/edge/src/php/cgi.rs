@@ -223,7 +223,7 @@ mod tests {
         {
             return None;
         }
-        let key = CacheKey::of_request("blog".into(), true, &uri, &h, &path);
+        let key = CacheKey::new("blog".into(), true, host, &path, uri.query());
         let at = FillTarget {
             root: Path::new("/srv/blog"),
             script: "/index.php",

@@ -15,12 +15,11 @@ use crate::response::headers::{add_security_headers, hsts, X_CACHE};
 use crate::response::Body;
 use crate::state::Edge;
 
-pub fn finish(edge: &Edge, ctx: &Context, resp: Response<Body>) -> Response<Body> {
+pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<Body> {
     let server = &ctx.config.server;
     let outcome = &ctx.outcome;
     // A cached page's ready head has its encoding, label and security
     // headers already.
-    let mut resp = resp;
     if !outcome.decorated {
         resp = super::compress::encode(&ctx.req, resp);
         if let Some(label) = outcome.cache {

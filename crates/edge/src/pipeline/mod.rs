@@ -13,13 +13,14 @@
 //! a fresh page answers before the filesystem or PHP is touched; for a PHP
 //! page the same lookup decides between a stale answer, a coalesced fill
 //! and a pass ([`page_cache::serve`]). An asset's path (by its extension,
-//! [`resolve::is_asset`]) asks the disk first: it is a file or a 404.
+//! [`asset::is_asset`]) asks the disk first: it is a file or a 404.
 
 // A step's early answer is the response itself, moved once to the client;
 // boxing it would cost an allocation on the hot path (cache hits) to save
 // a copy.
 #![allow(clippy::result_large_err)]
 
+mod asset;
 mod compress;
 mod context;
 mod finish;
@@ -79,7 +80,7 @@ async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Respons
     let admin = guard::admit(ctx, &site, &path)?;
     limits::check(edge, ctx, &site, &path)?;
     // An asset (`.css`, `.png`, …) is a file: the disk first.
-    let asset_script = match resolve::is_asset(&path) {
+    let asset_script = match asset::is_asset(&path) {
         true => Some(resolve::php_script(edge, ctx, &site, &path).await?),
         false => None,
     };

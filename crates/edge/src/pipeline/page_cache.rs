@@ -13,9 +13,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
-use murakumo_cache::encoding::{self, weaken_etag};
-use murakumo_cache::head::age_value;
-use murakumo_cache::{CacheKey, Entry, Lookup, Tags, Turn};
+use murakumo_cache::encoding;
+use murakumo_cache::head::{age_value, form_head};
+use murakumo_cache::{CacheKey, Decoration, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 
 use super::context::{Context, Outcome};
@@ -405,15 +405,13 @@ fn respond(
         outcome.decorated = true;
         return r;
     }
-    let mut h = entry.headers.clone();
-    if let Some(token) = enc.token() {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
-        // PHP's strong ETag names its own bytes, not this encoded form.
-        weaken_etag(&mut h);
-    }
-    h.insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from(entry.body(enc).len()),
+    // Heads built with another decoration (before a reload): this form's
+    // head without one; `finish` decorates it.
+    let mut h = form_head(
+        &entry.headers,
+        enc,
+        entry.body(enc).len(),
+        &Decoration::default(),
     );
     h.insert(header::AGE, age);
     *r.headers_mut() = h;

@@ -4,6 +4,7 @@
 //! editor backups and swap files, VCS and build files.
 
 use super::segments::Segments;
+use crate::pipeline::asset::is_asset;
 
 /// Why a file (its lowercased path's segments) is refused, if it is.
 pub fn refused(seg: &Segments<'_>, deny_backups: bool) -> Option<&'static str> {
@@ -47,30 +48,14 @@ pub fn refused(seg: &Segments<'_>, deny_backups: bool) -> Option<&'static str> {
     None
 }
 
-/// A style, script, image or font by its extension, with nothing in its
-/// name that any rule below looks for: no rule can refuse it, and most
-/// requests are for such files. (Each rule's suffixes are other
-/// extensions; the names they list are not of these types but three build
-/// scripts, checked here.)
+/// An asset by its extension ([`is_asset`]), with nothing in its name that
+/// any rule below looks for: no rule can refuse it, and most requests are
+/// for such files. (Each rule's suffixes are other extensions; the names
+/// they list are not of these types but three build scripts, checked
+/// here.)
 fn is_plain_asset(name: &str) -> bool {
-    let Some(ext) = extension(name) else {
-        return false;
-    };
-    matches!(
-        ext,
-        "css"
-            | "js"
-            | "png"
-            | "jpg"
-            | "jpeg"
-            | "gif"
-            | "svg"
-            | "webp"
-            | "avif"
-            | "ico"
-            | "woff"
-            | "woff2"
-    ) && !name.starts_with(['#', 'e', 'a'])
+    is_asset(name)
+        && !name.starts_with(['#', 'e', 'a'])
         && !has_php_dot(name)
         && !is_build_file(name)
 }
@@ -344,6 +329,8 @@ mod tests {
             "/index.php.js",
             "/error_log.css",
             "/access_log.png",
+            "/index.php.pdf",
+            "/x.sql.mp4~",
         ] {
             assert!(refused_at(p), "{p} must be refused");
         }
