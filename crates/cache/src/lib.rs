@@ -7,7 +7,8 @@
 //!   once, purge by URL, prefix, tag, site or all, bounded by memory;
 //! - [`head`]: the ready response heads of an entry's forms, built once;
 //! - [`coalesce`]: one fill per key at a time, others wait for it;
-//! - [`tags`]: what a page shows, as PHP labels it, for exact purges.
+//! - [`tags`]: what a page shows, as PHP labels it, for exact purges;
+//! - [`wire`]: an entry as bytes, for the page cache edges share.
 //!
 //! [`encoding`] negotiates `Accept-Encoding` (shared with static files).
 
@@ -19,11 +20,12 @@ pub mod policy;
 mod purge_log;
 pub mod store;
 pub mod tags;
+pub mod wire;
 
 pub use coalesce::{Coalescer, Turn};
 pub use encoding::Encoding;
 pub use head::{Decoration, Heads};
 pub use key::CacheKey;
 pub use policy::{Bypass, Policy};
-pub use store::{Entry, Lookup, PageCache, Stats};
+pub use store::{Entry, Lookup, PageCache, Reach, Stats};
 pub use tags::Tags;

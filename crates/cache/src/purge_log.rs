@@ -14,9 +14,9 @@ use crate::tags::Tags;
 /// treated as overtaken.
 const KEEP: usize = 4096;
 
-/// What one purge reached.
-#[derive(Debug, Clone)]
-pub(crate) enum Reach {
+/// What one purge reaches, on every host of a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
     All,
     /// A path and query, on every host of the site.
     Url(String),
@@ -26,7 +26,9 @@ pub(crate) enum Reach {
 }
 
 impl Reach {
-    fn reaches(&self, target: &str, tags: Option<&Tags>) -> bool {
+    /// Whether this purge removes the page at `target` (a key's target)
+    /// labelled with `tags`.
+    pub fn reaches(&self, target: &str, tags: Option<&Tags>) -> bool {
         match self {
             Reach::All => true,
             Reach::Url(t) => t == target,

@@ -18,7 +18,8 @@ use http::{HeaderMap, StatusCode};
 use crate::encoding::{self, Encoding};
 use crate::head::{map_weight, Decoration, Heads};
 use crate::key::CacheKey;
-use crate::purge_log::{PurgeLog, Reach};
+use crate::purge_log::PurgeLog;
+pub use crate::purge_log::Reach;
 use crate::tags::{TagIndex, Tags};
 
 /// Bodies smaller than this are not worth compressing.
@@ -104,6 +105,31 @@ impl Entry {
             stored_at: now,
             fresh_until: now + ttl,
             stale_until: now + ttl + stale,
+            tags,
+            id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
+            heads: Heads::default(),
+        }
+    }
+
+    /// An entry as another edge stored it ([`crate::wire`]): bodies
+    /// (identity, gzip, brotli; an empty compressed form is none) and times
+    /// (stored, fresh until, stale until) as they were.
+    pub fn stored(
+        status: StatusCode,
+        headers: HeaderMap,
+        [identity, gzip, br]: [Bytes; 3],
+        [stored_at, fresh_until, stale_until]: [Instant; 3],
+        tags: Option<Tags>,
+    ) -> Entry {
+        Entry {
+            status,
+            headers,
+            identity,
+            gzip: Some(gzip).filter(|b| !b.is_empty()),
+            br: Some(br).filter(|b| !b.is_empty()),
+            stored_at,
+            fresh_until,
+            stale_until,
             tags,
             id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
             heads: Heads::default(),
@@ -380,6 +406,20 @@ impl PageCache {
 
     pub fn purge_all(&self) -> usize {
         self.purge_where(Reach::All, |_| true)
+    }
+
+    /// The purge `reach` names: what another edge was asked to purge, as
+    /// the shared tier passes it on.
+    pub fn purge(&self, reach: &Reach) -> usize {
+        match reach {
+            Reach::All => self.purge_all(),
+            Reach::Url(target) => self.purge_url(target),
+            Reach::Prefix(prefix) => self.purge_prefix(prefix),
+            Reach::Tags(tags) => {
+                let tags: Vec<&str> = tags.iter().map(|t| &**t).collect();
+                self.purge_tags(&tags)
+            }
+        }
     }
 
     /// Entry count and bytes held (after pending maintenance).

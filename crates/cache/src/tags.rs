@@ -36,20 +36,30 @@ impl Tags {
     pub fn take(headers: &mut HeaderMap) -> Option<Tags> {
         let values: Vec<_> = headers.get_all(TAGS_HEADER).iter().cloned().collect();
         headers.remove(TAGS_HEADER);
-        let mut seen = HashSet::new();
+        let mut texts = Vec::with_capacity(values.len());
         for value in &values {
-            let text = value.to_str().ok()?;
-            for tag in text
-                .split(|c: char| c.is_ascii_whitespace() || c == ',')
+            texts.push(value.to_str().ok()?);
+        }
+        Tags::parse(texts.iter().flat_map(|text| {
+            text.split(|c: char| c.is_ascii_whitespace() || c == ',')
                 .filter(|t| !t.is_empty())
+        }))
+    }
+
+    /// Tags from a list (a label's words, or tags read back from the shared
+    /// tier), by the same rules as [`Tags::take`].
+    pub fn parse<'a>(list: impl IntoIterator<Item = &'a str>) -> Option<Tags> {
+        let mut seen = HashSet::new();
+        for tag in list {
+            if tag.is_empty()
+                || tag.len() > MAX_TAG_LEN
+                || !tag.bytes().all(|b| b.is_ascii_graphic())
             {
-                if tag.len() > MAX_TAG_LEN || !tag.bytes().all(|b| b.is_ascii_graphic()) {
-                    return None;
-                }
-                seen.insert(tag);
-                if seen.len() > MAX_TAGS {
-                    return None;
-                }
+                return None;
+            }
+            seen.insert(tag);
+            if seen.len() > MAX_TAGS {
+                return None;
             }
         }
         if seen.is_empty() {

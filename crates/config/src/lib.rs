@@ -8,7 +8,8 @@
 
 //!
 //! One module a section, each validating itself: [`server`](Server)
-//! (`[server]`, with [`limits`](Limits) for `[server.limits]`),
+//! (`[server]`, with [`limits`](Limits) for `[server.limits]` and
+//! [`shared_cache`](SharedCache) for `[server.shared_cache]`),
 //! [rates](Rate) (a site's `login_limit` and `rate_limit`),
 //! [`site`](Site) (`[[site]]`, with its [`cache`](Cache), [`tls`](SiteTls),
 //! [`guard`](Guard), [`db`](DbUrl), [hosts](HostPattern) and
@@ -26,6 +27,7 @@ mod limits;
 mod php_address;
 mod rate;
 mod server;
+mod shared_cache;
 mod site;
 mod tls;
 mod units;
@@ -45,6 +47,7 @@ pub use limits::Limits;
 pub use php_address::PhpAddress;
 pub use rate::{parse_rate, Rate, RateLimit};
 pub use server::{Hsts, LogFormat, Server};
+pub use shared_cache::SharedCache;
 pub use site::Site;
 pub use tls::{SiteTls, TlsSource};
 pub use units::{parse_duration, parse_size};

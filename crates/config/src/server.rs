@@ -1,5 +1,5 @@
 //! `[server]`: listeners, drain, purge fan-out, logs, HTTPS behaviour,
-//! trusted proxies and `[server.limits]`.
+//! trusted proxies, `[server.limits]` and `[server.shared_cache]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::limits::Limits;
+use crate::shared_cache::SharedCache;
 use crate::units::{self, parse_duration};
 use crate::Invalid;
 
@@ -53,6 +54,9 @@ pub struct Server {
     pub trusted_proxies: Option<Vec<IpNet>>,
     /// `[server.limits]`: timeouts against slow clients, connection caps.
     pub limits: Limits,
+    /// `[server.shared_cache]`: a page cache on Redis that every edge
+    /// shares, behind each one's memory; none by default.
+    pub shared_cache: Option<SharedCache>,
 }
 
 /// `Strict-Transport-Security`: off, or on with a max-age.
@@ -97,6 +101,7 @@ impl Default for Server {
             hsts: Hsts::ONE_YEAR,
             trusted_proxies: None,
             limits: Limits::default(),
+            shared_cache: None,
         }
     }
 }
@@ -127,6 +132,9 @@ impl Server {
             }
         }
         self.limits.validate()?;
+        if let Some(shared) = &self.shared_cache {
+            shared.validate()?;
+        }
         for peer in &self.purge_fanout {
             let ok = peer
                 .rsplit_once(':')

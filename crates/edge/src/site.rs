@@ -8,6 +8,7 @@ use std::time::Duration;
 use murakumo_cache::{Coalescer, Decoration, PageCache, Policy};
 use murakumo_config::{Config, HostPattern, PhpAddress, Rate};
 use murakumo_fastcgi::{Address, Pool, PoolConfig};
+use murakumo_shared_cache::SharedCache;
 
 use crate::conn::ConnInfo;
 use crate::php::target::PhpTarget;
@@ -34,6 +35,8 @@ pub struct SiteCache {
     /// What the edge adds to every answer from this cache, built into each
     /// entry's ready heads ([`murakumo_cache::head`]).
     pub decoration: Arc<Decoration>,
+    /// The page cache every edge shares (L2), asked on a miss.
+    pub shared: Option<SharedCache>,
 }
 
 pub struct Site {
@@ -167,9 +170,21 @@ fn build_db(site: &murakumo_config::Site) -> Result<Option<mysql_async::Pool>, S
 }
 
 impl Sites {
+    /// No sites (before the first are built).
+    pub fn empty() -> Sites {
+        Sites {
+            router: Router::new(Vec::new()),
+            list: Vec::new(),
+        }
+    }
+
     /// Builds the sites of `config`, reusing parts of `previous` whose
-    /// settings are unchanged.
-    pub fn build(config: &Config, previous: Option<&Sites>) -> Result<Sites, SiteError> {
+    /// settings are unchanged; their caches share `shared`.
+    pub fn build(
+        config: &Config,
+        previous: Option<&Sites>,
+        shared: Option<&SharedCache>,
+    ) -> Result<Sites, SiteError> {
         let mut list = Vec::new();
         for sc in &config.site {
             let old = previous.and_then(|p| p.list.iter().find(|s| s.config.name == sc.name));
@@ -212,6 +227,7 @@ impl Sites {
                     stale: c.stale,
                     max_entry: c.max_entry_size,
                     decoration: Arc::new(cache_decoration(sc.guard.security_headers)),
+                    shared: shared.cloned(),
                 })
             });
             // Always rebuilt (it is lazy): a reload re-reads a rotated password.

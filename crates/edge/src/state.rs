@@ -1,13 +1,15 @@
 //! The state shared by every connection: the current sites (swapped whole on
-//! reload), the draining flag, metrics, the static file cache and the purge
-//! token. Outside the crate an [`Edge`] is made ([`Edge::new`]) and handed
+//! reload), the draining flag, metrics, the static file cache, the shared
+//! page cache's link and the purge token. Outside the crate an [`Edge`] is made ([`Edge::new`]) and handed
 //! to `serve` or `run`; everything in it is the crate's own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use murakumo_cache::Reach;
 use murakumo_config::Config;
+use murakumo_shared_cache::{PurgeSink, SharedCache, SharedError};
 
 use crate::admission::Admission;
 use crate::certificates::{CertError, Certificates};
@@ -16,7 +18,10 @@ use crate::metrics::Metrics;
 use crate::site::{SiteError, Sites};
 
 pub struct Edge {
-    sites: RwLock<Arc<Sites>>,
+    sites: Arc<RwLock<Arc<Sites>>>,
+    /// `[server.shared_cache]` and its link, when configured; the sites'
+    /// caches hold the same handle.
+    shared: RwLock<Option<(murakumo_config::SharedCache, SharedCache)>>,
     config: RwLock<Arc<Config>>,
     purge_token: RwLock<Option<String>>,
     pub(crate) config_path: PathBuf,
@@ -41,6 +46,47 @@ pub enum StateError {
     },
     #[error("{path}: the purge token file is empty")]
     EmptyToken { path: String },
+    #[error(transparent)]
+    Shared(#[from] SharedError),
+}
+
+/// Where purges announced by other edges go: this edge's current sites.
+struct SitesSink(Arc<RwLock<Arc<Sites>>>);
+
+impl PurgeSink for SitesSink {
+    fn purge(&self, site: &str, reach: &Reach) {
+        let sites = lock(&self.0);
+        if let Some(cache) = sites
+            .list
+            .iter()
+            .find(|s| &*s.name == site)
+            .and_then(|s| s.cache.as_ref())
+        {
+            let n = cache.store.purge(reach);
+            tracing::debug!(site, ?reach, purged = n, "purge from another edge");
+        }
+    }
+
+    fn sites(&self) -> Vec<String> {
+        lock(&self.0).list.iter().map(|s| s.name.to_string()).collect()
+    }
+}
+
+/// The shared cache `config` names: `current`'s when its settings are the
+/// same, else a new one (not connected yet).
+fn shared_cache(
+    config: &Config,
+    current: Option<&(murakumo_config::SharedCache, SharedCache)>,
+    sites: &Arc<RwLock<Arc<Sites>>>,
+) -> Result<Option<(murakumo_config::SharedCache, SharedCache)>, StateError> {
+    let Some(wanted) = &config.server.shared_cache else {
+        return Ok(None);
+    };
+    if let Some((settings, cache)) = current.filter(|(c, _)| c == wanted) {
+        return Ok(Some((settings.clone(), cache.clone())));
+    }
+    let sink = Arc::new(SitesSink(sites.clone()));
+    Ok(Some((wanted.clone(), SharedCache::new(wanted, sink)?)))
 }
 
 fn read_token(path: Option<&Path>) -> Result<Option<String>, StateError> {
@@ -64,13 +110,17 @@ fn lock<T: Clone>(l: &RwLock<T>) -> T {
 
 impl Edge {
     pub fn new(config: Config, config_path: PathBuf) -> Result<Edge, StateError> {
-        let sites = Sites::build(&config, None)?;
+        let cell = Arc::new(RwLock::new(Arc::new(Sites::empty())));
+        let shared = shared_cache(&config, None, &cell)?;
+        let sites = Sites::build(&config, None, shared.as_ref().map(|(_, c)| c))?;
+        *cell.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sites);
         let token = read_token(config.server.purge_token_file.as_deref())?;
         let certs = Certificates::new(&config)?;
         Ok(Edge {
             certs,
             admission: Admission::new(config.server.limits.max_connections),
-            sites: RwLock::new(Arc::new(sites)),
+            sites: cell,
+            shared: RwLock::new(shared),
             config: RwLock::new(Arc::new(config)),
             purge_token: RwLock::new(token),
             config_path,
@@ -88,6 +138,11 @@ impl Edge {
         lock(&self.config)
     }
 
+    /// The shared page cache, when one is configured.
+    pub(crate) fn shared(&self) -> Option<SharedCache> {
+        lock(&self.shared).map(|(_, c)| c)
+    }
+
     pub(crate) fn purge_token(&self) -> Option<String> {
         lock(&self.purge_token)
     }
@@ -101,10 +156,16 @@ impl Edge {
     /// re-read; ACME tasks are started or updated (so this must run within
     /// the tokio runtime).
     pub(crate) fn apply(&self, config: Config) -> Result<(), StateError> {
-        let sites = Sites::build(&config, Some(&self.sites()))?;
+        let shared = shared_cache(&config, lock(&self.shared).as_ref(), &self.sites)?;
+        let handle = shared.as_ref().map(|(_, c)| c);
+        let sites = Sites::build(&config, Some(&self.sites()), handle)?;
         let token = read_token(config.server.purge_token_file.as_deref())?;
         self.certs.apply(&config)?;
+        if let Some(cache) = handle {
+            cache.connect();
+        }
         *self.sites.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sites);
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
         *self.purge_token.write().unwrap_or_else(|e| e.into_inner()) = token;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         Ok(())

@@ -1,4 +1,4 @@
-//! Test harness: real MariaDB, real php-fpm, Debian's WordPress and the
+//! Test harness: real MariaDB, real php-fpm, real Redis, Debian's WordPress and the
 //! murakumo binary, each started in a temp dir on free loopback ports and
 //! stopped when the test ends. HTTP goes through `curl`, a real client.
 //! One fixture a file.
@@ -10,10 +10,11 @@ mod mariadb;
 mod php_fpm;
 pub mod php_site;
 mod process;
+mod redis;
 mod wordpress;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
-pub use {edge::*, http::*, mariadb::*, php_fpm::*, process::*, wordpress::*};
+pub use {edge::*, http::*, mariadb::*, php_fpm::*, process::*, redis::*, wordpress::*};
 
 pub const WORDPRESS: &str = "/usr/share/wordpress";

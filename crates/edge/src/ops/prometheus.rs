@@ -20,6 +20,7 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram,
+    Summary,
 }
 
 /// A Prometheus text exposition being written.
@@ -52,6 +53,7 @@ impl Exposition {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
         };
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -93,6 +95,7 @@ pub fn render(edge: &Edge) -> String {
     caches(&mut x, edge);
     php_pools(&mut x, edge);
     acme(&mut x, edge);
+    shared_cache(&mut x, edge);
     x.single(
         "murakumo_draining",
         Kind::Gauge,
@@ -241,6 +244,74 @@ fn caches(x: &mut Exposition, edge: &Edge) {
             x.sample(name, &[("site", site)], values[i]);
         }
     }
+}
+
+/// The shared page cache (Redis), when there is one.
+fn shared_cache(x: &mut Exposition, edge: &Edge) {
+    let Some(shared) = edge.shared() else { return };
+    let s = shared.stats();
+    let counters = [
+        (
+            "murakumo_shared_cache_hits_total",
+            "Lookups in the shared cache that found a page.",
+            &s.hits,
+        ),
+        (
+            "murakumo_shared_cache_misses_total",
+            "Lookups in the shared cache that found none.",
+            &s.misses,
+        ),
+        (
+            "murakumo_shared_cache_errors_total",
+            "Shared cache calls that failed or timed out (answered without it).",
+            &s.errors,
+        ),
+        (
+            "murakumo_shared_cache_stores_total",
+            "Pages stored in the shared cache.",
+            &s.stores,
+        ),
+        (
+            "murakumo_shared_cache_overtaken_total",
+            "Pages not stored in the shared cache: a purge came while PHP rendered them.",
+            &s.overtaken,
+        ),
+        (
+            "murakumo_shared_cache_purges_sent_total",
+            "Purges this edge stamped in the shared cache and announced.",
+            &s.purges_sent,
+        ),
+        (
+            "murakumo_shared_cache_purges_applied_total",
+            "Purges announced by other edges and applied to this edge's memory.",
+            &s.purges_applied,
+        ),
+    ];
+    for (name, help, value) in counters {
+        x.single(name, Kind::Counter, help, value.load(Ordering::Relaxed));
+    }
+    let micros = s.lookup_micros.load(Ordering::Relaxed);
+    x.family(
+        "murakumo_shared_cache_lookup_seconds",
+        Kind::Summary,
+        "Time shared cache lookups took.",
+    );
+    x.sample(
+        "murakumo_shared_cache_lookup_seconds_sum",
+        &[],
+        format!("{:.6}", micros as f64 / 1e6),
+    );
+    x.sample(
+        "murakumo_shared_cache_lookup_seconds_count",
+        &[],
+        s.lookups.load(Ordering::Relaxed),
+    );
+    x.single(
+        "murakumo_shared_cache_up",
+        Kind::Gauge,
+        "Whether the edge reaches the shared cache now.",
+        u8::from(shared.status() == murakumo_shared_cache::Status::Up),
+    );
 }
 
 /// Every php-fpm pool (public, and admin when it is another): members and

@@ -1,6 +1,7 @@
 //! `POST /purge` on the ops listener: what to remove from the page cache,
 //! read from the query ([`Order::parse`]), applied to this edge's sites
-//! ([`Order::apply`]), then passed on to the other edges (`purge_fanout`).
+//! ([`Order::apply`]), then passed on to the other edges: through the
+//! shared cache when there is one, and to `purge_fanout`'s addresses.
 //!
 //! `url=URL` and `prefix=URL` (absolute: the site its host routes to, that
 //! path on every host, scheme and port of the site, whose aliases show the
@@ -10,10 +11,12 @@
 //! `{"purged":N}`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use murakumo_cache::Reach;
 use percent_encoding::percent_decode_str;
 
 use super::purge_fanout;
@@ -64,13 +67,14 @@ impl Order {
         Ok(order)
     }
 
-    /// Purges what the order names; the count of entries removed, or the
+    /// Purges what the order names from this edge's memory; the count of
+    /// entries removed and each site's purge (for the shared cache), or the
     /// status and reason it cannot be done.
-    fn apply(&self, edge: &Edge, sites: &Sites) -> Result<usize, (StatusCode, String)> {
-        let mut purged = 0;
+    fn apply(&self, edge: &Edge, sites: &Sites) -> Result<Applied, (StatusCode, String)> {
+        let mut applied = Applied::default();
         for target in &self.targets {
-            purged += match target {
-                Target::Url { url, prefix } => purge_url(edge, sites, url, *prefix)?,
+            match target {
+                Target::Url { url, prefix } => purge_url(edge, sites, url, *prefix, &mut applied)?,
                 Target::Site(name) => {
                     let site = sites
                         .list
@@ -79,42 +83,52 @@ impl Order {
                         .ok_or_else(|| {
                             (StatusCode::NOT_FOUND, format!("no site named {name:?}"))
                         })?;
-                    purge_site(edge, site, "site", |c| c.store.purge_all())
+                    applied.purge(edge, site, "site", Reach::All);
                 }
-                Target::All => sites
-                    .list
-                    .iter()
-                    .map(|site| purge_site(edge, site, "all", |c| c.store.purge_all()))
-                    .sum(),
-            };
+                Target::All => {
+                    for site in &sites.list {
+                        applied.purge(edge, site, "all", Reach::All);
+                    }
+                }
+            }
         }
         if !self.tags.is_empty() {
-            let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-            let scoped: Vec<&std::sync::Arc<Site>> = match &self.host {
+            let scoped: Vec<&Arc<Site>> = match &self.host {
                 Some(host) => vec![sites
                     .router
                     .route(host)
                     .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no site serves {host}")))?],
                 None => sites.list.iter().collect(),
             };
+            let tags: Box<[Arc<str>]> = self.tags.iter().map(|t| Arc::from(t.as_str())).collect();
             for site in scoped {
-                purged += purge_site(edge, site, "tag", |c| c.store.purge_tags(&tags));
+                applied.purge(edge, site, "tag", Reach::Tags(tags.clone()));
             }
         }
-        Ok(purged)
+        Ok(applied)
     }
 }
 
-/// Runs `purge` on a site's cache and counts what it removed.
-fn purge_site(
-    edge: &Edge,
-    site: &Site,
-    kind: &'static str,
-    purge: impl FnOnce(&crate::site::SiteCache) -> usize,
-) -> usize {
-    let n = site.cache.as_deref().map_or(0, purge);
-    edge.metrics.purged(&site.name, kind, n);
-    n
+/// What an order removed here, and what the shared cache is to be told.
+#[derive(Default)]
+struct Applied {
+    purged: usize,
+    shared: Vec<(Arc<str>, Reach)>,
+}
+
+impl Applied {
+    /// Purges `reach` from a site's memory and counts what it removed.
+    fn purge(&mut self, edge: &Edge, site: &Site, kind: &'static str, reach: Reach) {
+        let Some(cache) = site.cache.as_deref() else {
+            return;
+        };
+        let n = cache.store.purge(&reach);
+        edge.metrics.purged(&site.name, kind, n);
+        self.purged += n;
+        if cache.shared.is_some() {
+            self.shared.push((site.name.clone(), reach));
+        }
+    }
 }
 
 fn purge_url(
@@ -122,7 +136,8 @@ fn purge_url(
     sites: &Sites,
     url: &str,
     prefix: bool,
-) -> Result<usize, (StatusCode, String)> {
+    applied: &mut Applied,
+) -> Result<(), (StatusCode, String)> {
     let name = if prefix { "prefix" } else { "url" };
     let Some((https, host, path, query)) = split_url(url) else {
         return Err((
@@ -137,13 +152,13 @@ fn purge_url(
         return Err((StatusCode::BAD_REQUEST, format!("{name}: bad path")));
     };
     let key = murakumo_cache::CacheKey::new(site.name.clone(), https, host, &path, query);
-    Ok(purge_site(edge, site, name, |c| {
-        if prefix {
-            c.store.purge_prefix(&key.target)
-        } else {
-            c.store.purge_url(&key.target)
-        }
-    }))
+    let reach = if prefix {
+        Reach::Prefix(key.target)
+    } else {
+        Reach::Url(key.target)
+    };
+    applied.purge(edge, site, name, reach);
+    Ok(())
 }
 
 /// `http://host[:port]/path?query` → (https, host, path, query).
@@ -173,10 +188,17 @@ pub async fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
         Ok(o) => o,
         Err(e) => return plain(StatusCode::BAD_REQUEST, &e),
     };
-    let purged = match order.apply(edge, &edge.sites()) {
-        Ok(n) => n,
+    let Applied { purged, shared } = match order.apply(edge, &edge.sites()) {
+        Ok(a) => a,
         Err((status, e)) => return plain(status, &e),
     };
+    // Every edge on the shared cache hears of it from there; kept and sent
+    // later when Redis does not answer.
+    if let Some(cache) = edge.shared().filter(|_| !shared.is_empty()) {
+        for (site, reach) in &shared {
+            cache.purge(site, reach).await;
+        }
+    }
     let passed_on = req.headers().contains_key(purge_fanout::FANOUT_HEADER);
     tracing::info!(
         reason = order.reason.as_deref().unwrap_or("-"),

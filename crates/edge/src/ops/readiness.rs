@@ -1,6 +1,7 @@
 //! `/readyz`: ready when every site's php-fpm answers and its database
-//! answers `SELECT 1`, and the edge is not draining. Certificate trouble is
-//! reported, never a reason to be unready.
+//! answers `SELECT 1`, and the edge is not draining. Certificate trouble and
+//! a shared cache that does not answer are reported, never a reason to be
+//! unready.
 
 use std::time::{Duration, SystemTime};
 
@@ -65,6 +66,19 @@ pub async fn readyz(edge: &Edge) -> Response<Body> {
                 (None, None) => notes.push(format!("site {site}: no certificate yet (ACME order under way)")),
                 (None, Some(_)) => {}
             }
+        }
+    }
+    // Nor is the shared cache: without it the edge serves from memory and PHP.
+    if let Some(shared) = edge.shared() {
+        match shared.status() {
+            murakumo_shared_cache::Status::Up => {}
+            murakumo_shared_cache::Status::Connecting => {
+                notes.push("shared cache (Redis): not connected yet; serving from memory and PHP".into())
+            }
+            murakumo_shared_cache::Status::Down { error, since } => notes.push(format!(
+                "shared cache (Redis): down for {}s ({error}); serving from memory and PHP",
+                since.elapsed().as_secs()
+            )),
         }
     }
     if problems.is_empty() {

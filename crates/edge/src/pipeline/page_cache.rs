@@ -6,8 +6,14 @@
 //! request ([`crate::php::cgi::fill_params`]), whichever variant of the URL the
 //! client that triggered it sent; a redirect back to the key's own URL is
 //! never stored (it would loop for every visitor).
+//!
+//! With a shared cache (`[server.shared_cache]`), a miss asks it before
+//! PHP: a page another edge stored answers (and is kept in memory); else
+//! one edge of the fleet renders the key and shares it, the others waiting
+//! for its page (`murakumo_shared_cache`).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -17,6 +23,7 @@ use murakumo_cache::encoding;
 use murakumo_cache::head::{age_value, form_head};
 use murakumo_cache::{CacheKey, Decoration, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
+use murakumo_shared_cache::{Found, Refresh};
 
 use super::context::{Context, Outcome};
 use super::uncached::{failed, pass};
@@ -25,6 +32,10 @@ use crate::php::{self, PhpPool, SpooledBody, Upstream};
 use crate::response::headers::X_CACHE;
 use crate::response::{etag_matches, Body, Early, Step};
 use crate::site::{Site, SiteCache};
+
+/// A fill's lease on the shared cache outlives PHP's timeout by this much
+/// (then it runs out by itself: its holder died).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What of a request decides how a stored entry is answered.
 struct Wants {
@@ -152,15 +163,50 @@ pub async fn serve(
             }
         }
         Turn::Lead(lead) => {
-            outcome.cache = Some("MISS");
             let since = cache.store.generation();
+            let lease_for = site.config.php_timeout + LEASE_MARGIN;
+            let mut share = None;
+            if let Some(shared) = &cache.shared {
+                match shared.find(&key, lease_for).await {
+                    Found::Page(entry) => {
+                        let now = Instant::now();
+                        if now < entry.stale_until {
+                            let entry = Arc::new(entry.decorated(&cache.decoration));
+                            cache
+                                .store
+                                .insert_unless_purged(key.clone(), entry.clone(), since);
+                            if entry.is_fresh(now) {
+                                drop(lead);
+                                return hit(&entry, &wants, "HIT", outcome);
+                            }
+                            let (site, cache, pool, key, params) = (
+                                site.clone(),
+                                cache.clone(),
+                                target.pool.clone(),
+                                key.clone(),
+                                params(),
+                            );
+                            tokio::spawn(async move {
+                                refresh(site, cache, pool, key, params, lead).await
+                            });
+                            return hit(&entry, &wants, "STALE", outcome);
+                        }
+                    }
+                    Found::Lead(lease) => share = Some(lease),
+                    Found::Nothing => {}
+                }
+            }
+            outcome.cache = Some("MISS");
             let up = match target.exchange(&params(), SpooledBody::Empty).await {
                 Ok(up) => up,
                 Err(e) => return failed(&site.name, e),
             };
             outcome.upstream = Some(up.head_time);
             match fill(site, cache, key.clone(), up, since).await {
-                Filled::Stored(entry) => {
+                Filled::Stored(entry, kept) => {
+                    if let Some(lease) = share.filter(|_| kept) {
+                        lease.store(&entry);
+                    }
                     drop(lead);
                     respond(&entry, &wants, "MISS", outcome)
                 }
@@ -181,8 +227,9 @@ pub async fn serve(
 }
 
 enum Filled {
-    /// Stored, or (a purge came while PHP rendered it) fresh but not kept.
-    Stored(Arc<Entry>),
+    /// Stored (`true`), or (a purge came while PHP rendered it) fresh but
+    /// not kept (`false`).
+    Stored(Arc<Entry>, bool),
     /// The canonical answer, not stored (a status that is not stored such
     /// as 302, 403 or 5xx, too large, a redirect to itself): stream it,
     /// `prefix` first. A status is no reason to pass the key: the answer may
@@ -252,13 +299,13 @@ async fn fill(
     match built {
         Ok(entry) => {
             let entry = Arc::new(entry);
-            if !cache
+            let kept = cache
                 .store
-                .insert_unless_purged(key.clone(), entry.clone(), since)
-            {
+                .insert_unless_purged(key.clone(), entry.clone(), since);
+            if !kept {
                 tracing::info!(site = %site.name, url = %key, "a purge came while PHP rendered this page: served once, not kept");
             }
-            Filled::Stored(entry)
+            Filled::Stored(entry, kept)
         }
         Err(e) => {
             tracing::error!(site = %site.name, error = %e, "compressing a page failed");
@@ -268,7 +315,9 @@ async fn fill(
 }
 
 /// Refreshes a stale entry in the background. On failure (PHP down, 5xx)
-/// the stale entry keeps being served until its stale window ends.
+/// the stale entry keeps being served until its stale window ends. With a
+/// shared cache, a fresh page another edge stored is taken instead, and an
+/// edge that refreshes it already is left to.
 async fn refresh(
     site: Arc<Site>,
     cache: Arc<SiteCache>,
@@ -278,6 +327,21 @@ async fn refresh(
     _lead: Lead,
 ) {
     let since = cache.store.generation();
+    let mut share = None;
+    if let Some(shared) = &cache.shared {
+        if let Some(entry) = shared.peek(&key).await {
+            if entry.is_fresh(Instant::now()) {
+                let entry = Arc::new(entry.decorated(&cache.decoration));
+                cache.store.insert_unless_purged(key, entry, since);
+                return;
+            }
+        }
+        match shared.lease(&key, site.config.php_timeout + LEASE_MARGIN).await {
+            Refresh::Lead(lease) => share = Some(lease),
+            Refresh::Held => return,
+            Refresh::Unavailable => {}
+        }
+    }
     let up = match php::exchange(
         &pool,
         &params,
@@ -295,7 +359,11 @@ async fn refresh(
     };
     let status = up.status;
     match fill(&site, &cache, key.clone(), up, since).await {
-        Filled::Stored(_) => {}
+        Filled::Stored(entry, kept) => {
+            if let Some(lease) = share.filter(|_| kept) {
+                lease.store(&entry);
+            }
+        }
         Filled::Private => {
             // The page is no longer shared (e.g. now private): drop it.
             cache.store.remove(&key);

@@ -62,6 +62,9 @@ pub async fn serve(
         .apply(&config)
         .map_err(ServeError::Certificates)?;
     crate::wp_cron::spawn(edge.clone());
+    if let Some(shared) = edge.shared() {
+        shared.connect();
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let public = listeners
         .http
