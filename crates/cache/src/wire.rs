@@ -146,7 +146,8 @@ fn decode_at(bytes: &Bytes, now: Instant, wall: SystemTime) -> Result<Entry, Wir
             let mut list = Vec::new();
             for _ in 0..n {
                 let len = r.u16()? as usize;
-                let tag = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Invalid("tag"))?;
+                let tag =
+                    std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Invalid("tag"))?;
                 list.push(tag);
             }
             // A label this edge would not keep is not trusted from another.
@@ -157,7 +158,8 @@ fn decode_at(bytes: &Bytes, now: Instant, wall: SystemTime) -> Result<Entry, Wir
     let mut headers = HeaderMap::new();
     for _ in 0..count {
         let len = r.u16()? as usize;
-        let name = HeaderName::from_bytes(r.take(len)?).map_err(|_| WireError::Invalid("header"))?;
+        let name =
+            HeaderName::from_bytes(r.take(len)?).map_err(|_| WireError::Invalid("header"))?;
         let len = r.u32()? as usize;
         let value =
             HeaderValue::from_bytes(r.take(len)?).map_err(|_| WireError::Invalid("header"))?;
@@ -235,8 +237,14 @@ mod tests {
     fn entry(body: &str, tags: Option<&str>) -> Entry {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        h.append("link", HeaderValue::from_static("<https://a/>; rel=shortlink"));
-        h.append("link", HeaderValue::from_static("<https://a/wp-json/>; rel=api"));
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/>; rel=shortlink"),
+        );
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/wp-json/>; rel=api"),
+        );
         if let Some(t) = tags {
             h.insert(crate::tags::TAGS_HEADER, HeaderValue::from_str(t).unwrap());
         }
@@ -288,7 +296,10 @@ mod tests {
     #[test]
     fn what_is_not_an_entry_is_refused() {
         let bytes = encode(&entry(&"x".repeat(2000), Some("p:1")));
-        assert_eq!(decode(&Bytes::from_static(b"MKE2")).unwrap_err(), WireError::Format);
+        assert_eq!(
+            decode(&Bytes::from_static(b"MKE2")).unwrap_err(),
+            WireError::Format
+        );
         for cut in [0, 3, 4, 10, 40, bytes.len() - 1] {
             assert!(decode(&bytes.slice(..cut)).is_err(), "cut at {cut}");
         }

@@ -38,11 +38,21 @@ impl Fleet {
         let text = std::fs::read_to_string(&a.edge.config).unwrap();
         let (port, ops_port) = (free_port(), free_port());
         let text = text
-            .replace(&format!("127.0.0.1:{}\"", a.edge.port), &format!("127.0.0.1:{port}\""))
-            .replace(&format!("127.0.0.1:{}\"", a.edge.ops_port), &format!("127.0.0.1:{ops_port}\""));
+            .replace(
+                &format!("127.0.0.1:{}\"", a.edge.port),
+                &format!("127.0.0.1:{port}\""),
+            )
+            .replace(
+                &format!("127.0.0.1:{}\"", a.edge.ops_port),
+                &format!("127.0.0.1:{ops_port}\""),
+            );
         let b_dir = tempfile::tempdir().unwrap();
         let b = Edge::start_on(b_dir.path(), &text, port, ops_port);
-        let fleet = Fleet { a, b, _b_dir: b_dir };
+        let fleet = Fleet {
+            a,
+            b,
+            _b_dir: b_dir,
+        };
         for edge in [&fleet.a.edge, &fleet.b] {
             wait_until("the edge reaches Redis", Duration::from_secs(10), || {
                 shared_up(edge)
@@ -66,7 +76,12 @@ impl Fleet {
 fn purge(edge: &Edge, query: &str) -> Resp {
     curl(
         &edge.ops(&format!("/purge?{query}")),
-        &["-X", "POST", "-H", &format!("Authorization: Bearer {TOKEN}")],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+        ],
     )
 }
 
@@ -91,7 +106,12 @@ fn a_page_rendered_at_one_edge_is_a_hit_at_the_other_and_purges_reach_both() {
     let first = f.get(a, "/hello/");
     assert_eq!((first.status, first.cache()), (200, "MISS"));
     let at_b = f.get(b, "/hello/");
-    assert_eq!((at_b.status, at_b.cache()), (200, "HIT"), "{:?}", at_b.headers);
+    assert_eq!(
+        (at_b.status, at_b.cache()),
+        (200, "HIT"),
+        "{:?}",
+        at_b.headers
+    );
     assert_eq!(at_b.body, first.body);
     assert_eq!(f.php_renders("/hello/"), 1, "B served A's page without PHP");
     // Every stored form travels: B answers brotli from A's entry.
@@ -99,7 +119,10 @@ fn a_page_rendered_at_one_edge_is_a_hit_at_the_other_and_purges_reach_both() {
         &b.url("/hello/"),
         &["-H", &format!("Host: {HOST}"), "-H", "Accept-Encoding: br"],
     );
-    assert_eq!((br.cache(), br.header("content-encoding")), ("HIT", Some("br")));
+    assert_eq!(
+        (br.cache(), br.header("content-encoding")),
+        ("HIT", Some("br"))
+    );
     assert_eq!(metric(b, "murakumo_shared_cache_hits_total"), 1);
 
     // A purge by URL at A: gone at B too, though B had the page in memory.
@@ -117,7 +140,10 @@ fn a_page_rendered_at_one_edge_is_a_hit_at_the_other_and_purges_reach_both() {
     // By tag: a purge of another post leaves it, its own tag removes it.
     let t = f.get(a, "/tagged.php");
     assert_eq!(t.cache(), "MISS");
-    assert!(t.header("x-murakumo-tags").is_none(), "tags never reach clients");
+    assert!(
+        t.header("x-murakumo-tags").is_none(),
+        "tags never reach clients"
+    );
     assert_eq!(f.get(b, "/tagged.php").cache(), "HIT");
     purge(b, "tag=p:8");
     wait_until("A hears of the purge", Duration::from_secs(5), || {
@@ -137,8 +163,14 @@ fn a_page_rendered_at_one_edge_is_a_hit_at_the_other_and_purges_reach_both() {
     let text = std::fs::read_to_string(&b.config).unwrap();
     let (port, ops_port) = (free_port(), free_port());
     let text = text
-        .replace(&format!("127.0.0.1:{}\"", b.port), &format!("127.0.0.1:{port}\""))
-        .replace(&format!("127.0.0.1:{}\"", b.ops_port), &format!("127.0.0.1:{ops_port}\""));
+        .replace(
+            &format!("127.0.0.1:{}\"", b.port),
+            &format!("127.0.0.1:{port}\""),
+        )
+        .replace(
+            &format!("127.0.0.1:{}\"", b.ops_port),
+            &format!("127.0.0.1:{ops_port}\""),
+        );
     let c_dir = tempfile::tempdir().unwrap();
     let c = Edge::start_on(c_dir.path(), &text, port, ops_port);
     wait_until("C reaches Redis", Duration::from_secs(10), || shared_up(&c));
@@ -149,7 +181,10 @@ fn a_page_rendered_at_one_edge_is_a_hit_at_the_other_and_purges_reach_both() {
     assert_eq!(f.get(&c, "/hello/").cache(), "MISS");
     // Redis holds the keys under the prefix, behind its password.
     let keys = redis.cli(&["--scan", "--pattern", "murakumo:site:p:*"]);
-    assert!(keys.contains("murakumo:site:p:http://site.test/tagged.php"), "{keys}");
+    assert!(
+        keys.contains("murakumo:site:p:http://site.test/tagged.php"),
+        "{keys}"
+    );
 }
 
 #[test]
@@ -169,7 +204,10 @@ fn fifty_misses_over_two_edges_are_one_php_render() {
     }
     let answers: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
-    assert!(answers.iter().all(|(_, body)| *body == answers[0].1), "every client got the one render");
+    assert!(
+        answers.iter().all(|(_, body)| *body == answers[0].1),
+        "every client got the one render"
+    );
     assert_eq!(f.php_renders("/slow.php"), 1, "one render for the fleet");
 }
 
@@ -219,23 +257,35 @@ fn redis_killed_mid_load_fails_no_request_and_sharing_resumes_when_it_is_back() 
     assert_eq!(f.get(&f.b, "/warm-1/").cache(), "HIT");
     let ready = curl(&f.b.ops("/readyz"), &[]);
     assert_eq!(ready.status, 200, "{}", ready.text());
-    assert!(ready.text().contains("shared cache (Redis): down"), "{}", ready.text());
+    assert!(
+        ready.text().contains("shared cache (Redis): down"),
+        "{}",
+        ready.text()
+    );
     stop.store(true, Ordering::Relaxed);
     let refused: Vec<_> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    println!("load over Redis's death: {ok} answered, {failed} failed, {:?} after the kill", killed.elapsed());
+    println!(
+        "load over Redis's death: {ok} answered, {failed} failed, {:?} after the kill",
+        killed.elapsed()
+    );
     assert_eq!(failed, 0, "{refused:?}");
     assert!(ok > 20, "{ok}");
     assert!(metric(&f.a.edge, "murakumo_shared_cache_up") == 0);
 
     // A purge while Redis is down empties this edge's memory at once.
-    assert_eq!(purge(&f.a.edge, &format!("url=http://{HOST}/warm-2/")).status, 200);
+    assert_eq!(
+        purge(&f.a.edge, &format!("url=http://{HOST}/warm-2/")).status,
+        200
+    );
     assert_eq!(f.get(&f.a.edge, "/warm-2/").cache(), "MISS");
 
     // Back (empty: nothing was saved): both edges reconnect and share again.
     redis.boot();
     for edge in [&f.a.edge, &f.b] {
-        wait_until("the edge reconnects", Duration::from_secs(15), || shared_up(edge));
+        wait_until("the edge reconnects", Duration::from_secs(15), || {
+            shared_up(edge)
+        });
     }
     // B may have held /warm-2/ from before; the purge A kept reached it.
     assert_ne!(f.get(&f.b, "/warm-2/").cache(), "HIT");

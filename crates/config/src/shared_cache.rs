@@ -146,7 +146,10 @@ mod tests {
             "unix:relative.sock",
             "tcp://redis",
         ] {
-            assert!(matches!(address_problem(bad), Some(Problem::Shape)), "{bad}");
+            assert!(
+                matches!(address_problem(bad), Some(Problem::Shape)),
+                "{bad}"
+            );
         }
         assert!(matches!(
             address_problem("redis://user:secret@redis:6379"),

@@ -68,7 +68,11 @@ impl PurgeSink for SitesSink {
     }
 
     fn sites(&self) -> Vec<String> {
-        lock(&self.0).list.iter().map(|s| s.name.to_string()).collect()
+        lock(&self.0)
+            .list
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
     }
 }
 

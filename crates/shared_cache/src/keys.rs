@@ -50,8 +50,14 @@ mod tests {
     fn keys_name_the_site_and_the_url() {
         let k = Keys::new("murakumo");
         let key = CacheKey::new("blog".into(), true, "Example.com:443", "/a b/", Some("p=1"));
-        assert_eq!(k.page(&key), "murakumo:blog:p:https://example.com/a%20b/?p=1");
-        assert_eq!(k.lease(&key), "murakumo:blog:lease:https://example.com/a%20b/?p=1");
+        assert_eq!(
+            k.page(&key),
+            "murakumo:blog:p:https://example.com/a%20b/?p=1"
+        );
+        assert_eq!(
+            k.lease(&key),
+            "murakumo:blog:lease:https://example.com/a%20b/?p=1"
+        );
         assert_eq!(k.index("blog"), "murakumo:blog:index");
         assert_eq!(k.channel(), "murakumo:purges");
     }

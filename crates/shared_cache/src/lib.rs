@@ -102,7 +102,7 @@ struct Inner {
 pub enum Found {
     /// A page no purge has reached: fresh or stale, as its times say.
     /// Its ready heads are not built.
-    Page(Entry),
+    Page(Box<Entry>),
     /// None; this edge renders it.
     Lead(Lease),
     /// None, and no lease: another edge still renders it after the wait,
@@ -189,7 +189,12 @@ impl SharedCache {
     /// serves from L1 and PHP until Redis answers. Once; must run in a
     /// tokio runtime.
     pub fn connect(&self) {
-        let sink = self.inner.sink.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let sink = self
+            .inner
+            .sink
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(sink) = sink {
             link::spawn_supervisor(self, sink);
         }
@@ -233,7 +238,7 @@ impl SharedCache {
     pub async fn peek(&self, key: &CacheKey) -> Option<Entry> {
         match self.read(key, None).await? {
             Read::Page(bytes) => match self.decoded(key, &bytes) {
-                Found::Page(e) => Some(e),
+                Found::Page(e) => Some(*e),
                 _ => None,
             },
             _ => None,
@@ -318,7 +323,11 @@ impl SharedCache {
         let mut call = i.scripts.read.key(i.keys.page(key));
         call.key(i.keys.index(&key.site))
             .key(i.keys.lease(key))
-            .arg(if lease_for.is_some() { i.owner.as_str() } else { "" })
+            .arg(if lease_for.is_some() {
+                i.owner.as_str()
+            } else {
+                ""
+            })
             .arg(lease_for.map_or(0, |d| d.as_millis() as u64));
         let value: Value = self.timed(call.invoke_async(&mut conn)).await?;
         i.stats.lookups.fetch_add(1, Ordering::Relaxed);
@@ -345,7 +354,7 @@ impl SharedCache {
 
     fn decoded(&self, key: &CacheKey, bytes: &Bytes) -> Found {
         match wire::decode(bytes) {
-            Ok(entry) => Found::Page(entry),
+            Ok(entry) => Found::Page(Box::new(entry)),
             Err(e) => {
                 self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(url = %key, error = %e, "the shared cache holds a page this edge cannot read; rendering it");
@@ -388,11 +397,15 @@ impl SharedCache {
         )
         .await;
         match stored {
-            Ok(Ok(1)) => i.stats.stores.fetch_add(1, Ordering::Relaxed),
-            Ok(Ok(_)) => i.stats.overtaken.fetch_add(1, Ordering::Relaxed),
-            Ok(Err(e)) => return self.failed(&e.to_string()),
-            Err(_) => return self.failed("a store timed out"),
-        };
+            Ok(Ok(1)) => {
+                i.stats.stores.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Ok(_)) => {
+                i.stats.overtaken.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => self.failed(&e.to_string()),
+            Err(_) => self.failed("a store timed out"),
+        }
     }
 
     async fn release(&self, key: &CacheKey) {
@@ -407,7 +420,10 @@ impl SharedCache {
 
     /// A call, bounded by the lookup timeout; `None` (and the link told)
     /// when it failed.
-    async fn timed<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
         match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(Ok(v)) => {
                 self.inner.link.succeeded();

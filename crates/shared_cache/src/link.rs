@@ -38,7 +38,10 @@ pub enum Status {
     Connecting,
     Up,
     /// Down since `since`: the edge serves from L1 and PHP.
-    Down { error: String, since: Instant },
+    Down {
+        error: String,
+        since: Instant,
+    },
 }
 
 pub(crate) struct Link {
@@ -113,7 +116,10 @@ impl Link {
     }
 
     pub(crate) fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn succeeded(&self) {
@@ -131,10 +137,18 @@ impl Link {
     }
 
     fn down(&self, error: &str) {
-        let was_up = self.conn.write().unwrap_or_else(|e| e.into_inner()).take().is_some();
+        let was_up = self
+            .conn
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some();
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if was_up || !matches!(*status, Status::Down { .. }) {
-            tracing::warn!(error, "the shared cache (Redis) is down: serving from memory and PHP until it is back");
+            tracing::warn!(
+                error,
+                "the shared cache (Redis) is down: serving from memory and PHP until it is back"
+            );
             *status = Status::Down {
                 error: error.to_string(),
                 since: Instant::now(),
@@ -235,7 +249,10 @@ async fn supervise(
     }
 }
 
-async fn connect(client: &Client, channel: &str) -> Result<(MultiplexedConnection, PubSub), String> {
+async fn connect(
+    client: &Client,
+    channel: &str,
+) -> Result<(MultiplexedConnection, PubSub), String> {
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
     let conn = client
         .get_multiplexed_async_connection_with_config(&config)

@@ -78,10 +78,20 @@ mod tests {
         ] {
             let text = format!("1733000000000001\t{}", body(42, "blog", &reach));
             let a = parse(&text).unwrap();
-            assert_eq!((a.stamp, a.origin, a.site.as_str()), (1733000000000001, 42, "blog"));
+            assert_eq!(
+                (a.stamp, a.origin, a.site.as_str()),
+                (1733000000000001, 42, "blog")
+            );
             assert_eq!(a.reach, reach);
         }
-        for bad in ["", "x\t1\tblog\tall", "1\t2\tblog\turl", "1\t2\tblog\ttags", "1\t2\tblog\tall\textra", "1\t2\tblog\tnuke"] {
+        for bad in [
+            "",
+            "x\t1\tblog\tall",
+            "1\t2\tblog\turl",
+            "1\t2\tblog\ttags",
+            "1\t2\tblog\tall\textra",
+            "1\t2\tblog\tnuke",
+        ] {
             assert!(parse(bad).is_none(), "{bad:?}");
         }
     }

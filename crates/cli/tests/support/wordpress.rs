@@ -63,6 +63,10 @@ pub struct WpOptions<'a> {
     /// Appended at the end (more `[[site]]` tables); may use `{root}`,
     /// `{php}` (the pool's address) and `{tls_port}`.
     pub tail: &'a str,
+    /// PHP put in wp-config.php before WordPress loads (constants).
+    pub wp_config_extra: &'a str,
+    /// Install our object-cache drop-in (`wordpress/object-cache.php`).
+    pub object_cache: bool,
 }
 
 pub const SEEDED_TITLE: &str = "Hello from murakumo";
@@ -85,6 +89,8 @@ impl WordPress {
             cache,
             https,
             tail,
+            wp_config_extra,
+            object_cache,
         } = o;
         let dir = tempfile::Builder::new()
             .prefix("murakumo-wp-")
@@ -104,6 +110,11 @@ impl WordPress {
             .unwrap();
         }
 
+        if object_cache {
+            let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wordpress/object-cache.php");
+            std::fs::copy(ours, root.join("wp-content/object-cache.php")).unwrap();
+        }
+
         let db = Mariadb::start(d);
         db.sql("CREATE DATABASE wordpress; CREATE USER wp@localhost IDENTIFIED BY 'wp-secret'; GRANT ALL ON wordpress.* TO wp@localhost;");
         let salt = |i: usize| format!("salt-{i}-{}", std::process::id());
@@ -114,6 +125,7 @@ impl WordPress {
         for (i, k) in murakumo_image::WP_SALTS.iter().enumerate() {
             config.push_str(&format!("define('{k}', '{}');\n", salt(i)));
         }
+        config.push_str(wp_config_extra);
         config.push_str("if (!defined('ABSPATH')) { define('ABSPATH', __DIR__ . '/'); }\nrequire_once ABSPATH . 'wp-settings.php';\n");
         std::fs::write(root.join("wp-config.php"), config).unwrap();
 
@@ -207,11 +219,16 @@ impl WordPress {
     /// Runs PHP `code` with WordPress loaded (PHP's CLI, the site's
     /// wp-config.php) and returns what it printed.
     pub fn php(&self, code: &str) -> String {
+        self.php_with("", code)
+    }
+
+    /// [`Self::php`] with `prelude` run before WordPress loads.
+    pub fn php_with(&self, prelude: &str, code: &str) -> String {
         let script = self.root.with_file_name("snippet.php");
         std::fs::write(
             &script,
             format!(
-                "<?php\n$_SERVER['HTTP_HOST'] = 'wp.test';\nrequire {:?};\n{code}\n",
+                "<?php\n$_SERVER['HTTP_HOST'] = 'wp.test';\n{prelude}\nrequire {:?};\n{code}\n",
                 self.root.join("wp-load.php")
             ),
         )

@@ -72,9 +72,9 @@ pub async fn readyz(edge: &Edge) -> Response<Body> {
     if let Some(shared) = edge.shared() {
         match shared.status() {
             murakumo_shared_cache::Status::Up => {}
-            murakumo_shared_cache::Status::Connecting => {
-                notes.push("shared cache (Redis): not connected yet; serving from memory and PHP".into())
-            }
+            murakumo_shared_cache::Status::Connecting => notes.push(
+                "shared cache (Redis): not connected yet; serving from memory and PHP".into(),
+            ),
             murakumo_shared_cache::Status::Down { error, since } => notes.push(format!(
                 "shared cache (Redis): down for {}s ({error}); serving from memory and PHP",
                 since.elapsed().as_secs()

@@ -171,7 +171,7 @@ pub async fn serve(
                     Found::Page(entry) => {
                         let now = Instant::now();
                         if now < entry.stale_until {
-                            let entry = Arc::new(entry.decorated(&cache.decoration));
+                            let entry = Arc::new((*entry).decorated(&cache.decoration));
                             cache
                                 .store
                                 .insert_unless_purged(key.clone(), entry.clone(), since);
@@ -336,7 +336,10 @@ async fn refresh(
                 return;
             }
         }
-        match shared.lease(&key, site.config.php_timeout + LEASE_MARGIN).await {
+        match shared
+            .lease(&key, site.config.php_timeout + LEASE_MARGIN)
+            .await
+        {
             Refresh::Lead(lease) => share = Some(lease),
             Refresh::Held => return,
             Refresh::Unavailable => {}
