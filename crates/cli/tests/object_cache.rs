@@ -43,14 +43,18 @@ fn the_object_cache_persists_in_redis_and_keeps_wordpress_api() {
     let _first = counters(&wp, view);
     let second = counters(&wp, view);
     assert_eq!(second["connected"], true, "{second}");
-    assert!(second["redis_hits"].as_u64().unwrap() >= 5, "second view: {second}");
+    assert!(
+        second["redis_hits"].as_u64().unwrap() >= 5,
+        "second view: {second}"
+    );
 
     // Site Health's test: a persistent object cache is used.
     let health = wp.php("require_once ABSPATH . 'wp-admin/includes/class-wp-site-health.php'; $h = new WP_Site_Health(); echo $h->get_test_persistent_object_cache()['label'];");
     assert_eq!(health.trim(), "A persistent object cache is being used");
 
     // The API, checked in one process and read back in another.
-    let api = wp.php(r#"
+    let api = wp.php(
+        r#"
         $r = [];
         $r[] = wp_cache_set('k', ['a' => 1], 'test');
         $r[] = wp_cache_add('k', 'other', 'test');          // exists: false
@@ -69,28 +73,36 @@ fn the_object_cache_persists_in_redis_and_keeps_wordpress_api() {
         $o = new stdClass; $o->v = 1; wp_cache_set('obj', $o, 'test'); $o->v = 2;
         $r[] = wp_cache_get('obj', 'test')->v;               // a copy: 1
         echo json_encode($r);
-    "#);
+    "#,
+    );
     assert_eq!(
         api.trim(),
         r#"[true,false,true,false,true,8,0,false,{"m1":true,"m2":true},1]"#
     );
-    let back = wp.php(r#"
+    let back = wp.php(
+        r#"
         $found = null;
         $r = [wp_cache_get('k', 'test'), wp_cache_get('new', 'test'), wp_cache_get('n', 'test')];
         $r[] = wp_cache_get_multiple(['m1', 'm2', 'm3'], 'test');
         $r[] = wp_cache_get('here', 'local-only', false, $found);
         $r[] = $found;
+        // Global groups are declared by every request (as plugins do).
+        wp_cache_add_global_groups(['shared-group']);
         $r[] = wp_cache_get('g', 'shared-group');
         $r[] = wp_cache_delete_multiple(['m1', 'm3'], 'test');
         $r[] = wp_cache_get('m1', 'test', true);
         $r[] = wp_cache_flush_group('test');
         echo json_encode($r);
-    "#);
+    "#,
+    );
     assert_eq!(
         back.trim(),
         r#"[{"a":1},"v2",0,{"m1":1,"m2":2,"m3":false},false,false,"global",{"m1":true,"m3":false},false,true]"#
     );
-    assert_eq!(wp.php("var_dump(wp_cache_get('m2', 'test'));").trim(), "bool(false)");
+    assert_eq!(
+        wp.php("var_dump(wp_cache_get('m2', 'test'));").trim(),
+        "bool(false)"
+    );
 
     // Two sites on one Redis (two prefixes): neither sees the other's keys,
     // and one's flush leaves the other's.
@@ -98,10 +110,19 @@ fn the_object_cache_persists_in_redis_and_keeps_wordpress_api() {
     wp.php("wp_cache_set('who', 'site a', 'test');");
     wp.php_with(as_b, "wp_cache_set('who', 'site b', 'test');");
     assert_eq!(wp.php("echo wp_cache_get('who', 'test');"), "site a");
-    assert_eq!(wp.php_with(as_b, "echo wp_cache_get('who', 'test');"), "site b");
+    assert_eq!(
+        wp.php_with(as_b, "echo wp_cache_get('who', 'test');"),
+        "site b"
+    );
     wp.php("wp_cache_flush();");
-    assert_eq!(wp.php("var_dump(wp_cache_get('who', 'test'));").trim(), "bool(false)");
-    assert_eq!(wp.php_with(as_b, "echo wp_cache_get('who', 'test');"), "site b");
+    assert_eq!(
+        wp.php("var_dump(wp_cache_get('who', 'test'));").trim(),
+        "bool(false)"
+    );
+    assert_eq!(
+        wp.php_with(as_b, "echo wp_cache_get('who', 'test');"),
+        "site b"
+    );
     let keys = redis.cli(&["--scan", "--pattern", "site-b:*"]);
     assert!(keys.lines().all(|k| k.starts_with("site-b:")), "{keys}");
 }
@@ -137,7 +158,11 @@ fn an_edit_is_seen_at_once_through_both_caches() {
         wp.get(&post, &[]).cache() != "HIT"
     });
     let after = wp.get(&post, &[]);
-    assert!(after.text().contains("Edited through both caches"), "{}", after.text());
+    assert!(
+        after.text().contains("Edited through both caches"),
+        "{}",
+        after.text()
+    );
 }
 
 #[test]

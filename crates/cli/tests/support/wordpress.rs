@@ -111,7 +111,8 @@ impl WordPress {
         }
 
         if object_cache {
-            let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wordpress/object-cache.php");
+            let ours =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wordpress/object-cache.php");
             std::fs::copy(ours, root.join("wp-content/object-cache.php")).unwrap();
         }
 
