@@ -212,6 +212,27 @@ fn fifty_misses_over_two_edges_are_one_php_render() {
 }
 
 #[test]
+fn a_lease_whose_holder_died_runs_out_and_the_next_edge_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let f = Fleet::start(&redis, dir.path());
+    // An edge that took the lease for /orphan/ and died (nobody renews it).
+    let set = redis.cli(&[
+        "SET",
+        "murakumo:site:lease:http://site.test/orphan/",
+        "dead-edge",
+        "PX",
+        "3000",
+    ]);
+    assert_eq!(set.trim(), "OK");
+    let r = f.get(&f.a.edge, "/orphan/");
+    assert_eq!((r.status, r.cache()), (200, "MISS"));
+    assert_eq!(f.php_renders("/orphan/"), 1);
+    assert_eq!(f.get(&f.b, "/orphan/").cache(), "HIT");
+    assert_eq!(f.php_renders("/orphan/"), 1);
+}
+
+#[test]
 fn redis_killed_mid_load_fails_no_request_and_sharing_resumes_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(dir.path());

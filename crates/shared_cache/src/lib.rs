@@ -119,6 +119,11 @@ pub enum Refresh {
     Unavailable,
 }
 
+/// How long a lease lasts unless its holder renews it (every third of it,
+/// while it renders): a holder that died holds the others up this long at
+/// most.
+const LEASE: Duration = Duration::from_secs(5);
+
 /// This edge renders a key for the fleet. [`Lease::store`] shares the page;
 /// dropped unstored, it lets the next edge render (in the background).
 pub struct Lease {
@@ -127,13 +132,34 @@ pub struct Lease {
     /// Where on the site's clock the fill began.
     since: u64,
     done: bool,
+    renewer: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
+    fn new(cache: &SharedCache, key: &CacheKey, since: u64) -> Lease {
+        let (c, k) = (cache.clone(), key.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                if !c.renew(&k).await {
+                    return;
+                }
+            }
+        });
+        Lease {
+            cache: cache.clone(),
+            key: key.clone(),
+            since,
+            done: false,
+            renewer,
+        }
+    }
+
     /// Stores the page for every edge (in the background), unless a purge
     /// that reaches it came since the fill began.
     pub fn store(mut self, entry: &Arc<Entry>) {
         self.done = true;
+        self.renewer.abort();
         let (cache, key, since, entry) = (
             self.cache.clone(),
             self.key.clone(),
@@ -146,6 +172,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.renewer.abort();
         if !self.done {
             let (cache, key) = (self.cache.clone(), self.key.clone());
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -208,23 +235,17 @@ impl SharedCache {
         &self.inner.stats
     }
 
-    /// The page for `key`; or the lease to render it (held at most
-    /// `lease_for`, PHP's timeout); or, when another edge holds it, its page
-    /// once stored, waiting at most `lease_for` for it.
-    pub async fn find(&self, key: &CacheKey, lease_for: Duration) -> Found {
-        let deadline = Instant::now() + lease_for;
+    /// The page for `key`; or the lease to render it (renewed while this
+    /// edge renders); or, when another edge holds it, its page once stored,
+    /// waiting at most `wait_for` (PHP's timeout) for it. A holder that
+    /// died lets its lease run out within [`LEASE`]: the next look takes it.
+    pub async fn find(&self, key: &CacheKey, wait_for: Duration) -> Found {
+        let deadline = Instant::now() + wait_for;
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.read(key, Some(lease_for)).await {
+            match self.read(key, true).await {
                 Some(Read::Page(bytes)) => return self.decoded(key, &bytes),
-                Some(Read::Lead(since)) => {
-                    return Found::Lead(Lease {
-                        cache: self.clone(),
-                        key: key.clone(),
-                        since,
-                        done: false,
-                    })
-                }
+                Some(Read::Lead(since)) => return Found::Lead(Lease::new(self, key, since)),
                 Some(Read::Held) if Instant::now() + pause < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -236,7 +257,7 @@ impl SharedCache {
 
     /// The page for `key` if there is one; no lease is taken.
     pub async fn peek(&self, key: &CacheKey) -> Option<Entry> {
-        match self.read(key, None).await? {
+        match self.read(key, false).await? {
             Read::Page(bytes) => match self.decoded(key, &bytes) {
                 Found::Page(e) => Some(*e),
                 _ => None,
@@ -247,7 +268,7 @@ impl SharedCache {
 
     /// The lease to refresh `key` (a stale page), unless another edge
     /// refreshes it already or Redis does not answer.
-    pub async fn lease(&self, key: &CacheKey, lease_for: Duration) -> Refresh {
+    pub async fn lease(&self, key: &CacheKey) -> Refresh {
         let i = &self.inner;
         let Some(mut conn) = i.link.connection() else {
             return Refresh::Unavailable;
@@ -255,17 +276,12 @@ impl SharedCache {
         let mut call = i.scripts.lease.key(i.keys.index(&key.site));
         call.key(i.keys.lease(key))
             .arg(&i.owner)
-            .arg(lease_for.as_millis() as u64);
+            .arg(LEASE.as_millis() as u64);
         let Some(value) = self.timed(call.invoke_async::<Value>(&mut conn)).await else {
             return Refresh::Unavailable;
         };
         match stamp(&value) {
-            Some(since) => Refresh::Lead(Lease {
-                cache: self.clone(),
-                key: key.clone(),
-                since,
-                done: false,
-            }),
+            Some(since) => Refresh::Lead(Lease::new(self, key, since)),
             None => Refresh::Held,
         }
     }
@@ -316,19 +332,16 @@ impl SharedCache {
         }
     }
 
-    async fn read(&self, key: &CacheKey, lease_for: Option<Duration>) -> Option<Read> {
+    /// One `READ`; `lease`: take the key's lease when there is no page.
+    async fn read(&self, key: &CacheKey, lease: bool) -> Option<Read> {
         let i = &self.inner;
         let mut conn = i.link.connection()?;
         let started = Instant::now();
         let mut call = i.scripts.read.key(i.keys.page(key));
         call.key(i.keys.index(&key.site))
             .key(i.keys.lease(key))
-            .arg(if lease_for.is_some() {
-                i.owner.as_str()
-            } else {
-                ""
-            })
-            .arg(lease_for.map_or(0, |d| d.as_millis() as u64));
+            .arg(if lease { i.owner.as_str() } else { "" })
+            .arg(LEASE.as_millis() as u64);
         let value: Value = self.timed(call.invoke_async(&mut conn)).await?;
         i.stats.lookups.fetch_add(1, Ordering::Relaxed);
         i.stats
@@ -406,6 +419,21 @@ impl SharedCache {
             Ok(Err(e)) => self.failed(&e.to_string()),
             Err(_) => self.failed("a store timed out"),
         }
+    }
+
+    /// Extends this edge's lease on `key`; `false` when it is not ours any
+    /// more (or Redis did not answer).
+    async fn renew(&self, key: &CacheKey) -> bool {
+        let i = &self.inner;
+        let Some(mut conn) = i.link.connection() else {
+            return false;
+        };
+        let mut call = i.scripts.renew.key(i.keys.lease(key));
+        call.arg(&i.owner).arg(LEASE.as_millis() as u64);
+        matches!(
+            self.timed(call.invoke_async::<i64>(&mut conn)).await,
+            Some(1)
+        )
     }
 
     async fn release(&self, key: &CacheKey) {

@@ -114,6 +114,16 @@ if redis.call('GET', KEYS[3]) == ARGV[7] then redis.call('DEL', KEYS[3]) end
 return stored
 "#;
 
+/// KEYS: lease. ARGV: owner, lease ms. Extends the lease if it is still
+/// the owner's: 1, else 0.
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 /// KEYS: lease. ARGV: owner. Ends the lease if it is still the owner's.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -176,6 +186,7 @@ pub(crate) struct Scripts {
     pub(crate) read: Script,
     pub(crate) lease: Script,
     pub(crate) store: Script,
+    pub(crate) renew: Script,
     pub(crate) release: Script,
     pub(crate) purge: Script,
     pub(crate) purged: Script,
@@ -188,6 +199,7 @@ impl Scripts {
             read: with_prelude(READ),
             lease: with_prelude(LEASE),
             store: with_prelude(STORE),
+            renew: Script::new(RENEW),
             release: Script::new(RELEASE),
             purge: with_prelude(PURGE),
             purged: Script::new(PURGED),

@@ -13,7 +13,7 @@
 //! for its page (`murakumo_shared_cache`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -32,10 +32,6 @@ use crate::php::{self, PhpPool, SpooledBody, Upstream};
 use crate::response::headers::X_CACHE;
 use crate::response::{etag_matches, Body, Early, Step};
 use crate::site::{Site, SiteCache};
-
-/// A fill's lease on the shared cache outlives PHP's timeout by this much
-/// (then it runs out by itself: its holder died).
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What of a request decides how a stored entry is answered.
 struct Wants {
@@ -164,10 +160,9 @@ pub async fn serve(
         }
         Turn::Lead(lead) => {
             let since = cache.store.generation();
-            let lease_for = site.config.php_timeout + LEASE_MARGIN;
             let mut share = None;
             if let Some(shared) = &cache.shared {
-                match shared.find(&key, lease_for).await {
+                match shared.find(&key, site.config.php_timeout).await {
                     Found::Page(entry) => {
                         let now = Instant::now();
                         if now < entry.stale_until {
@@ -336,10 +331,7 @@ async fn refresh(
                 return;
             }
         }
-        match shared
-            .lease(&key, site.config.php_timeout + LEASE_MARGIN)
-            .await
-        {
+        match shared.lease(&key).await {
             Refresh::Lead(lease) => share = Some(lease),
             Refresh::Held => return,
             Refresh::Unavailable => {}
