@@ -284,9 +284,7 @@ fn anonymous_404s_are_cached_until_a_post_is_published_there() {
 
     // Publishing there purges the 404 (the purge plugin, through the ops
     // listener): the post shows at once.
-    let created = rest(
-        &wp,
-        "/wp-json/wp/v2/posts",
+    let created = wp.rest("/wp-json/wp/v2/posts",
         r#"{"title":"Now published","slug":"not-yet-published","content":"FRESH-POST","status":"publish"}"#,
     );
     assert_eq!(created.status, 201, "{}", created.text());
@@ -320,23 +318,6 @@ fn last_purge_count(wp: &WordPress) -> Option<usize> {
         .find(|l| l.contains(" purge") && l.contains("purged="))?;
     let n = line.split("purged=").nth(1)?;
     n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-/// A REST API POST as the admin (application password), over the plain
-/// listener.
-fn rest(wp: &WordPress, path: &str, json: &str) -> Resp {
-    let auth = format!("admin:{}", wp.app_password);
-    wp.get(
-        path,
-        &[
-            "-u",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            json,
-        ],
-    )
 }
 
 #[test]
@@ -410,8 +391,7 @@ echo json_encode($ids);"#,
 
     // The editor saves a new title (publish → publish).
     let id = ids["10"];
-    let updated = rest(
-        &wp,
+    let updated = wp.rest(
         &format!("/wp-json/wp/v2/posts/{id}"),
         &format!(r#"{{"title":"{new_title}"}}"#),
     );
@@ -458,8 +438,7 @@ wp_insert_post(['post_type' => 'page', 'post_title' => 'Plain', 'post_name' => '
 
     // Publishing a new post enters every listing: every home and category
     // page it would appear in is purged, pages that do not list posts are not.
-    let created = rest(
-        &wp,
+    let created = wp.rest(
         "/wp-json/wp/v2/posts",
         r#"{"title":"Brand-new-story","content":"x","status":"publish"}"#,
     );
@@ -488,8 +467,7 @@ wp_insert_post(['post_type' => 'page', 'post_title' => 'Plain', 'post_name' => '
     // A template saved in the site editor (the REST call the editor makes)
     // shows on the next anonymous request.
     assert_eq!(wp.get("/", &[]).cache(), "HIT");
-    let saved = rest(
-        &wp,
+    let saved = wp.rest(
         "/wp-json/wp/v2/templates/twentytwentythree//home",
         r#"{"content":"<!-- wp:paragraph --><p>EDITED-TEMPLATE</p><!-- /wp:paragraph -->"}"#,
     );
@@ -540,8 +518,7 @@ echo json_encode(['media' => $media]);"#,
     );
 
     // The media library's alt text: the page showing the image, only.
-    let edited = rest(
-        &wp,
+    let edited = wp.rest(
         &format!("/wp-json/wp/v2/media/{media}"),
         r#"{"alt_text":"ALT-TWO"}"#,
     );
@@ -553,11 +530,7 @@ echo json_encode(['media' => $media]);"#,
 
     // The author's display name shows on every post's byline.
     wp.get("/with-image/", &[]);
-    let renamed = rest(
-        &wp,
-        "/wp-json/wp/v2/users/1",
-        r#"{"name":"Renamed-author"}"#,
-    );
+    let renamed = wp.rest("/wp-json/wp/v2/users/1", r#"{"name":"Renamed-author"}"#);
     assert_eq!(renamed.status, 200, "{}", renamed.text());
     for page in ["/with-image/", "/no-image/"] {
         let r = wp.get(page, &[]);

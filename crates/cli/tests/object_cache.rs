@@ -141,17 +141,9 @@ fn an_edit_is_seen_at_once_through_both_caches() {
     // WordPress must drop its cached post, or the new render is the old one.
     let id = wp.php(&format!("echo url_to_postid('{}');", post));
     // The editor's REST call, through the edge and php-fpm.
-    let auth = format!("admin:{}", wp.app_password);
-    let updated = wp.get(
+    let updated = wp.rest(
         &format!("/wp-json/wp/v2/posts/{}", id.trim()),
-        &[
-            "-u",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            r#"{"title":"Edited through both caches"}"#,
-        ],
+        r#"{"title":"Edited through both caches"}"#,
     );
     assert_eq!(updated.status, 200, "{}", updated.text());
     wait_until("the page is purged", Duration::from_secs(10), || {

@@ -112,17 +112,9 @@ fn publishing_a_post_purges_the_home_page() {
     assert_eq!(wp.get("/", &[]).cache(), "HIT");
 
     // Publish through the edge with the REST API and an application password.
-    let auth = format!("admin:{}", wp.app_password);
-    let created = wp.get(
+    let created = wp.rest(
         "/wp-json/wp/v2/posts",
-        &[
-            "-u",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            r#"{"title":"Fresh off the press","content":"new","status":"publish"}"#,
-        ],
+        r#"{"title":"Fresh off the press","content":"new","status":"publish"}"#,
     );
     assert_eq!(created.status, 201, "{}", created.text());
     assert_eq!(created.cache(), "BYPASS");
@@ -143,16 +135,9 @@ fn publishing_a_post_purges_the_home_page() {
     let post = wp.post_path();
     wp.get(&post, &[]);
     assert_eq!(wp.get(&post, &[]).cache(), "HIT");
-    let renamed = wp.get(
+    let renamed = wp.rest(
         "/wp-json/wp/v2/settings",
-        &[
-            "-u",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data",
-            r#"{"title":"Renamed by the test"}"#,
-        ],
+        r#"{"title":"Renamed by the test"}"#,
     );
     assert_eq!(renamed.status, 200, "{}", renamed.text());
     let page = wp.get(&post, &[]);

@@ -244,6 +244,23 @@ impl WordPress {
         curl(&self.edge.url(path), &all)
     }
 
+    /// A REST API POST as the admin (application password), through the
+    /// edge's plain listener.
+    pub fn rest(&self, path: &str, json: &str) -> Resp {
+        let auth = format!("admin:{}", self.app_password);
+        self.get(
+            path,
+            &[
+                "-u",
+                &auth,
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                json,
+            ],
+        )
+    }
+
     /// The path part of the seeded post's URL.
     pub fn post_path(&self) -> String {
         let after = self.post_url.split_once("://").map_or("", |x| x.1);

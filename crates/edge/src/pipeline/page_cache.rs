@@ -131,14 +131,7 @@ pub async fn serve(
 
     if let Pending::Stale(e) = pending {
         if let Some(lead) = cache.coalescer.try_lead(&key) {
-            let (site, cache, pool, key, params) = (
-                site.clone(),
-                cache.clone(),
-                target.pool.clone(),
-                key.clone(),
-                params(),
-            );
-            tokio::spawn(async move { refresh(site, cache, pool, key, params, lead).await });
+            spawn_refresh(site, cache, target, &key, lead);
         }
         return hit(&e, &wants, "STALE", outcome);
     }
@@ -174,16 +167,7 @@ pub async fn serve(
                                 drop(lead);
                                 return hit(&entry, &wants, "HIT", outcome);
                             }
-                            let (site, cache, pool, key, params) = (
-                                site.clone(),
-                                cache.clone(),
-                                target.pool.clone(),
-                                key.clone(),
-                                params(),
-                            );
-                            tokio::spawn(async move {
-                                refresh(site, cache, pool, key, params, lead).await
-                            });
+                            spawn_refresh(site, cache, target, &key, lead);
                             return hit(&entry, &wants, "STALE", outcome);
                         }
                     }
@@ -307,6 +291,24 @@ async fn fill(
             Filled::Failed(php::PhpError::Empty)
         }
     }
+}
+
+/// Starts [`refresh`] of `key`'s stale page, `lead` held until it is done.
+fn spawn_refresh(
+    site: &Arc<Site>,
+    cache: &Arc<SiteCache>,
+    target: &PhpTarget<'_>,
+    key: &CacheKey,
+    lead: Lead,
+) {
+    let (site, cache, pool, key, params) = (
+        site.clone(),
+        cache.clone(),
+        target.pool.clone(),
+        key.clone(),
+        target.fill_params(key),
+    );
+    tokio::spawn(async move { refresh(site, cache, pool, key, params, lead).await });
 }
 
 /// Refreshes a stale entry in the background. On failure (PHP down, 5xx)
