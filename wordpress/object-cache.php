@@ -8,7 +8,9 @@
  * image write them):
  *
  *   MURAKUMO_REDIS                "unix:/path/redis.sock" or "tcp://HOST:6379"
- *   MURAKUMO_REDIS_PASSWORD_FILE  a file holding the password (optional)
+ *   MURAKUMO_REDIS_PASSWORD       the password (optional; `up` passes it in the
+ *                                 pools' environment)
+ *   MURAKUMO_REDIS_PASSWORD_FILE  or a file holding it (optional)
  *   MURAKUMO_REDIS_DB             the database number (default 0)
  *   MURAKUMO_CACHE_PREFIX         this site's key prefix (default: from
  *                                 DB_NAME, $table_prefix and WP_CACHE_KEY_SALT)
@@ -79,7 +81,9 @@ class Murakumo_Object_Cache {
 				throw new RedisException( 'cannot connect' );
 			}
 			$redis->setOption( Redis::OPT_READ_TIMEOUT, 0.5 );
-			if ( defined( 'MURAKUMO_REDIS_PASSWORD_FILE' ) ) {
+			if ( defined( 'MURAKUMO_REDIS_PASSWORD' ) && '' !== MURAKUMO_REDIS_PASSWORD ) {
+				$redis->auth( MURAKUMO_REDIS_PASSWORD );
+			} elseif ( defined( 'MURAKUMO_REDIS_PASSWORD_FILE' ) ) {
 				$password = @file_get_contents( MURAKUMO_REDIS_PASSWORD_FILE );
 				if ( false === $password ) {
 					throw new RedisException( 'cannot read ' . MURAKUMO_REDIS_PASSWORD_FILE );

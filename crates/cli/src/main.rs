@@ -179,6 +179,10 @@ enum StackCommand {
         /// WordPress core to copy (default: Debian's package).
         #[arg(long, default_value = murakumo_stack::DEBIAN_WORDPRESS)]
         wordpress: PathBuf,
+        /// Run a private Redis (new sites): WordPress's object cache (Site
+        /// Health's persistent object cache) and the edge's shared page cache.
+        #[arg(long)]
+        redis: bool,
         /// Return once the site is ready, leaving it running in the background.
         #[arg(short = 'd', long)]
         detach: bool,
@@ -351,6 +355,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
             title,
             admin_email,
             wordpress,
+            redis,
             detach,
             supervisor,
         } => {
@@ -369,6 +374,7 @@ fn stack_command(command: StackCommand) -> anyhow::Result<ExitCode> {
                     (false, true) => murakumo_stack::UpMode::Detach,
                     (false, false) => murakumo_stack::UpMode::Foreground,
                 },
+                redis,
             };
             murakumo_stack::up(&req, &exe).map(|()| ExitCode::SUCCESS)
         }

@@ -828,3 +828,121 @@ fn upgrade_replaces_core_while_the_site_serves_and_a_failed_one_changes_nothing(
         .text()
         .contains("WordPress core is updated by murakumo"));
 }
+
+#[test]
+fn up_redis_gives_wordpress_a_persistent_object_cache_on_a_private_socket() {
+    let site = Site::new();
+    let out = site.try_up(&["--redis"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("Redis"), "{}", text(&out.stdout));
+    // A page that asks Site Health and the object cache (a test's own
+    // must-use plugin; never cached).
+    std::fs::write(
+        site.dir.join("content/mu-plugins/test-health.php"),
+        "<?php add_action('init', function () { if (!isset($_GET['murakumo-test-health'])) return; require_once ABSPATH . 'wp-admin/includes/class-wp-site-health.php'; header('Cache-Control: no-store'); $h = new WP_Site_Health(); global $wp_object_cache; echo $h->get_test_persistent_object_cache()['label'], '|', $wp_object_cache->redis_hits, '|', $wp_object_cache->is_connected() ? 'connected' : 'not connected'; exit; });",
+    )
+    .unwrap();
+    let health = site.get("/?murakumo-test-health=1").text();
+    let parts: Vec<&str> = health.split('|').collect();
+    assert_eq!(
+        parts.first(),
+        Some(&"A persistent object cache is being used"),
+        "{health}"
+    );
+    assert_eq!(parts.get(2), Some(&"connected"), "{health}");
+    assert!(
+        parts
+            .get(1)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+            > 0,
+        "hits from Redis: {health}"
+    );
+
+    // Redis: a unix socket only, under the site, as its own account, with a
+    // password; the edge keeps its pages there too.
+    let pid = site.pid("redis");
+    assert!(pid > 0);
+    let tcp = Command::new("ss").args(["-ltnp"]).output().unwrap();
+    assert!(
+        !text(&tcp.stdout).contains(&format!("pid={pid},")),
+        "Redis listens on TCP:\n{}",
+        text(&tcp.stdout)
+    );
+    assert!(site.dir.join("run/redis/redis.sock").exists());
+    let conf = site.dir.join("run/redis.conf");
+    assert_eq!(mode(&conf), 0o600);
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains(&format!("requirepass {}", site.secret("redis-password"))));
+    if support::is_root() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        let redis_uid = passwd
+            .lines()
+            .find(|l| l.starts_with("redis:"))
+            .and_then(|l| l.split(':').nth(2))
+            .unwrap();
+        assert!(uid.split_whitespace().nth(1) == Some(redis_uid), "{uid}");
+    }
+    let unauthenticated = Command::new("redis-cli")
+        .args([
+            "-s",
+            site.dir.join("run/redis/redis.sock").to_str().unwrap(),
+            "dbsize",
+        ])
+        .env_remove("REDISCLI_AUTH")
+        .output()
+        .unwrap();
+    assert!(
+        text(&unauthenticated.stdout).contains("NOAUTH"),
+        "{}",
+        text(&unauthenticated.stdout)
+    );
+    assert_eq!(site.get("/").cache(), "MISS");
+    assert_eq!(site.get("/").cache(), "HIT");
+    let metrics = curl(&format!("http://127.0.0.1:{}/metrics", site.ops_port), &[]).text();
+    assert!(metrics.contains("murakumo_shared_cache_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("murakumo_shared_cache_stores_total 1"),
+        "{metrics}"
+    );
+
+    // The next `up` (no flag) keeps Redis: murakumo.toml says so.
+    site.down();
+    assert!(!site.dir.join("run/redis.pid").exists());
+    site.up();
+    let status = murakumo(&["status", "--dir", site.dir()]);
+    assert!(
+        text(&status.stdout).contains("redis       running"),
+        "{}",
+        text(&status.stdout)
+    );
+    // A restarted edge starts warm: the page comes from Redis, not PHP.
+    assert_eq!(
+        site.get("/").cache(),
+        "MISS",
+        "Redis starts empty after down"
+    );
+    let edge = site.pid("edge");
+    kill("KILL", edge as u32);
+    wait_until("the edge is back", Duration::from_secs(20), || {
+        site.pid("edge") != edge
+            && std::process::Command::new("curl")
+                .args(["-s", "--max-time", "1"])
+                .arg(format!("http://127.0.0.1:{}/metrics", site.ops_port))
+                .output()
+                .is_ok_and(|o| text(&o.stdout).contains("murakumo_shared_cache_up 1"))
+    });
+    assert_eq!(
+        site.get("/").cache(),
+        "HIT",
+        "the new edge found the page in Redis"
+    );
+}

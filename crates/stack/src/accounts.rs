@@ -25,6 +25,8 @@ pub struct Accounts {
     /// The edge's own account: not PHP's, so a compromised PHP process can
     /// neither signal nor trace the edge, nor read its secrets.
     pub edge: Option<Account>,
+    /// Redis's (`up --redis`): Debian's `redis`, when installed.
+    pub cache: Option<Account>,
 }
 
 /// The edge's system account.
@@ -41,6 +43,7 @@ impl Accounts {
                 db: None,
                 web: None,
                 edge: None,
+                cache: None,
             });
         }
         let mut passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
@@ -60,6 +63,7 @@ impl Accounts {
             db: Some(find("mysql", "mariadb-server")?),
             web: Some(find("www-data", "base-passwd")?),
             edge: Some(find(EDGE_ACCOUNT, "passwd")?),
+            cache: lookup(&passwd, "redis"),
         })
     }
 

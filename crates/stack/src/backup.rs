@@ -219,6 +219,8 @@ fn restore_into(
         ),
         host: old.host.clone(),
         tls_listen: old.tls_listen,
+        // Only MariaDB runs for a restore; the next `up` reads the rest.
+        redis: false,
     };
     let config = old_config
         .replace(&old_dir, &layout.dir().display().to_string())
@@ -245,7 +247,8 @@ fn restore_into(
     wordpress::install_core(layout, &req.wordpress)?;
     wordpress::ensure_content(layout, &req.wordpress, accounts)?;
     crate::accounts::give_tree(&layout.content(), accounts.web.as_ref())?;
-    wordpress::write_wp_config(layout)?;
+    // The next `up` writes them as the restored murakumo.toml says.
+    wordpress::write_wp_config(layout, false)?;
 
     mariadb::prepare_dirs(layout, accounts)?;
     mariadb::init(layout, programs, accounts)?;

@@ -103,6 +103,7 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
     }
     let wp_config = req.run.join("wp-config.php");
     let text = wordpress::wp_config(&wordpress::WpConfig {
+        object_cache: None,
         generator: "`murakumo php-fpm`",
         db_name: wordpress::php_string(&db_name),
         db_user: wordpress::php_string(&db_user),

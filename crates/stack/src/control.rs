@@ -41,6 +41,9 @@ pub struct UpRequest {
     pub admin_email: String,
     pub wordpress: PathBuf,
     pub mode: UpMode,
+    /// Run a private Redis: WordPress's object cache and the edge's shared
+    /// page cache.
+    pub redis: bool,
 }
 
 /// How `up` runs.
@@ -79,6 +82,7 @@ impl UpRequest {
                 ),
                 host: self.host.clone().unwrap_or_else(|| "localhost".into()),
                 tls_listen: self.https_port.map(|p| SocketAddr::new(bind, p)),
+                redis: self.redis,
             });
         }
         let have = site_config::load(layout)?;
@@ -120,6 +124,17 @@ impl UpRequest {
         if self.host.as_ref().is_some_and(|h| *h != have.host) {
             return Err(conflict("--host", "site[0].hosts[0]", have.host.clone()));
         }
+        if self.redis && !have.redis {
+            bail!(
+                "{}: this site runs without Redis, and `--redis` applies only to a new site. \
+                 To turn it on, add to the file (after the [server] keys):\n\n\
+                 [server.shared_cache]\nredis = \"{}\"\npassword_file = \"{}\"\n\n\
+                 then run `murakumo up` again",
+                file.display(),
+                crate::redis::address(layout),
+                layout.secret(crate::secrets::REDIS_PASSWORD).display()
+            );
+        }
         Ok(have)
     }
 }
@@ -133,7 +148,9 @@ pub fn up(req: &UpRequest, exe: &Path) -> anyhow::Result<()> {
     } else {
         req.wordpress.clone()
     };
-    let programs = Programs::find(&core_source)?;
+    let wants_redis = req.redis
+        || (layout.config().exists() && site_config::load(&layout).is_ok_and(|s| s.redis));
+    let programs = Programs::find_with(&core_source, wants_redis)?;
     // The background supervisor of `up --detach`: the command that started
     // it checked the ports and created the directory.
     let background = req.mode == UpMode::Supervisor;
@@ -238,6 +255,9 @@ fn up_detached(req: &UpRequest, layout: &Layout, exe: &Path) -> anyhow::Result<(
     cmd.arg("--title").arg(&req.title);
     cmd.arg("--admin-email").arg(&req.admin_email);
     cmd.arg("--wordpress").arg(&req.wordpress);
+    if req.redis {
+        cmd.arg("--redis");
+    }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory.
     unsafe {
@@ -276,7 +296,8 @@ pub fn run_supervisor(req: &UpRequest, mut stack: Stack, piped: bool) -> anyhow:
             layout.dir().display()
         ),
     };
-    let mut progress = Progress::new(Box::new(std::io::stdout()), STEPS);
+    let steps = STEPS + usize::from(stack.settings.redis);
+    let mut progress = Progress::new(Box::new(std::io::stdout()), steps);
     progress.say(&format!("murakumo up: {}", layout.dir().display()));
     let mut running = Running::new();
     let result = start(req, &mut stack, &mut running, &mut progress, &signals);
@@ -336,9 +357,11 @@ fn start(
     }
     let new_core = wordpress::install_core(&layout, &req.wordpress)?;
     wordpress::ensure_content(&layout, &req.wordpress, &stack.accounts)?;
-    wordpress::write_wp_config(&layout)?;
+    let redis = stack.settings.redis;
+    wordpress::object_cache(&layout, redis)?;
+    wordpress::write_wp_config(&layout, redis)?;
     let ops = stack.settings.ops_url("");
-    stack.env = php_fpm::wordpress_env(&layout, &ops)?;
+    stack.env = php_fpm::wordpress_env(&layout, &ops, redis)?;
     progress.done(if new_core || new_secrets {
         "created"
     } else {
@@ -364,6 +387,16 @@ fn start(
     } else {
         "running"
     });
+
+    if redis {
+        progress.begin(
+            "Redis: object cache and shared page cache, on a unix socket",
+            Some(&stack.waits_for(Role::Redis)),
+        );
+        crate::redis::prepare(&layout, &stack.accounts)?;
+        start_role(stack, running, Role::Redis, signals)?;
+        progress.done("running");
+    }
 
     progress.begin(
         "php-fpm pools: public (writes uploads only) and admin",
@@ -535,6 +568,9 @@ pub fn status(dir: &Path) -> anyhow::Result<u8> {
     }
     let mut all_up = supervisor.is_some();
     for role in Role::ALL {
+        if role == Role::Redis && !settings.redis {
+            continue;
+        }
         let pid = process::read_pid(&layout.pid_file(role));
         let alive = pid.is_some_and(|p| process::is_ours(p, layout.dir()));
         let state = match (pid, alive) {

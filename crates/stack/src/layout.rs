@@ -9,7 +9,7 @@
 //!   content/           wp-content: themes, plugins, uploads (never touched by core updates)
 //!   db/                MariaDB's private data directory
 //!   secrets/           generated passwords, salts and tokens (0700, files 0600)
-//!   run/               sockets, pid files, generated php-fpm configs (0600)
+//!   run/               sockets, pid files, generated php-fpm and Redis configs (0600)
 //!   logs/              one log per process, and the supervisor's
 //!   tmp/               per-process temporary directories
 //! ```
@@ -20,18 +20,27 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Mariadb,
+    /// `up --redis` only: the object cache and the edge's shared page cache.
+    Redis,
     PhpPublic,
     PhpAdmin,
     Edge,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Mariadb, Role::PhpPublic, Role::PhpAdmin, Role::Edge];
+    pub const ALL: [Role; 5] = [
+        Role::Mariadb,
+        Role::Redis,
+        Role::PhpPublic,
+        Role::PhpAdmin,
+        Role::Edge,
+    ];
 
     /// A short name, used for pid files, logs and `status`.
     pub fn name(self) -> &'static str {
         match self {
             Role::Mariadb => "mariadb",
+            Role::Redis => "redis",
             Role::PhpPublic => "php-public",
             Role::PhpAdmin => "php-admin",
             Role::Edge => "edge",
@@ -101,6 +110,17 @@ impl Layout {
     }
     pub fn mariadb_socket(&self) -> PathBuf {
         self.mariadb_run().join("mysqld.sock")
+    }
+    /// Redis's directory (its socket; nothing is saved), owned by its
+    /// account when run as root; its configuration beside the others.
+    pub fn redis_run(&self) -> PathBuf {
+        self.run().join("redis")
+    }
+    pub fn redis_socket(&self) -> PathBuf {
+        self.redis_run().join("redis.sock")
+    }
+    pub fn redis_conf(&self) -> PathBuf {
+        self.run().join("redis.conf")
     }
     /// Each pool's socket has a directory of its own: the pool may create
     /// its socket there and nowhere else in `run/`.

@@ -3,7 +3,8 @@
 //! A site directory (see [`layout`]) holds everything of one site. `up`
 //! checks prerequisites ([`prereq`]), generates what is missing
 //! ([`secrets`], [`site_config`], [`wordpress`]), starts MariaDB
-//! ([`mariadb`]), two php-fpm pools ([`php_fpm`]) and the edge, each in a
+//! ([`mariadb`]), Redis with `--redis` ([`redis`]), two php-fpm pools
+//! ([`php_fpm`]) and the edge, each in a
 //! write sandbox ([`sandbox`]) and under the least-privileged account
 //! ([`accounts`]), and keeps them running ([`supervisor`]); `down`,
 //! `status` ([`control`]), `backup` and `restore` ([`backup`]) complete it.
@@ -25,6 +26,7 @@ pub mod prereq;
 pub mod probe;
 pub mod process;
 pub mod progress;
+pub mod redis;
 pub mod sandbox;
 pub mod secrets;
 pub mod site_config;

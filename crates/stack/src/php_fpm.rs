@@ -23,10 +23,21 @@ const ADMIN_CHILDREN: usize = PUBLIC_CHILDREN;
 
 /// The environment WordPress's generated `wp-config.php` reads: the
 /// database password, the salts, and where to send cache purges.
-pub fn wordpress_env(layout: &Layout, ops_url: &str) -> anyhow::Result<Vec<(String, String)>> {
-    wordpress_env_with(&format!("{ops_url}/purge"), |name| {
+pub fn wordpress_env(
+    layout: &Layout,
+    ops_url: &str,
+    redis: bool,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env = wordpress_env_with(&format!("{ops_url}/purge"), |name| {
         secrets::read(layout, name)
-    })
+    })?;
+    if redis {
+        env.push((
+            "MURAKUMO_REDIS_PASSWORD".into(),
+            secrets::read(layout, secrets::REDIS_PASSWORD)?,
+        ));
+    }
+    Ok(env)
 }
 
 /// [`wordpress_env`] with the secrets read by `secret` (a file name such

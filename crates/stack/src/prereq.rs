@@ -13,6 +13,8 @@ pub struct Programs {
     pub mariadb_dump: PathBuf,
     pub php_fpm: PathBuf,
     pub php: PathBuf,
+    /// `up --redis` only (empty otherwise).
+    pub redis_server: PathBuf,
 }
 
 /// What is missing, as the user should read it.
@@ -61,6 +63,12 @@ fn is_executable(p: &Path) -> bool {
 impl Programs {
     /// Finds every program, or lists everything missing at once.
     pub fn find(wordpress: &Path) -> Result<Programs, Missing> {
+        Programs::find_with(wordpress, false)
+    }
+
+    /// [`Programs::find`], with Redis and PHP's Redis extension when
+    /// `redis` (`up --redis`).
+    pub fn find_with(wordpress: &Path, redis: bool) -> Result<Programs, Missing> {
         let mut missing = Missing {
             what: Vec::new(),
             packages: Vec::new(),
@@ -86,8 +94,22 @@ impl Programs {
             mariadb_dump: need(&["mariadb-dump"], "mariadb-client"),
             php_fpm: need(&["php-fpm8.2", "php-fpm"], "php8.2-fpm"),
             php: need(&["php8.2", "php"], "php8.2-cli"),
+            redis_server: if redis {
+                need(&["redis-server"], "redis-server")
+            } else {
+                PathBuf::new()
+            },
         };
-        if !programs.php.as_os_str().is_empty() && !php_has_mysqli(&programs.php) {
+        if redis
+            && !programs.php.as_os_str().is_empty()
+            && !php_has_extension(&programs.php, "redis")
+        {
+            missing
+                .what
+                .push("PHP extension redis (Debian package php8.2-redis)".into());
+            missing.packages.push("php8.2-redis");
+        }
+        if !programs.php.as_os_str().is_empty() && !php_has_extension(&programs.php, "mysqli") {
             missing
                 .what
                 .push("PHP extension mysqli (Debian package php8.2-mysql)".into());
@@ -113,9 +135,10 @@ impl Programs {
 /// Where Debian's `wordpress` package puts core.
 pub const DEBIAN_WORDPRESS: &str = "/usr/share/wordpress";
 
-fn php_has_mysqli(php: &Path) -> bool {
+fn php_has_extension(php: &Path, extension: &str) -> bool {
     Command::new(php)
-        .args(["-r", "exit(extension_loaded('mysqli') ? 0 : 1);"])
+        .arg("-r")
+        .arg(format!("exit(extension_loaded('{extension}') ? 0 : 1);"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

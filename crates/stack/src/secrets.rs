@@ -17,10 +17,12 @@ use crate::layout::Layout;
 pub use murakumo_image::{salt_file, DB_PASSWORD, PURGE_TOKEN, WP_SALTS};
 
 pub const ADMIN_PASSWORD: &str = "admin-password";
+/// Redis's `requirepass` (`up --redis`), read by the edge and given to PHP.
+pub const REDIS_PASSWORD: &str = "redis-password";
 
 /// Every secret a stack needs, by file name.
 fn all_names() -> Vec<String> {
-    let mut names: Vec<String> = [DB_PASSWORD, ADMIN_PASSWORD, PURGE_TOKEN]
+    let mut names: Vec<String> = [DB_PASSWORD, ADMIN_PASSWORD, PURGE_TOKEN, REDIS_PASSWORD]
         .map(String::from)
         .to_vec();
     names.extend(WP_SALTS.iter().map(|s| salt_file(s)));
@@ -28,7 +30,7 @@ fn all_names() -> Vec<String> {
 }
 
 /// The secrets the edge reads itself (also on reload), given to its account.
-pub const EDGE_READS: [&str; 2] = [DB_PASSWORD, PURGE_TOKEN];
+pub const EDGE_READS: [&str; 3] = [DB_PASSWORD, PURGE_TOKEN, REDIS_PASSWORD];
 
 /// Creates the secrets that do not exist yet. Returns whether any was new.
 /// With a separate edge account, the directory is 0711 (the edge may open
@@ -131,6 +133,7 @@ mod tests {
             db: None,
             web: None,
             edge: None,
+            cache: None,
         };
         assert!(ensure(&layout, &accounts).unwrap());
         let first = read(&layout, DB_PASSWORD).unwrap();

@@ -22,6 +22,9 @@ pub struct SiteSettings {
     /// The HTTPS listener (`up --https`: a self-signed certificate, plain
     /// HTTP redirected).
     pub tls_listen: Option<SocketAddr>,
+    /// The private Redis (`up --redis`): the object cache, and the edge's
+    /// shared page cache (`[server.shared_cache]` on its socket).
+    pub redis: bool,
 }
 
 impl SiteSettings {
@@ -64,6 +67,15 @@ pub fn render(layout: &Layout, settings: &SiteSettings) -> String {
         ),
         None => (String::new(), String::new()),
     };
+    let shared_cache = if settings.redis {
+        format!(
+            "\n# `up --redis`: the private Redis holds WordPress's object cache and, here,\n# the edge's pages too (a restarted edge starts warm).\n[server.shared_cache]\nredis = {}\npassword_file = {}\n",
+            quoted(&crate::redis::address(layout)),
+            path(layout.secret(secrets::REDIS_PASSWORD))
+        )
+    } else {
+        String::new()
+    };
     let db_url = format!(
         "mysql://wp@localhost/wordpress?socket={}",
         layout.mariadb_socket().display()
@@ -79,7 +91,7 @@ ops_listen = {ops}
 # One machine: nothing to drain for, stop at once.
 drain_delay = "0s"
 grace = "10s"
-
+{shared_cache}
 [[site]]
 name = "wordpress"
 hosts = [{hosts}]
@@ -139,6 +151,10 @@ pub fn load(layout: &Layout) -> anyhow::Result<SiteSettings> {
         ops_listen: config.server.ops_listen,
         host,
         tls_listen: config.server.tls_listen.first().copied(),
+        redis: config
+            .server
+            .shared_cache
+            .is_some_and(|s| s.redis == crate::redis::address(layout)),
     })
 }
 
@@ -156,6 +172,7 @@ mod tests {
             ops_listen: "127.0.0.1:9099".parse().unwrap(),
             host: "localhost".into(),
             tls_listen: None,
+            redis: false,
         };
         std::fs::write(layout.config(), render(&layout, &settings)).unwrap();
         assert_eq!(load(&layout).unwrap(), settings);
@@ -176,6 +193,23 @@ mod tests {
             Some(murakumo_config::TlsSource::SelfSigned)
         );
         assert_eq!(https.home_url(), "https://localhost:8443");
+
+        let redis = SiteSettings {
+            redis: true,
+            ..https
+        };
+        std::fs::write(layout.config(), render(&layout, &redis)).unwrap();
+        assert_eq!(load(&layout).unwrap(), redis);
+        let config = Config::load(&layout.config()).unwrap();
+        let shared = config.server.shared_cache.unwrap();
+        assert_eq!(
+            shared.redis,
+            format!("unix:{}", layout.redis_socket().display())
+        );
+        assert_eq!(
+            shared.password_file,
+            Some(layout.secret(secrets::REDIS_PASSWORD))
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

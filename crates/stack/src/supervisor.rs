@@ -22,7 +22,7 @@ use crate::accounts::Accounts;
 use crate::layout::{Layout, Role};
 use crate::prereq::Programs;
 use crate::site_config::SiteSettings;
-use crate::{mariadb, php_fpm, probe, process, wordpress};
+use crate::{mariadb, php_fpm, probe, process, redis, wordpress};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -94,6 +94,11 @@ impl Stack {
                 mariadb::server_args(&self.layout, &self.accounts),
                 mariadb::writable(&self.layout),
             ),
+            Role::Redis => (
+                self.programs.redis_server.clone(),
+                redis::args(&self.layout),
+                redis::writable(&self.layout),
+            ),
             Role::PhpPublic | Role::PhpAdmin => (
                 self.programs.php_fpm.clone(),
                 php_fpm::args(&self.layout, role),
@@ -111,11 +116,14 @@ impl Stack {
             ),
         };
         let mut cmd = Command::new(&self.exe);
-        if role == Role::Edge {
-            if let Some(edge) = self.edge_account() {
-                // As root, std also drops supplementary groups when it sets the uid.
-                cmd.uid(edge.uid).gid(edge.gid);
-            }
+        let account = match role {
+            Role::Edge => self.edge_account(),
+            Role::Redis => self.accounts.cache.as_ref(),
+            _ => None,
+        };
+        if let Some(a) = account {
+            // As root, std also drops supplementary groups when it sets the uid.
+            cmd.uid(a.uid).gid(a.gid);
         }
         cmd.arg("sandbox");
         for w in writable {
@@ -141,8 +149,12 @@ impl Stack {
 
     /// Starts one process, its output appended to its log.
     pub fn spawn(&self, role: Role) -> anyhow::Result<Child> {
-        if let Role::PhpPublic | Role::PhpAdmin = role {
-            let sock = self.layout.php_socket(role);
+        let stale = match role {
+            Role::PhpPublic | Role::PhpAdmin => Some(self.layout.php_socket(role)),
+            Role::Redis => Some(self.layout.redis_socket()),
+            _ => None,
+        };
+        if let Some(sock) = stale {
             if sock.exists() {
                 std::fs::remove_file(&sock)
                     .with_context(|| format!("removing the stale {}", sock.display()))?;
@@ -171,6 +183,7 @@ impl Stack {
     pub fn waits_for(&self, role: Role) -> String {
         match role {
             Role::Mariadb => format!("its socket {}", self.layout.mariadb_socket().display()),
+            Role::Redis => format!("its socket {}", self.layout.redis_socket().display()),
             Role::PhpPublic | Role::PhpAdmin => {
                 format!("{}", self.layout.php_socket(role).display())
             }
@@ -181,6 +194,7 @@ impl Stack {
     fn is_ready(&self, role: Role) -> bool {
         match role {
             Role::Mariadb => mariadb::answers(&self.layout),
+            Role::Redis => redis::answers(&self.layout),
             Role::PhpPublic | Role::PhpAdmin => {
                 std::os::unix::net::UnixStream::connect(self.layout.php_socket(role)).is_ok()
             }
@@ -416,6 +430,8 @@ fn stop_plan(role: Role) -> (Signal, Duration) {
     match role {
         // The edge drains in-flight requests within its `grace`.
         Role::Edge => (Signal::TERM, Duration::from_secs(20)),
+        // A cache with nothing to save.
+        Role::Redis => (Signal::TERM, Duration::from_secs(10)),
         // SIGQUIT: php-fpm finishes running requests.
         Role::PhpPublic | Role::PhpAdmin => (Signal::QUIT, Duration::from_secs(20)),
         // SIGTERM: MariaDB's normal shutdown (flushes InnoDB). Long: never kill a database early.

@@ -133,7 +133,7 @@ fn migrate(layout: &Layout, core: &Path) -> anyhow::Result<(String, String)> {
     let settings = site_config::load(layout)?;
     let programs = Programs::find(&layout.core())?;
     let accounts = Accounts::detect()?;
-    let env = php_fpm::wordpress_env(layout, &settings.ops_url(""))?;
+    let env = php_fpm::wordpress_env(layout, &settings.ops_url(""), settings.redis)?;
     let work = layout.tmp("php-admin");
     let script = work.join("upgrade.php");
     crate::atomic::write_file(&script, UPGRADER, 0o644)?;

@@ -103,7 +103,7 @@ pub fn php_string(s: &str) -> String {
 /// `wp-config.php`, one level above core (WordPress looks there), so it is
 /// outside the document root and survives replacing core. No secret is in
 /// it: they come from the pools' environment.
-pub fn render_wp_config(layout: &Layout) -> String {
+pub fn render_wp_config(layout: &Layout, redis: bool) -> String {
     let path = |p: &Path| php_string(&p.display().to_string());
     wp_config(&WpConfig {
         generator: "`murakumo up`",
@@ -117,6 +117,7 @@ pub fn render_wp_config(layout: &Layout) -> String {
             "run murakumo upgrade --dir {} (after apt upgrade wordpress)",
             layout.dir().display()
         )),
+        object_cache: redis.then(|| php_string(&crate::redis::address(layout))),
     })
 }
 
@@ -137,6 +138,9 @@ pub struct WpConfig<'a> {
     /// How core is updated here (a PHP literal), for Site Health: WordPress
     /// cannot update a read-only core itself.
     pub core_upgrade: String,
+    /// The object cache's Redis (a PHP literal, `MURAKUMO_REDIS`), its
+    /// password from the environment (`MURAKUMO_REDIS_PASSWORD`).
+    pub object_cache: Option<String>,
 }
 
 pub fn wp_config(c: &WpConfig) -> String {
@@ -153,6 +157,12 @@ pub fn wp_config(c: &WpConfig) -> String {
     };
     let mu_plugins = match &c.mu_plugin_dir {
         Some(dir) => format!("define('WPMU_PLUGIN_DIR', {dir});\n"),
+        None => String::new(),
+    };
+    let object_cache = match &c.object_cache {
+        Some(address) => format!(
+            "// The object cache (wp-content/object-cache.php) on murakumo's Redis.\ndefine('MURAKUMO_REDIS', {address});\ndefine('MURAKUMO_REDIS_PASSWORD', (string) getenv('MURAKUMO_REDIS_PASSWORD'));\n"
+        ),
         None => String::new(),
     };
     format!(
@@ -181,7 +191,7 @@ define('WP_AUTO_UPDATE_CORE', false);
 define('MURAKUMO_CORE_UPGRADE', {core_upgrade});
 define('DISALLOW_FILE_EDIT', true);
 define('FS_METHOD', 'direct');
-{cron}{mu_plugins}if (!defined('ABSPATH')) {{
+{cron}{mu_plugins}{object_cache}if (!defined('ABSPATH')) {{
     define('ABSPATH', {core} . '/');
 }}
 require_once ABSPATH . 'wp-settings.php';
@@ -195,9 +205,27 @@ require_once ABSPATH . 'wp-settings.php';
     )
 }
 
-pub fn write_wp_config(layout: &Layout) -> anyhow::Result<()> {
-    crate::atomic::write_file(&layout.wp_config(), &render_wp_config(layout), 0o644)
+pub fn write_wp_config(layout: &Layout, redis: bool) -> anyhow::Result<()> {
+    crate::atomic::write_file(&layout.wp_config(), &render_wp_config(layout, redis), 0o644)
 }
+
+/// Our object-cache drop-in, with `up --redis`; without, removed (when it
+/// is ours), so Site Health never reports a cache that is not there.
+pub fn object_cache(layout: &Layout, redis: bool) -> anyhow::Result<()> {
+    let path = layout.content().join("object-cache.php");
+    if redis {
+        return crate::atomic::write_file(&path, OBJECT_CACHE, 0o644);
+    }
+    let ours = std::fs::read_to_string(&path).is_ok_and(|t| t.contains(OBJECT_CACHE_MARK));
+    if ours {
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The object-cache drop-in (`wordpress/object-cache.php`).
+pub const OBJECT_CACHE: &str = include_str!("../../../wordpress/object-cache.php");
+const OBJECT_CACHE_MARK: &str = "Plugin Name: murakumo object cache";
 
 /// A PHP CLI command with WordPress's environment, run as the web account.
 pub fn php_command(programs: &Programs, accounts: &Accounts, env: &[(String, String)]) -> Command {
