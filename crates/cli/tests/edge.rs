@@ -667,3 +667,40 @@ fn a_page_rendered_before_a_purge_is_not_kept_after_it() {
     let kept = s.get("/versioned.php", &[]);
     assert_eq!((kept.text().as_str(), kept.cache()), ("version v3", "HIT"));
 }
+
+#[test]
+fn a_client_that_gives_up_does_not_cancel_the_fill_others_wait_for() {
+    let s = std::sync::Arc::new(PhpSite::start("", ""));
+    // The first client gives up at 0.2 s, while PHP renders the page (0.5 s).
+    let url = s.edge.url("/slow.php");
+    // The Host the waiters send (`PhpSite::get`): one key.
+    let host = format!("Host: {HOST}:{}", s.edge.port);
+    let impatient = {
+        let (url, host) = (url.clone(), host.clone());
+        std::thread::spawn(move || {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-m", "0.2", "-H", &host, &url])
+                .status()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || s.get("/slow.php", &[]))
+        })
+        .collect();
+    let _ = impatient.join();
+    let answers: Vec<Resp> = waiters.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(answers.iter().all(|r| r.status == 200));
+    assert!(
+        answers.iter().all(|r| r.body == answers[0].body),
+        "every waiter got the one render"
+    );
+    assert_eq!(
+        s.fpm.requests_for("slow.php"),
+        1,
+        "one render, though its client left:\n{}",
+        std::fs::read_to_string(&s.fpm.access_log).unwrap_or_default()
+    );
+}

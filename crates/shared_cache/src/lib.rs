@@ -170,6 +170,18 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// The fill was overtaken by a purge: not shared (counted), and the
+    /// lease ends for the next edge.
+    pub fn overtaken(self) {
+        self.cache
+            .inner
+            .stats
+            .overtaken
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.abort();

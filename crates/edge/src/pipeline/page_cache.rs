@@ -13,7 +13,7 @@
 //! for its page (`murakumo_shared_cache`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -23,7 +23,7 @@ use murakumo_cache::encoding;
 use murakumo_cache::head::{age_value, form_head};
 use murakumo_cache::{CacheKey, Decoration, Entry, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
-use murakumo_shared_cache::{Found, Refresh};
+use murakumo_shared_cache::{Found, Lease, Refresh};
 
 use super::context::{Context, Outcome};
 use super::uncached::{failed, pass};
@@ -176,26 +176,33 @@ pub async fn serve(
                 }
             }
             outcome.cache = Some("MISS");
-            let up = match target.exchange(&params(), SpooledBody::Empty).await {
-                Ok(up) => up,
-                Err(e) => return failed(&site.name, e),
-            };
-            outcome.upstream = Some(up.head_time);
-            match fill(site, cache, key.clone(), up, since).await {
-                Filled::Stored(entry, kept) => {
-                    if let Some(lease) = share.filter(|_| kept) {
-                        lease.store(&entry);
-                    }
-                    drop(lead);
-                    respond(&entry, &wants, "MISS", outcome)
+            // The fill runs in a task of its own: a client that goes away
+            // does not cancel it (every request waiting for the key would
+            // then render it again); its answer then goes nowhere.
+            let task = tokio::spawn(render(
+                site.clone(),
+                cache.clone(),
+                target.pool.clone(),
+                key.clone(),
+                params(),
+                share,
+                lead,
+            ));
+            let (filled, head_time) = match task.await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(site = %site.name, url = %key, error = %e, "a cache fill failed");
+                    (Filled::Failed(php::PhpError::Empty), None)
                 }
+            };
+            outcome.upstream = head_time;
+            match filled {
+                Filled::Stored(entry, _) => respond(&entry, &wants, "MISS", outcome),
                 Filled::Pass(up, prefix) => up.into_response(prefix),
                 Filled::Private => {
                     // The page is not shared (private, a cookie, `Vary`):
                     // this client and the next ones for a while get PHP's
                     // answer to their own request, not the canonical one's.
-                    cache.store.mark_pass(key);
-                    drop(lead);
                     outcome.cache = Some("BYPASS");
                     pass(target, &own(), SpooledBody::Empty, outcome).await
                 }
@@ -203,6 +210,45 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// One fill of `key`: PHP renders the key's canonical request, the page is
+/// stored (and shared, with `share`) or the key marked a pass; `lead` is
+/// held until it is done. Also PHP's time to the response head.
+async fn render(
+    site: Arc<Site>,
+    cache: Arc<SiteCache>,
+    pool: Arc<PhpPool>,
+    key: CacheKey,
+    params: Params,
+    share: Option<Lease>,
+    lead: Lead,
+) -> (Filled, Option<Duration>) {
+    let since = cache.store.generation();
+    let up = match php::exchange(
+        &pool,
+        &params,
+        SpooledBody::Empty,
+        site.config.php_timeout,
+        site.name.clone(),
+    )
+    .await
+    {
+        Ok(up) => up,
+        Err(e) => return (Filled::Failed(e), None),
+    };
+    let head_time = up.head_time;
+    let filled = fill(&site, &cache, key.clone(), up, since).await;
+    match (&filled, share) {
+        (Filled::Stored(entry, true), Some(lease)) => lease.store(entry),
+        (Filled::Stored(_, false), Some(lease)) => lease.overtaken(),
+        _ => {}
+    }
+    if let Filled::Private = filled {
+        cache.store.mark_pass(key);
+    }
+    drop(lead);
+    (filled, Some(head_time))
 }
 
 enum Filled {
@@ -321,11 +367,11 @@ async fn refresh(
     pool: Arc<PhpPool>,
     key: CacheKey,
     params: Params,
-    _lead: Lead,
+    lead: Lead,
 ) {
-    let since = cache.store.generation();
     let mut share = None;
     if let Some(shared) = &cache.shared {
+        let since = cache.store.generation();
         if let Some(entry) = shared.peek(&key).await {
             if entry.is_fresh(Instant::now()) {
                 let entry = Arc::new(entry.decorated(&cache.decoration));
@@ -339,35 +385,23 @@ async fn refresh(
             Refresh::Unavailable => {}
         }
     }
-    let up = match php::exchange(
-        &pool,
-        &params,
-        SpooledBody::Empty,
-        site.config.php_timeout,
-        site.name.clone(),
+    let (filled, _) = render(
+        site.clone(),
+        cache.clone(),
+        pool,
+        key.clone(),
+        params,
+        share,
+        lead,
     )
-    .await
-    {
-        Ok(up) => up,
-        Err(e) => {
-            tracing::warn!(site = %site.name, url = %key, error = %e, "refresh failed; serving the stale page");
-            return;
-        }
-    };
-    let status = up.status;
-    match fill(&site, &cache, key.clone(), up, since).await {
-        Filled::Stored(entry, kept) => {
-            if let Some(lease) = share.filter(|_| kept) {
-                lease.store(&entry);
-            }
-        }
-        Filled::Private => {
-            // The page is no longer shared (e.g. now private): drop it.
-            cache.store.remove(&key);
-            cache.store.mark_pass(key);
-        }
-        Filled::Pass(..) if status.is_server_error() => {
-            tracing::warn!(site = %site.name, url = %key, %status, "refresh got a server error; serving the stale page")
+    .await;
+    match filled {
+        Filled::Stored(..) => {}
+        // The page is no longer shared (e.g. now private): drop it (the
+        // key is a pass now).
+        Filled::Private => cache.store.remove(&key),
+        Filled::Pass(up, _) if up.status.is_server_error() => {
+            tracing::warn!(site = %site.name, url = %key, status = %up.status, "refresh got a server error; serving the stale page")
         }
         // Another status now, too large, or a redirect to itself: not
         // served from here any more.
