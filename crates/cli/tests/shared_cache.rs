@@ -315,3 +315,38 @@ fn redis_killed_mid_load_fails_no_request_and_sharing_resumes_when_it_is_back() 
     assert_eq!(f.get(&f.b, "/after/").cache(), "HIT");
     assert_eq!(f.php_renders("/after/"), before + 1);
 }
+
+#[test]
+fn a_rotated_password_is_read_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let file = dir.path().join("edge-redis-password");
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    let section = redis.section().replace(
+        &redis.password_file.display().to_string(),
+        &file.display().to_string(),
+    );
+    let site = php_site::PhpSite::start_with("", &section, 2, "");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!shared_up(&site.edge), "a wrong password does not connect");
+    let ready = curl(&site.edge.ops("/readyz"), &[]);
+    assert_eq!(ready.status, 200);
+    assert!(
+        ready.text().contains("shared cache (Redis)"),
+        "{}",
+        ready.text()
+    );
+    assert!(!site.edge.log_text().contains("test-redis-secret"));
+    // The operator puts the right password in the file and reloads.
+    std::fs::copy(&redis.password_file, &file).unwrap();
+    site.edge.proc.signal("HUP");
+    wait_until(
+        "the edge connects with the new password",
+        Duration::from_secs(10),
+        || shared_up(&site.edge),
+    );
+    assert!(
+        !site.edge.log_text().contains("test-redis-secret"),
+        "the password is never logged"
+    );
+}

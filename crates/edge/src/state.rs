@@ -87,7 +87,9 @@ fn shared_cache(
         return Ok(None);
     };
     if let Some((settings, cache)) = current.filter(|(c, _)| c == wanted) {
-        return Ok(Some((settings.clone(), cache.clone())));
+        if !cache.password_changed(wanted)? {
+            return Ok(Some((settings.clone(), cache.clone())));
+        }
     }
     let sink = Arc::new(SitesSink(sites.clone()));
     Ok(Some((wanted.clone(), SharedCache::new(wanted, sink)?)))

@@ -96,6 +96,8 @@ struct Inner {
     stats: Stats,
     /// Until [`SharedCache::connect`] hands it to the supervisor.
     sink: Mutex<Option<Arc<dyn PurgeSink>>>,
+    /// What the password file held when this was made.
+    password: Option<String>,
 }
 
 /// What the shared tier has for a key.
@@ -209,7 +211,8 @@ impl SharedCache {
         config: &murakumo_config::SharedCache,
         sink: Arc<dyn PurgeSink>,
     ) -> Result<SharedCache, SharedError> {
-        let client = link::client(config)?;
+        let password = link::password(config)?;
+        let client = link::client(config, password.as_deref())?;
         let origin = link::random_id();
         let inner = Arc::new(Inner {
             keys: Keys::new(&config.prefix),
@@ -217,7 +220,8 @@ impl SharedCache {
             timeout: config.timeout,
             origin,
             owner: format!("{origin:016x}"),
-            link: Link::new(client),
+            link: Link::new(client, &config.redis),
+            password,
             stats: Stats::default(),
             sink: Mutex::new(Some(sink)),
         });
@@ -237,6 +241,15 @@ impl SharedCache {
         if let Some(sink) = sink {
             link::spawn_supervisor(self, sink);
         }
+    }
+
+    /// Whether `config`'s password file holds another password now (a
+    /// rotation: the edge makes a new link on reload).
+    pub fn password_changed(
+        &self,
+        config: &murakumo_config::SharedCache,
+    ) -> Result<bool, SharedError> {
+        Ok(link::password(config)? != self.inner.password)
     }
 
     pub fn status(&self) -> Status {
@@ -299,12 +312,14 @@ impl SharedCache {
     }
 
     /// Stamps a purge in Redis and announces it to the other edges; kept
-    /// and sent later if Redis does not answer now. This edge's L1 is the
-    /// caller's to purge.
-    pub async fn purge(&self, site: &str, reach: &Reach) {
-        if !self.send_purge(site, reach).await {
+    /// and sent later if Redis does not answer now (`false`). This edge's
+    /// L1 is the caller's to purge.
+    pub async fn purge(&self, site: &str, reach: &Reach) -> bool {
+        let sent = self.send_purge(site, reach).await;
+        if !sent {
             self.inner.link.keep(site, reach);
         }
+        sent
     }
 
     /// Sends one purge; `false` when Redis did not take it.

@@ -55,27 +55,41 @@ pub(crate) struct Link {
     _alive: watch::Sender<()>,
     alive: watch::Receiver<()>,
     client: Client,
+    /// The configured address (never holds a password), for the logs.
+    address: String,
 }
 
-/// A Redis client for the configured address, with the password from its
-/// file.
-pub(crate) fn client(config: &murakumo_config::SharedCache) -> Result<Client, SharedError> {
+/// The password in `config`'s file, if it names one.
+pub(crate) fn password(
+    config: &murakumo_config::SharedCache,
+) -> Result<Option<String>, SharedError> {
+    let Some(path) = &config.password_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| SharedError::Password {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(SharedError::EmptyPassword {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(Some(password.to_string()))
+}
+
+/// A Redis client for the configured address, with `password`.
+pub(crate) fn client(
+    config: &murakumo_config::SharedCache,
+    password: Option<&str>,
+) -> Result<Client, SharedError> {
     let mut info = config
         .redis
         .as_str()
         .into_connection_info()
         .map_err(|e| SharedError::Address(e.to_string()))?;
-    if let Some(path) = &config.password_file {
-        let text = std::fs::read_to_string(path).map_err(|source| SharedError::Password {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let password = text.trim_end_matches(['\n', '\r']);
-        if password.is_empty() {
-            return Err(SharedError::EmptyPassword {
-                path: path.display().to_string(),
-            });
-        }
+    if let Some(password) = password {
         let settings = info.redis_settings().clone().set_password(password);
         info = info.set_redis_settings(settings);
     }
@@ -96,7 +110,7 @@ pub(crate) fn random_id() -> u64 {
 }
 
 impl Link {
-    pub(crate) fn new(client: Client) -> Link {
+    pub(crate) fn new(client: Client, address: &str) -> Link {
         let (tx, rx) = watch::channel(());
         Link {
             conn: RwLock::new(None),
@@ -107,6 +121,7 @@ impl Link {
             _alive: tx,
             alive: rx,
             client,
+            address: address.to_string(),
         }
     }
 
@@ -145,10 +160,7 @@ impl Link {
             .is_some();
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if was_up || !matches!(*status, Status::Down { .. }) {
-            tracing::warn!(
-                error,
-                "the shared cache (Redis) is down: serving from memory and PHP until it is back"
-            );
+            tracing::warn!(redis = %self.address, error, "the shared cache (Redis) is down: serving from memory and PHP until it is back");
             *status = Status::Down {
                 error: error.to_string(),
                 since: Instant::now(),
@@ -161,7 +173,7 @@ impl Link {
         *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn);
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if !matches!(*status, Status::Up) {
-            tracing::info!("the shared cache (Redis) is up");
+            tracing::info!(redis = %self.address, "the shared cache (Redis) is up");
             *status = Status::Up;
         }
     }
@@ -225,7 +237,7 @@ async fn supervise(
                 } else {
                     cache.inner.link.up(conn);
                     for (site, reach) in cache.inner.link.take_pending() {
-                        cache.purge(&site, &reach).await;
+                        let _sent = cache.purge(&site, &reach).await;
                     }
                     backoff = BACKOFF_MIN;
                     drop(cache);
@@ -254,10 +266,11 @@ async fn connect(
     channel: &str,
 ) -> Result<(MultiplexedConnection, PubSub), String> {
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
-    let conn = client
+    let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| format!("connecting: {e}"))?;
+    warn_unless_evicting(&mut conn).await;
     let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
@@ -268,6 +281,25 @@ async fn connect(
         Ok(Ok(pubsub)) => Ok((conn, pubsub)),
         Ok(Err(e)) => Err(format!("subscribing to {channel}: {e}")),
         Err(_) => Err(format!("subscribing to {channel}: no answer")),
+    }
+}
+
+/// Warns when Redis would refuse writes once full (`noeviction`, its
+/// default) instead of evicting: the design expects `allkeys-lru`. Silent
+/// when Redis does not let this account read its configuration.
+async fn warn_unless_evicting(conn: &mut MultiplexedConnection) {
+    let mut command = redis::cmd("CONFIG");
+    command.arg("GET").arg("maxmemory-policy");
+    let ask = command.query_async::<Vec<String>>(conn);
+    if let Ok(Ok(answer)) = tokio::time::timeout(CONNECT_TIMEOUT, ask).await {
+        if let [_, policy] = answer.as_slice() {
+            if !policy.starts_with("allkeys-") {
+                tracing::warn!(
+                    policy,
+                    "Redis's maxmemory-policy is not allkeys-lru: once full it refuses pages (noeviction) or keeps the wrong keys; set `maxmemory-policy allkeys-lru` and a `maxmemory`"
+                );
+            }
+        }
     }
 }
 

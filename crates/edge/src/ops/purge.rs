@@ -194,10 +194,18 @@ pub async fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     };
     // Every edge on the shared cache hears of it from there; kept and sent
     // later when Redis does not answer.
+    let mut shared_note = String::new();
     if let Some(cache) = edge.shared().filter(|_| !shared.is_empty()) {
+        let mut sent = true;
         for (site, reach) in &shared {
-            cache.purge(site, reach).await;
+            sent &= cache.purge(site, reach).await;
         }
+        shared_note = if sent {
+            ",\"shared_cache\":\"sent\"".into()
+        } else {
+            tracing::warn!("the shared cache (Redis) did not answer: the purge is kept and sent when it is back; other edges keep serving the old page until then");
+            ",\"shared_cache\":\"kept until Redis is back\"".into()
+        };
     }
     let passed_on = req.headers().contains_key(purge_fanout::FANOUT_HEADER);
     tracing::info!(
@@ -211,7 +219,10 @@ pub async fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     );
     let peers = &edge.config().server.purge_fanout;
     let (status, body) = if peers.is_empty() || passed_on {
-        (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
+        (
+            StatusCode::OK,
+            format!("{{\"purged\":{purged}{shared_note}}}\n"),
+        )
     } else {
         let token = edge.purge_token();
         let report = purge_fanout::fan_out(peers, query, token.as_deref()).await;
@@ -231,7 +242,7 @@ pub async fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
         (
             status,
             format!(
-                "{{\"purged\":{purged},\"edges_reached\":{},\"edges_failed\":{failed}}}\n",
+                "{{\"purged\":{purged}{shared_note},\"edges_reached\":{},\"edges_failed\":{failed}}}\n",
                 report.reached
             ),
         )
