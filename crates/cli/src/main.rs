@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: String,
     },
+    /// Container image: the Redis of `deploy.redis` (its password from its
+    /// secret file), then run redis-server.
+    Redis,
     /// Health check for containers: `http://HOST:PORT/PATH` must answer 2xx,
     /// `tcp:HOST:PORT` must accept a connection (within 3 s). Exit 0 or 1.
     Probe {
@@ -509,6 +512,7 @@ fn main() -> ExitCode {
             let req = murakumo_stack::container::PhpFpmRequest::new(role, listen);
             Err(murakumo_stack::container::exec(&req))
         }
+        Command::Redis => Err(murakumo_stack::redis::container_exec()),
         Command::Stack(command) => {
             init_stack_logs();
             stack_command(command)

@@ -404,3 +404,89 @@ fn each_target_renders_the_golden_files() {
         }
     }
 }
+
+/// `--redis`: the Redis service is used. It comes from murakumo's image
+/// (no registry needed), wants its password, is never published, and the
+/// edges (shared page cache) and php tiers (object cache) are given its
+/// address and password; on Kubernetes a NetworkPolicy admits only the
+/// site's tier pods.
+#[test]
+fn redis_is_used_by_the_edges_and_the_php_tiers_with_its_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("murakumo.toml"), CONFIG).unwrap();
+    for (target, file) in [("compose", "compose.yaml"), ("swarm", "stack.yaml")] {
+        let out = render(dir, &[target, "--out", target, "--redis"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc = read(&dir.join(target).join(file));
+        let redis = service_block(&doc, "redis");
+        assert!(
+            redis.contains("- redis\n"),
+            "{target}: murakumo redis:\n{redis}"
+        );
+        assert!(
+            !redis.contains("ports:"),
+            "{target}: Redis is not published:\n{redis}"
+        );
+        assert!(redis.contains("redis-password"), "{redis}");
+        for php in ["php-public", "php-admin"] {
+            let s = service_block(&doc, php);
+            assert!(
+                s.contains("MURAKUMO_REDIS: tcp://redis:6379"),
+                "{target} {php}:\n{s}"
+            );
+            assert!(s.contains("redis-password"), "{target} {php}");
+        }
+        assert!(service_block(&doc, "edge").contains("redis-password"));
+        let edge = read(&dir.join(target).join("murakumo.edge.toml"));
+        let shared = edge.split("[server.shared_cache]").nth(1).unwrap_or("");
+        assert!(
+            shared.contains("redis = \"redis://redis:6379/0\"")
+                && shared.contains("password_file = \"/run/secrets/redis-password\""),
+            "{target}:\n{edge}"
+        );
+        assert!(dir.join(target).join("secrets/redis-password").is_file());
+    }
+    let out = render(dir, &["k8s", "--out", "k8s", "--redis"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let component = read(&dir.join("k8s/components/redis/redis.yaml"));
+    for want in [
+        "kind: Deployment",
+        "kind: Service",
+        "kind: NetworkPolicy",
+        "- redis",
+        "redis-password",
+    ] {
+        assert!(component.contains(want), "no {want:?} in\n{component}");
+    }
+    assert!(read(&dir.join("k8s/kustomization.yaml")).contains("components/redis"));
+    assert!(read(&dir.join("k8s/base/edge-public.toml"))
+        .contains("redis = \"redis://blog-redis:6379/0\""));
+    assert!(read(&dir.join("k8s/base/public.yaml")).contains("tcp://blog-redis:6379"));
+}
+
+/// The lines of one service of a compose file (`  NAME:` up to the next
+/// line indented as little).
+fn service_block(doc: &str, name: &str) -> String {
+    let head = format!("  {name}:");
+    let mut lines = doc.lines().skip_while(|l| *l != head);
+    let mut block = String::new();
+    if let Some(first) = lines.next() {
+        block.push_str(first);
+        block.push('\n');
+    }
+    for l in lines.take_while(|l| l.starts_with("    ") || l.is_empty()) {
+        block.push_str(l);
+        block.push('\n');
+    }
+    assert!(!block.is_empty(), "no service {name} in\n{doc}");
+    block
+}

@@ -51,10 +51,20 @@ pub const ENV_DB_HOST: &str = "MURAKUMO_DB_HOST";
 pub const ENV_DB_NAME: &str = "MURAKUMO_DB_NAME";
 pub const ENV_DB_USER: &str = "MURAKUMO_DB_USER";
 pub const ENV_PURGE_URL: &str = "MURAKUMO_PURGE_URL";
+/// The object cache's Redis for the php containers (`tcp://redis:6379`);
+/// unset: no object cache.
+pub const ENV_REDIS: &str = "MURAKUMO_REDIS";
+/// The Redis container's `maxmemory` (`256mb` when unset).
+pub const ENV_REDIS_MAXMEMORY: &str = "MURAKUMO_REDIS_MAXMEMORY";
+/// Redis's port in the Redis container.
+pub const REDIS_PORT: u16 = 6379;
 
 pub const DB_PASSWORD: &str = "db-password";
 pub const DB_ROOT_PASSWORD: &str = "db-root-password";
 pub const PURGE_TOKEN: &str = "purge-token";
+/// Redis's password (`deploy.redis`): the Redis container, the edges and
+/// the php containers read it.
+pub const REDIS_PASSWORD: &str = "redis-password";
 
 /// WordPress's eight keys and salts, each a secret file `wp-…`.
 pub const WP_SALTS: [&str; 8] = [

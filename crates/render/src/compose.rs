@@ -166,6 +166,9 @@ fn edge(plan: &Plan) -> Value {
         image::DB_PASSWORD.to_string(),
         image::PURGE_TOKEN.to_string(),
     ];
+    if plan.deploy.redis {
+        secrets.push(image::REDIS_PASSWORD.to_string());
+    }
     if plan.edge_tls() && files_tls(plan) {
         secrets.extend(["tls.crt".to_string(), "tls.key".to_string()]);
     }
@@ -225,19 +228,19 @@ fn php(plan: &Plan, tier: Tier) -> Value {
         ]),
     );
     let d = &plan.deploy;
-    s.insert(
-        "environment".into(),
-        json!({
-            image::ENV_DB_HOST: plan.db_host(),
-            image::ENV_DB_NAME: d.db.name,
-            image::ENV_DB_USER: d.db.user,
-            image::ENV_PURGE_URL: format!("http://edge:{}/purge", image::OPS_PORT),
-        }),
-    );
-    s.insert(
-        "secrets".into(),
-        secret_refs(plan, &image::php_secret_files()),
-    );
+    let mut environment = json!({
+        image::ENV_DB_HOST: plan.db_host(),
+        image::ENV_DB_NAME: d.db.name,
+        image::ENV_DB_USER: d.db.user,
+        image::ENV_PURGE_URL: format!("http://edge:{}/purge", image::OPS_PORT),
+    });
+    let mut secrets = image::php_secret_files();
+    if d.redis {
+        environment[image::ENV_REDIS] = json!(format!("tcp://{}", plan.redis_host()));
+        secrets.push(image::REDIS_PASSWORD.to_string());
+    }
+    s.insert("environment".into(), environment);
+    s.insert("secrets".into(), secret_refs(plan, &secrets));
     let read_only = tier == Tier::Public && d.public_read_only;
     let content = format!(
         "content:{}{}",
@@ -370,30 +373,42 @@ fn mariadb(plan: &Plan) -> Value {
     Value::Object(s)
 }
 
+/// `deploy.redis`: the object cache of the php tiers and the page cache the
+/// edges share, from murakumo's image (`murakumo redis`: Debian's
+/// redis-server, the password from its secret file, nothing saved, 256 MB
+/// with `allkeys-lru`). On the stack's network only: never published.
 fn redis(plan: &Plan) -> Value {
     let mut s = Map::new();
-    s.insert("image".into(), json!("docker.io/library/redis:7"));
+    hardened(plan, &mut s);
+    s.insert("command".into(), json!(["redis"]));
     s.insert(
-        "command".into(),
-        json!([
-            "redis-server",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxmemory",
-            "256mb",
-            "--maxmemory-policy",
-            "allkeys-lru"
-        ]),
+        "secrets".into(),
+        secret_refs(plan, &[image::REDIS_PASSWORD.to_string()]),
     );
-    s.insert("read_only".into(), json!(true));
-    s.insert("user".into(), json!("999:999"));
-    s.insert("cap_drop".into(), json!(["ALL"]));
+    s.insert(
+        "tmpfs".into(),
+        json!([format!(
+            "{}:uid={1},gid={1},mode=0700",
+            image::RUN,
+            image::UID
+        )]),
+    );
+    s.insert(
+        "healthcheck".into(),
+        healthcheck(&format!("tcp:127.0.0.1:{}", image::REDIS_PORT)),
+    );
     if plan.target == Target::Swarm {
-        s.insert("deploy".into(), json!({ "replicas": 1 }));
-    } else {
-        s.insert("restart".into(), json!("unless-stopped"));
+        s.insert(
+            "deploy".into(),
+            json!({
+                "replicas": 1,
+                "restart_policy": { "condition": "any", "delay": "5s" },
+                "resources": {
+                    "limits": { "memory": "384M" },
+                    "reservations": { "memory": "64M" },
+                },
+            }),
+        );
     }
     Value::Object(s)
 }

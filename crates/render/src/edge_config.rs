@@ -35,6 +35,21 @@ pub fn render(plan: &Plan, tier: Tier) -> Result<String, RenderError> {
         Some(peer) => server.insert("purge_fanout".into(), strings([peer])),
         None => server.remove("purge_fanout"),
     };
+    // `deploy.redis`: every edge keeps its pages in the stack's Redis too.
+    if plan.deploy.redis {
+        let mut shared = Table::new();
+        shared.insert(
+            "redis".into(),
+            Value::String(format!("redis://{}/0", plan.redis_host())),
+        );
+        shared.insert(
+            "password_file".into(),
+            Value::String(format!("{}/{}", image::SECRETS, image::REDIS_PASSWORD)),
+        );
+        server.insert("shared_cache".into(), Value::Table(shared));
+    } else {
+        server.remove("shared_cache");
+    }
     let edge_tls = plan.edge_tls();
     if edge_tls {
         server.insert(

@@ -79,6 +79,15 @@ impl Plan<'_> {
         }
     }
 
+    /// The Redis of `deploy.redis`, as `host:port` from the containers.
+    pub fn redis_host(&self) -> String {
+        let host = match self.target {
+            Target::K8s => self.name("redis"),
+            _ => "redis".into(),
+        };
+        format!("{host}:{}", murakumo_image::REDIS_PORT)
+    }
+
     /// How long the orchestrator waits between SIGTERM and SIGKILL: the
     /// edge's drain delay and grace, plus time to exit.
     pub fn stop_grace(&self) -> Duration {

@@ -22,6 +22,8 @@ use crate::RenderError;
 pub fn all() -> Vec<String> {
     let mut v = image::php_secret_files();
     v.insert(1, image::DB_ROOT_PASSWORD.to_string());
+    // Generated always: turning `deploy.redis` on later needs no new file.
+    v.push(image::REDIS_PASSWORD.to_string());
     v
 }
 

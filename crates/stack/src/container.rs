@@ -84,7 +84,17 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
     let db_user = env(image::ENV_DB_USER)?;
     let purge_url = std::env::var(image::ENV_PURGE_URL)
         .unwrap_or_else(|_| format!("http://127.0.0.1:{}/purge", image::OPS_PORT));
-    let vars = php_fpm::wordpress_env_with(&purge_url, |name| secret(&req.secrets, name))?;
+    let mut vars = php_fpm::wordpress_env_with(&purge_url, |name| secret(&req.secrets, name))?;
+    // `deploy.redis`: WordPress's object cache on the stack's Redis.
+    let redis = std::env::var(image::ENV_REDIS)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    if redis.is_some() {
+        vars.push((
+            "MURAKUMO_REDIS_PASSWORD".into(),
+            secret(&req.secrets, image::REDIS_PASSWORD)?,
+        ));
+    }
     let tmp = req.run.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     if req.role == PoolRole::Admin {
@@ -100,10 +110,13 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
                 )
             })?;
         }
+        // WordPress looks for the object-cache drop-in in wp-content only;
+        // the admin role (which writes it) puts ours there, or takes it away.
+        wordpress::object_cache_in(&req.content, redis.is_some())?;
     }
     let wp_config = req.run.join("wp-config.php");
     let text = wordpress::wp_config(&wordpress::WpConfig {
-        object_cache: None,
+        object_cache: redis.as_deref().map(wordpress::php_string),
         generator: "`murakumo php-fpm`",
         db_name: wordpress::php_string(&db_name),
         db_user: wordpress::php_string(&db_user),
@@ -154,4 +167,62 @@ pub fn exec(req: &PhpFpmRequest) -> anyhow::Error {
         ))
         .exec();
     anyhow::anyhow!("running {program}: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The php container with `MURAKUMO_REDIS` set: WordPress's object
+    /// cache on that Redis (the drop-in put in wp-content by the admin
+    /// role, the password from its secret file in the pool's environment);
+    /// without it, no object cache and the drop-in taken away. One test:
+    /// the environment is the process's.
+    #[test]
+    fn the_object_cache_follows_murakumo_redis() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        for name in image::php_secret_files()
+            .into_iter()
+            .chain([image::REDIS_PASSWORD.to_string()])
+        {
+            std::fs::write(secrets.join(&name), format!("{name}-value-1234\n")).unwrap();
+        }
+        let req = PhpFpmRequest {
+            role: PoolRole::Admin,
+            listen: "127.0.0.1:9000".into(),
+            secrets,
+            run: dir.path().join("run"),
+            core: dir.path().join("core"),
+            content: dir.path().join("content"),
+        };
+        std::env::set_var(image::ENV_DB_HOST, "db");
+        std::env::set_var(image::ENV_DB_NAME, "wordpress");
+        std::env::set_var(image::ENV_DB_USER, "wp");
+        std::env::set_var(image::ENV_REDIS, "tcp://redis:6379");
+        let (wp_config, conf) = prepare(&req).unwrap();
+        let wp = std::fs::read_to_string(&wp_config).unwrap();
+        assert!(
+            wp.contains("define('MURAKUMO_REDIS', 'tcp://redis:6379');"),
+            "{wp}"
+        );
+        let fpm = std::fs::read_to_string(&conf).unwrap();
+        assert!(
+            fpm.contains("env[MURAKUMO_REDIS_PASSWORD] = \"redis-password-value-1234\""),
+            "{fpm}"
+        );
+        let drop_in = req.content.join("object-cache.php");
+        assert!(std::fs::read_to_string(&drop_in)
+            .unwrap()
+            .contains("murakumo object cache"));
+
+        std::env::remove_var(image::ENV_REDIS);
+        let (wp_config, conf) = prepare(&req).unwrap();
+        assert!(!std::fs::read_to_string(wp_config)
+            .unwrap()
+            .contains("MURAKUMO_REDIS"));
+        assert!(!std::fs::read_to_string(conf).unwrap().contains("REDIS"));
+        assert!(!drop_in.exists(), "the drop-in goes with the Redis");
+    }
 }

@@ -14,11 +14,9 @@ use crate::layout::Layout;
 
 /// The secret files `up` shares with the container image's contract: the
 /// database password, the purge token, WordPress's eight keys and salts.
-pub use murakumo_image::{salt_file, DB_PASSWORD, PURGE_TOKEN, WP_SALTS};
+pub use murakumo_image::{salt_file, DB_PASSWORD, PURGE_TOKEN, REDIS_PASSWORD, WP_SALTS};
 
 pub const ADMIN_PASSWORD: &str = "admin-password";
-/// Redis's `requirepass` (`up --redis`), read by the edge and given to PHP.
-pub const REDIS_PASSWORD: &str = "redis-password";
 
 /// Every secret a stack needs, by file name.
 fn all_names() -> Vec<String> {

@@ -212,7 +212,12 @@ pub fn write_wp_config(layout: &Layout, redis: bool) -> anyhow::Result<()> {
 /// Our object-cache drop-in, with `up --redis`; without, removed (when it
 /// is ours), so Site Health never reports a cache that is not there.
 pub fn object_cache(layout: &Layout, redis: bool) -> anyhow::Result<()> {
-    let path = layout.content().join("object-cache.php");
+    object_cache_in(&layout.content(), redis)
+}
+
+/// [`object_cache`] in the `wp-content` directory `content`.
+pub fn object_cache_in(content: &Path, redis: bool) -> anyhow::Result<()> {
+    let path = content.join("object-cache.php");
     if redis {
         return crate::atomic::write_file(&path, OBJECT_CACHE, 0o644);
     }

@@ -1,7 +1,8 @@
 //! Kubernetes: a kustomize tree (`kubectl apply -k OUT`). `base/` holds
 //! what every site has (the two tiers, storage, Services, NetworkPolicies,
 //! the edge configurations and secrets); `components/` one kustomize
-//! Component per chosen option (`ingress` or `load-balancer`, `galera`);
+//! Component per chosen option (`ingress` or `load-balancer`, `galera`,
+//! `redis`);
 //! `OUT/kustomization.yaml` puts them together and sets the namespace, the
 //! image and the replica counts (the knobs edited most).
 //!
@@ -33,12 +34,14 @@ use crate::{edge_config, secrets, yaml, OutFile, RenderError};
 
 mod galera;
 mod network;
+mod redis;
 mod services;
 mod workloads;
 
 use self::galera::galera;
 pub use self::network::SCRAPER_LABEL;
 use self::network::{db_network_policy, network_policies};
+use self::redis::redis;
 use self::services::{admin_php_service, edges_headless, ingress, load_balancer, tier_service};
 use self::workloads::{content_pvc, deployment, hpa, pdb};
 
@@ -128,6 +131,9 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         let mut docs = galera(plan);
         docs.push(db_network_policy(plan));
         chosen.push(("galera", docs));
+    }
+    if plan.deploy.redis {
+        chosen.push(("redis", redis(plan)));
     }
     let mut components = Vec::new();
     for (name, docs) in chosen {

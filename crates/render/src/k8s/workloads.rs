@@ -191,18 +191,24 @@ fn php_container(plan: &Plan, tier: Tier) -> Value {
         Tier::Public => ("250m", "256Mi", "2", "1Gi"),
         Tier::Admin => ("500m", "512Mi", "4", "2Gi"),
     };
+    let mut env = vec![
+        json!({ "name": image::ENV_DB_HOST, "value": plan.db_host() }),
+        json!({ "name": image::ENV_DB_NAME, "value": d.db.name }),
+        json!({ "name": image::ENV_DB_USER, "value": d.db.user }),
+        json!({ "name": image::ENV_PURGE_URL, "value": format!("http://127.0.0.1:{}/purge", image::OPS_PORT) }),
+    ];
+    if d.redis {
+        env.push(
+            json!({ "name": image::ENV_REDIS, "value": format!("tcp://{}", plan.redis_host()) }),
+        );
+    }
     json!({
         "name": "php",
         "image": "murakumo",
         "imagePullPolicy": "Always",
         "args": ["php-fpm", "--role", tier.name(), "--listen", listen],
         "ports": [{ "name": "fastcgi", "containerPort": image::PHP_PORT }],
-        "env": [
-            { "name": image::ENV_DB_HOST, "value": plan.db_host() },
-            { "name": image::ENV_DB_NAME, "value": d.db.name },
-            { "name": image::ENV_DB_USER, "value": d.db.user },
-            { "name": image::ENV_PURGE_URL, "value": format!("http://127.0.0.1:{}/purge", image::OPS_PORT) },
-        ],
+        "env": env,
         "volumeMounts": [
             { "name": "secrets", "mountPath": image::SECRETS, "readOnly": true },
             { "name": "php-run", "mountPath": image::RUN },
