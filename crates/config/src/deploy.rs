@@ -42,7 +42,9 @@ pub struct Deploy {
     pub ingress_class: Option<String>,
     /// Kubernetes TLS Secret for the Ingress (all sites' hosts).
     pub tls_secret: Option<String>,
-    /// A Redis service for object caching (compose).
+    /// A Redis service (every target): WordPress's object cache for the php
+    /// tiers and the page cache every edge shares (`[server.shared_cache]`
+    /// in the rendered edge configurations).
     pub redis: bool,
     /// Use this existing Secret (Kubernetes) instead of generating one
     /// from `secrets/` files.
