@@ -21,7 +21,13 @@
  *
  * Redis unreachable or failing: the cache keeps working for the request
  * (in memory, as WordPress does without a drop-in), logs once, and never
- * turns a page into an error.
+ * turns a page into an error. A request that starts without Redis tells
+ * WordPress so (`wp_using_ext_object_cache(false)`: transients go to the
+ * database, Site Health says no persistent cache is used). A request that
+ * changed the cache while Redis did not take it (a hang, a restart) leaves
+ * a mark in PHP's temporary directory, and the next request that reaches
+ * Redis flushes the site's cache first: Redis may still hold what that
+ * change replaced, with no expiry.
  */
 
 defined( 'ABSPATH' ) || exit;
@@ -39,6 +45,8 @@ class Murakumo_Object_Cache {
 	private $redis = null;
 	private $prefix = '';
 	private $generation = '1';
+	/** Whether a change to a persistent group did not reach Redis. */
+	private $lost_writes = false;
 
 	/** Lookups answered from memory or Redis, and not at all (WordPress's counters). */
 	public $cache_hits = 0;
@@ -46,12 +54,39 @@ class Murakumo_Object_Cache {
 	/** Of the hits, those Redis answered; and the calls made to Redis. */
 	public $redis_hits = 0;
 	public $redis_calls = 0;
+	private $connected_at_start = false;
 
 	public function __construct() {
 		$this->multisite   = is_multisite();
 		$this->blog_prefix = $this->multisite ? (string) get_current_blog_id() : '1';
 		$this->prefix      = defined( 'MURAKUMO_CACHE_PREFIX' ) ? MURAKUMO_CACHE_PREFIX : self::default_prefix();
 		$this->connect();
+		if ( null !== $this->redis && file_exists( $this->lost_mark() ) ) {
+			// An earlier request changed the cache without Redis.
+			if ( $this->flush() ) {
+				@unlink( $this->lost_mark() );
+				error_log( 'murakumo object cache: flushed this site\'s cache; an earlier request changed it while Redis did not answer' );
+			}
+		}
+		register_shutdown_function( array( $this, 'mark_lost_writes' ) );
+	}
+
+	/** Where a request that lost writes leaves its mark (PHP's temporary directory). */
+	private function lost_mark() {
+		$redis = defined( 'MURAKUMO_REDIS' ) ? MURAKUMO_REDIS : '';
+		return rtrim( sys_get_temp_dir(), '/' ) . '/murakumo-object-cache-' . md5( $this->prefix . '|' . $redis ) . '.lost';
+	}
+
+	/** At shutdown: marks the site's cache for a flush if a change did not reach Redis. */
+	public function mark_lost_writes() {
+		if ( $this->lost_writes && defined( 'MURAKUMO_REDIS' ) ) {
+			@touch( $this->lost_mark() );
+		}
+	}
+
+	/** Whether this request reached Redis when it started. */
+	public function was_connected_at_start() {
+		return $this->connected_at_start;
 	}
 
 	private static function default_prefix() {
@@ -100,8 +135,9 @@ class Murakumo_Object_Cache {
 				$generation = $this->call( 'get', $this->prefix . ':generation' );
 			}
 			$this->generation = false === $generation ? '1' : (string) $generation;
+			$this->connected_at_start = null !== $this->redis;
 		} catch ( Exception $e ) {
-			$this->fail( $e );
+			$this->fail( $e, false );
 		}
 	}
 
@@ -114,19 +150,33 @@ class Murakumo_Object_Cache {
 			++$this->redis_calls;
 			return $this->redis->$method( ...$args );
 		} catch ( Exception $e ) {
-			$this->fail( $e );
+			$this->fail( $e, in_array( $method, array( 'set', 'del', 'incr' ), true ) );
 			return false;
 		}
 	}
 
-	private function fail( $e ) {
+	/** Redis failed; `$write`: while taking a change (which it may not have). */
+	private function fail( $e, $write = true ) {
 		$this->redis = null;
+		if ( $write ) {
+			$this->lost_writes = true;
+		}
 		error_log( 'murakumo object cache: Redis unavailable (' . $e->getMessage() . '); this request caches in memory only' );
 	}
 
 	/** Whether a group's keys live in Redis. */
 	private function persistent( $group ) {
 		return null !== $this->redis && ! isset( $this->non_persistent_groups[ $group ] );
+	}
+
+	/**
+	 * Notes a change to `$group` made while Redis is not reachable: Redis
+	 * may keep what it replaced (see the file's comment).
+	 */
+	private function changed( $group ) {
+		if ( null === $this->redis && ! isset( $this->non_persistent_groups[ $group ] ) ) {
+			$this->lost_writes = true;
+		}
 	}
 
 	private function redis_key( $key, $group ) {
@@ -188,6 +238,7 @@ class Murakumo_Object_Cache {
 			return false;
 		}
 		$group = self::group( $group );
+		$this->changed( $group );
 		if ( $this->in_memory( $key, $group ) ) {
 			return false;
 		}
@@ -214,6 +265,7 @@ class Murakumo_Object_Cache {
 			return false;
 		}
 		$group = self::group( $group );
+		$this->changed( $group );
 		if ( $this->persistent( $group ) ) {
 			if ( ! $this->store( $key, $data, $group, $expire, 'xx' ) ) {
 				return false;
@@ -230,6 +282,7 @@ class Murakumo_Object_Cache {
 			return false;
 		}
 		$group = self::group( $group );
+		$this->changed( $group );
 		if ( $this->persistent( $group ) ) {
 			$this->store( $key, $data, $group, $expire );
 		}
@@ -239,6 +292,7 @@ class Murakumo_Object_Cache {
 
 	public function set_multiple( array $data, $group = '', $expire = 0 ) {
 		$group  = self::group( $group );
+		$this->changed( $group );
 		$values = array();
 		$keys   = array();
 		foreach ( $data as $key => $value ) {
@@ -338,6 +392,7 @@ class Murakumo_Object_Cache {
 			return false;
 		}
 		$group = self::group( $group );
+		$this->changed( $group );
 		$had   = $this->in_memory( $key, $group );
 		unset( $this->cache[ $group ][ $key ] );
 		if ( $this->persistent( $group ) ) {
@@ -380,6 +435,9 @@ class Murakumo_Object_Cache {
 	public function flush() {
 		$this->cache  = array();
 		$this->absent = array();
+		if ( null === $this->redis && defined( 'MURAKUMO_REDIS' ) ) {
+			$this->lost_writes = true;
+		}
 		if ( null !== $this->redis ) {
 			$generation = $this->call( 'incr', $this->prefix . ':generation' );
 			if ( false === $generation ) {
@@ -398,6 +456,7 @@ class Murakumo_Object_Cache {
 
 	public function flush_group( $group ) {
 		$group = self::group( $group );
+		$this->changed( $group );
 		unset( $this->cache[ $group ], $this->absent[ $group ] );
 		if ( ! $this->persistent( $group ) ) {
 			return true;
@@ -463,6 +522,11 @@ class Murakumo_Object_Cache {
 
 function wp_cache_init() {
 	$GLOBALS['wp_object_cache'] = new Murakumo_Object_Cache();
+	// Without Redis this request has no persistent cache: WordPress then
+	// keeps transients in the database, and Site Health says so.
+	if ( ! $GLOBALS['wp_object_cache']->was_connected_at_start() ) {
+		wp_using_ext_object_cache( false );
+	}
 }
 
 function wp_cache_add( $key, $data, $group = '', $expire = 0 ) {

@@ -165,8 +165,53 @@ fn redis_going_away_never_breaks_a_page() {
     redis.kill();
     let c = counters(&wp, "get_option('blogname');");
     assert_eq!(c["connected"], false);
+    // Without Redis, WordPress is told there is no persistent cache
+    // (transients go to the database, Site Health says so).
+    assert_eq!(
+        wp.php("var_dump(wp_using_ext_object_cache());").trim(),
+        "bool(false)"
+    );
     // Uncached views (a search) render through PHP without Redis.
     let page = wp.get("/?s=murakumo", &[]);
     assert_eq!(page.status, 200);
     assert!(page.text().contains("</html>"));
+}
+
+#[test]
+fn an_edit_made_while_redis_hangs_is_not_undone_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let wp = site(&redis);
+    let id = wp.php(&format!("echo url_to_postid('{}');", wp.post_path()));
+    let id = id.trim();
+    let title = |wp: &WordPress| {
+        let r = wp.get(&format!("/wp-json/wp/v2/posts/{id}"), &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["title"]["rendered"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        title(&wp),
+        SEEDED_TITLE,
+        "the post is in the object cache now"
+    );
+    // Redis hangs while the author saves: the edit reaches the database
+    // only, and Redis still holds the old post when it goes on.
+    redis.signal("STOP");
+    let saved = wp.rest(
+        &format!("/wp-json/wp/v2/posts/{id}"),
+        r#"{"title":"Saved while Redis hung"}"#,
+    );
+    redis.signal("CONT");
+    assert_eq!(saved.status, 200, "{}", saved.text());
+    assert_eq!(
+        title(&wp),
+        "Saved while Redis hung",
+        "the old post came back from Redis"
+    );
+    let page = wp.get(&wp.post_path(), &[]);
+    assert!(page.text().contains("Saved while Redis hung"));
 }

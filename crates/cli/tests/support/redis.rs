@@ -60,6 +60,13 @@ impl Redis {
         }
     }
 
+    /// Sends a signal ("STOP": it hangs, "CONT": it goes on).
+    pub fn signal(&self, sig: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
+        }
+    }
+
     /// `[server.shared_cache]` for this server.
     pub fn section(&self) -> String {
         format!(

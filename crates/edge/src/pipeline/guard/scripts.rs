@@ -59,6 +59,15 @@ pub fn refused(seg: &Segments<'_>) -> Option<&'static str> {
     if lower.starts_with("/wp-content/themes/") && seg.runs_php {
         return Some("theme php run directly");
     }
+    // Must-use plugins and drop-ins (`object-cache.php`, `advanced-cache.php`,
+    // `db.php` at the top of wp-content) are loaded by WordPress only; run
+    // directly they answer an empty page.
+    let drop_in = lower
+        .strip_prefix("/wp-content/")
+        .is_some_and(|rest| rest.split('/').next().is_some_and(|f| f.ends_with(".php")));
+    if seg.runs_php && (drop_in || lower.starts_with("/wp-content/mu-plugins/")) {
+        return Some("must-use plugin or drop-in run directly");
+    }
     let first = seg.first;
     if first.ends_with(".php") && !ROOT_ENTRY_POINTS.contains(&first) {
         return Some("not a WordPress entry point");
@@ -101,6 +110,11 @@ mod tests {
             "/adminer.php",
             "/wp-content/themes/twentytwentythree/patterns/footer-default.php",
             "/wp-content/themes/x/functions.php",
+            "/wp-content/object-cache.php",
+            "/wp-content/advanced-cache.php",
+            "/wp-content/db.php/x",
+            "/wp-content/mu-plugins/murakumo-purge.php",
+            "/wp-content/mu-plugins/sub/loader.php",
         ] {
             assert!(refused_at(p), "{p} must be refused");
         }
@@ -125,6 +139,8 @@ mod tests {
             "/index.php/2024/05/hello/",
             "/wp-content/plugins/akismet/akismet.php",
             "/wp-content/themes/x/style.css",
+            "/wp-content/mu-plugins/helper/script.js",
+            "/wp-content/uploads/2024/05/photo.jpg",
         ] {
             assert!(!refused_at(p), "{p} must be allowed");
         }
