@@ -119,8 +119,17 @@ fn is_authority(host: &[u8]) -> bool {
         }
         _ => (host, None),
     };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    // A port is 1 to 65535: `:99999` would otherwise name the default port
+    // in cache keys while PHP saw the digits.
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_some_and(|p| p > 0)
+    });
     let name_ok = match name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")) {
         Some(v6) => {
             !v6.is_empty()
@@ -199,6 +208,8 @@ mod tests {
             "[::1]:8443",
             "[::1]",
             "a_b.example.",
+            "wp.test:65535",
+            "wp.test:080",
         ] {
             assert!(is_authority(good.as_bytes()), "{good}");
         }
@@ -209,6 +220,9 @@ mod tests {
             "user@host",
             "host:",
             "host:99999x",
+            "host:99999",
+            "host:65536",
+            "host:0",
             "",
             "[::1",
             "host#frag",
