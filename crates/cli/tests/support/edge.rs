@@ -59,6 +59,13 @@ impl Edge {
         };
         let url = edge.ops("/healthz");
         wait_until("murakumo /healthz", Duration::from_secs(20), || {
+            // An edge that exited (a port another test took meanwhile, a
+            // bad configuration) says why at once, not after the wait.
+            assert!(
+                edge.proc.is_running(),
+                "murakumo exited while starting: {}",
+                edge.log_text()
+            );
             Command::new("curl")
                 .args(["-sf", "--max-time", "1", &url])
                 .output()
