@@ -378,10 +378,12 @@ impl SharedCache {
             self.failed("READ answered with no array");
             return None;
         };
-        let read = match parts.as_slice() {
-            [Value::Int(1), Value::BulkString(b)] => Read::Page(Bytes::from(b.clone())),
-            [Value::Int(2), s] => Read::Lead(stamp(s)?),
-            [Value::Int(3)] => Read::Held,
+        // The page's bytes are moved, not copied (a page is ~100 KB).
+        let mut parts = parts.into_iter();
+        let read = match (parts.next(), parts.next()) {
+            (Some(Value::Int(1)), Some(Value::BulkString(b))) => Read::Page(Bytes::from(b)),
+            (Some(Value::Int(2)), Some(s)) => Read::Lead(stamp(&s)?),
+            (Some(Value::Int(3)), None) => Read::Held,
             _ => Read::Nothing,
         };
         let counter = match read {
