@@ -1,11 +1,12 @@
 //! The state shared by every connection: the current sites (swapped whole on
 //! reload), the draining flag, metrics, the static file cache, the shared
-//! page cache's link and the purge token. Outside the crate an [`Edge`] is made ([`Edge::new`]) and handed
+//! page cache's link and the purge token. Outside the crate an [`Edge`] is
+//! made ([`Edge::new`]) and handed
 //! to `serve` or `run`; everything in it is the crate's own.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use murakumo_cache::Reach;
 use murakumo_config::Config;
@@ -51,11 +52,18 @@ pub enum StateError {
 }
 
 /// Where purges announced by other edges go: this edge's current sites.
-struct SitesSink(Arc<RwLock<Arc<Sites>>>);
+/// Weak: the sites hold the shared cache, whose supervisor holds this.
+struct SitesSink(Weak<RwLock<Arc<Sites>>>);
+
+impl SitesSink {
+    fn current(&self) -> Option<Arc<Sites>> {
+        self.0.upgrade().map(|cell| lock(&cell))
+    }
+}
 
 impl PurgeSink for SitesSink {
     fn purge(&self, site: &str, reach: &Reach) {
-        let sites = lock(&self.0);
+        let Some(sites) = self.current() else { return };
         if let Some(cache) = sites
             .list
             .iter()
@@ -68,11 +76,9 @@ impl PurgeSink for SitesSink {
     }
 
     fn sites(&self) -> Vec<String> {
-        lock(&self.0)
-            .list
-            .iter()
-            .map(|s| s.name.to_string())
-            .collect()
+        self.current().map_or_else(Vec::new, |sites| {
+            sites.list.iter().map(|s| s.name.to_string()).collect()
+        })
     }
 }
 
@@ -91,7 +97,7 @@ fn shared_cache(
             return Ok(Some((settings.clone(), cache.clone())));
         }
     }
-    let sink = Arc::new(SitesSink(sites.clone()));
+    let sink = Arc::new(SitesSink(Arc::downgrade(sites)));
     Ok(Some((wanted.clone(), SharedCache::new(wanted, sink)?)))
 }
 
