@@ -336,7 +336,7 @@ fn a_rotated_password_is_read_on_reload() {
         "{}",
         ready.text()
     );
-    assert!(!site.edge.log_text().contains("test-redis-secret"));
+    assert!(!site.edge.log_text().contains(support::PASSWORD));
     // The operator puts the right password in the file and reloads.
     std::fs::copy(&redis.password_file, &file).unwrap();
     site.edge.proc.signal("HUP");
@@ -346,7 +346,7 @@ fn a_rotated_password_is_read_on_reload() {
         || shared_up(&site.edge),
     );
     assert!(
-        !site.edge.log_text().contains("test-redis-secret"),
+        !site.edge.log_text().contains(support::PASSWORD),
         "the password is never logged"
     );
 }

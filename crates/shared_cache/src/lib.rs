@@ -338,25 +338,17 @@ impl SharedCache {
             call.arg(v);
         }
         // A purge is worth waiting for longer than a lookup.
-        let sent = tokio::time::timeout(
-            i.timeout.max(Duration::from_secs(1)),
+        let limit = i.timeout.max(Duration::from_secs(1));
+        let sent = self.within(
+            limit,
+            "a purge timed out",
             call.invoke_async::<Value>(&mut conn),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {
-                i.stats.purges_sent.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Ok(Err(e)) => {
-                self.failed(&e.to_string());
-                false
-            }
-            Err(_) => {
-                self.failed("a purge timed out");
-                false
-            }
+        );
+        if sent.await.is_none() {
+            return false;
         }
+        i.stats.purges_sent.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// One `READ`; `lease`: take the key's lease when there is no page.
@@ -433,20 +425,19 @@ impl SharedCache {
             .arg(ttl_ms)
             .arg(&i.owner);
         // Storing a large page takes longer than a lookup; nobody waits on it.
-        let stored = tokio::time::timeout(
-            i.timeout.max(Duration::from_secs(2)),
+        let limit = i.timeout.max(Duration::from_secs(2));
+        let stored = self.within(
+            limit,
+            "a store timed out",
             call.invoke_async::<i64>(&mut conn),
-        )
-        .await;
-        match stored {
-            Ok(Ok(1)) => {
-                i.stats.stores.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Ok(_)) => {
-                i.stats.overtaken.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Err(e)) => self.failed(&e.to_string()),
-            Err(_) => self.failed("a store timed out"),
+        );
+        if let Some(kept) = stored.await {
+            let counter = if kept == 1 {
+                &i.stats.stores
+            } else {
+                &i.stats.overtaken
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -481,7 +472,21 @@ impl SharedCache {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Option<T> {
-        match tokio::time::timeout(self.inner.timeout, call).await {
+        let limit = self.inner.timeout;
+        self.within(limit, "no answer within server.shared_cache.timeout", call)
+            .await
+    }
+
+    /// A call bounded by `limit`; `None` when it failed or ran out
+    /// (`late` says which in the link's status). Every call counts for the
+    /// link: a success ends a run of failures.
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        late: &str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(limit, call).await {
             Ok(Ok(v)) => {
                 self.inner.link.succeeded();
                 Some(v)
@@ -491,7 +496,7 @@ impl SharedCache {
                 None
             }
             Err(_) => {
-                self.failed("no answer within server.shared_cache.timeout");
+                self.failed(late);
                 None
             }
         }

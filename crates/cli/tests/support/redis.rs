@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use super::*;
 
+/// The test server's password (a test checks it never reaches a log).
+pub const PASSWORD: &str = "test-redis-secret";
+
 pub struct Redis {
     pub port: u16,
     pub password_file: PathBuf,
@@ -18,7 +21,7 @@ pub struct Redis {
 impl Redis {
     pub fn start(dir: &Path) -> Redis {
         let port = free_port();
-        let password = "test-redis-secret";
+        let password = PASSWORD;
         let password_file = dir.join("redis-password");
         std::fs::write(&password_file, format!("{password}\n")).unwrap();
         let conf = dir.join("redis.conf");
@@ -81,7 +84,7 @@ impl Redis {
         let out = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
-            .env("REDISCLI_AUTH", "test-redis-secret")
+            .env("REDISCLI_AUTH", PASSWORD)
             .output()
             .expect("redis-cli is not installed");
         String::from_utf8_lossy(&out.stdout).into_owned()

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use murakumo_image as image;
 
+use super::workloads::tcp_probe;
 use super::{
     container_security, labels, meta, pod_security, secret_name, service, COMPONENT, INSTANCE,
 };
@@ -18,14 +19,6 @@ pub(super) fn redis(plan: &Plan) -> Vec<Value> {
 }
 
 fn deployment(plan: &Plan) -> Value {
-    let probe = |period: u32, failures: u32| {
-        json!({
-            "tcpSocket": { "port": "redis" },
-            "periodSeconds": period,
-            "timeoutSeconds": 3,
-            "failureThreshold": failures,
-        })
-    };
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -59,9 +52,9 @@ fn deployment(plan: &Plan) -> Value {
                             "requests": { "cpu": "100m", "memory": "128Mi" },
                             "limits": { "cpu": "1", "memory": "384Mi" },
                         },
-                        "startupProbe": probe(2, 30),
-                        "livenessProbe": probe(10, 3),
-                        "readinessProbe": probe(5, 2),
+                        "startupProbe": tcp_probe("redis", 2, 30),
+                        "livenessProbe": tcp_probe("redis", 10, 3),
+                        "readinessProbe": tcp_probe("redis", 5, 2),
                     }],
                     "volumes": [
                         // Only the password: the other secrets are not Redis's.

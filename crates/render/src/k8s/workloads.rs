@@ -35,9 +35,11 @@ fn http_probe(path: &str, period: u32, failures: u32) -> Value {
     })
 }
 
-fn tcp_probe(period: u32, failures: u32) -> Value {
+/// A probe that a connection to the container's port named `port` is
+/// accepted.
+pub(super) fn tcp_probe(port: &str, period: u32, failures: u32) -> Value {
     json!({
-        "tcpSocket": { "port": "fastcgi" },
+        "tcpSocket": { "port": port },
         "periodSeconds": period,
         "timeoutSeconds": 3,
         "failureThreshold": failures,
@@ -220,9 +222,9 @@ fn php_container(plan: &Plan, tier: Tier) -> Value {
             "requests": { "cpu": cpu_req, "memory": mem_req },
             "limits": { "cpu": cpu_lim, "memory": mem_lim },
         },
-        "startupProbe": tcp_probe(2, 30),
-        "livenessProbe": tcp_probe(10, 3),
-        "readinessProbe": tcp_probe(5, 2),
+        "startupProbe": tcp_probe("fastcgi", 2, 30),
+        "livenessProbe": tcp_probe("fastcgi", 10, 3),
+        "readinessProbe": tcp_probe("fastcgi", 5, 2),
     })
 }
 
