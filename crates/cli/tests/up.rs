@@ -930,6 +930,17 @@ fn up_redis_gives_wordpress_a_persistent_object_cache_on_a_private_socket() {
         "MISS",
         "Redis starts empty after down"
     );
+    // The page goes to Redis after its answer: wait for that before the kill.
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", site.ops_port);
+    wait_until(
+        "the page is stored in Redis",
+        Duration::from_secs(10),
+        || {
+            curl(&metrics_url, &[])
+                .text()
+                .contains("murakumo_shared_cache_stores_total 1")
+        },
+    );
     let edge = site.pid("edge");
     kill("KILL", edge as u32);
     wait_until("the edge is back", Duration::from_secs(20), || {
