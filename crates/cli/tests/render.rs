@@ -118,7 +118,8 @@ fn each_target_renders_hardened_files_and_keeps_secrets() {
         "spread: node.labels.zone",
         // Client addresses reach the edge (no routing mesh in between).
         "mode: host",
-        "max_replicas_per_node: 1",
+        "mode: global",
+        "endpoint_mode: dnsrr",
     ] {
         assert!(stack.contains(needle), "stack.yaml lacks {needle:?}");
     }

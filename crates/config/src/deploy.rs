@@ -53,7 +53,30 @@ pub struct Deploy {
     /// default `drain_delay + grace` plus 5 s. Must exceed both together.
     #[serde(deserialize_with = "units::optional_duration")]
     pub stop_grace: Option<Duration>,
+    /// How Swarm services find each other: `dnsrr` (the default: the name
+    /// resolves to every task, and the edge spreads over them itself; needs
+    /// nothing of the kernel) or `vip` (one virtual address per service,
+    /// balanced by the kernel's IPVS, which some kernels lack).
+    pub endpoint_mode: EndpointMode,
     pub db: DeployDb,
+}
+
+/// Swarm's `deploy.endpoint_mode` for every service of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    #[default]
+    Dnsrr,
+    Vip,
+}
+
+impl EndpointMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointMode::Dnsrr => "dnsrr",
+            EndpointMode::Vip => "vip",
+        }
+    }
 }
 
 /// How traffic enters a Kubernetes deployment.
@@ -105,7 +128,10 @@ impl Default for DeployDb {
             name: "wordpress".into(),
             user: "wp".into(),
             galera_size: 3,
-            image: "docker.io/library/mariadb:10.11".into(),
+            // Made by scripts/build-image (image/mariadb): Debian's
+            // MariaDB with the official image's conventions, so
+            // "docker.io/library/mariadb:10.11" works in its place.
+            image: format!("localhost/murakumo-mariadb:{}", env!("CARGO_PKG_VERSION")),
             size: "10Gi".into(),
         }
     }
@@ -132,6 +158,7 @@ impl Default for Deploy {
             redis: false,
             existing_secret: None,
             stop_grace: None,
+            endpoint_mode: EndpointMode::default(),
             db: DeployDb::default(),
         }
     }

@@ -56,24 +56,43 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
             secret_files.insert(f.into(), json!({ "file": format!("./tls/{f}") }));
         }
     }
+    let edge_config = edge_config::render(plan, Tier::Public)?;
     let mut doc = Map::new();
-    if !swarm {
-        doc.insert("name".into(), json!(d.namespace));
+    if swarm {
+        // Docker's CLI (20.10 and later) refuses a stack file without a
+        // version; 3.8 has everything used here. compose.yaml has none: a
+        // versionless file is the Compose Specification, which compose v1
+        // (1.27 and later) and v2 both read, health conditions included.
+        doc.insert("version".into(), json!("3.8"));
     }
     doc.insert("services".into(), Value::Object(services));
     doc.insert("volumes".into(), Value::Object(volumes));
     doc.insert("secrets".into(), Value::Object(secret_files));
-    doc.insert(
-        "configs".into(),
-        json!({ "edge-config": { "file": "./murakumo.edge.toml" } }),
-    );
+    if swarm {
+        // A Swarm config cannot change: named by its content, a changed
+        // configuration is a new config and rolls the edges over.
+        doc.insert(
+            "configs".into(),
+            json!({ "edge-config": {
+                "name": format!("{}-edge-config-{}", d.namespace, content_id(&edge_config)),
+                "file": "./murakumo.edge.toml",
+            } }),
+        );
+    }
+    // Compose v1 has no top-level `name:` (the project is named with -p).
     let (file, apply) = if swarm {
         (
             "stack.yaml",
             format!("docker stack deploy -c stack.yaml {}", d.namespace),
         )
     } else {
-        ("compose.yaml", "docker compose up -d".to_string())
+        (
+            "compose.yaml",
+            format!(
+                "docker-compose -p {0} up -d   (compose v2: docker compose -p {0} up -d)",
+                d.namespace
+            ),
+        )
     };
     let header = format!(
         "# Rendered by `murakumo render {}` from {}; edit that and render again.\n# Apply: {apply}\n",
@@ -87,9 +106,48 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
         },
         OutFile {
             path: "murakumo.edge.toml".into(),
-            text: edge_config::render(plan, Tier::Public)?,
+            text: edge_config,
         },
     ])
+}
+
+/// A short name for a text's content (the first 10 hex digits of its
+/// SHA-256): the same text always gets the same name.
+fn content_id(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writable scratch directories (the root file system is read-only), in
+/// memory. Swarm drops a service's `tmpfs:` key and cannot set a tmpfs
+/// mount's owner or mode, so there they are `type: tmpfs` mounts and the
+/// image gives the mount points the mode the mounts inherit (`/tmp` and
+/// `/run/murakumo` are 1777 there); compose sets owner and mode itself.
+fn scratch(plan: &Plan, service: &mut Map<String, Value>, dirs: &[(&str, u64)]) {
+    if plan.target == Target::Swarm {
+        let mounts = service
+            .entry("volumes")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .expect("volumes is a list");
+        for (dir, mib) in dirs {
+            mounts.push(json!({ "type": "tmpfs", "target": dir, "tmpfs": { "size": mib << 20 } }));
+        }
+    } else {
+        let list = dirs
+            .iter()
+            .map(|(dir, mib)| {
+                json!(format!(
+                    "{dir}:uid={0},gid={0},mode=0700,size={mib}m",
+                    image::UID
+                ))
+            })
+            .collect();
+        service.insert("tmpfs".into(), Value::Array(list));
+    }
 }
 
 fn acme(plan: &Plan) -> bool {
@@ -146,22 +204,36 @@ fn edge(plan: &Plan) -> Value {
         "command".into(),
         json!(["serve", "--config", image::EDGE_CONFIG]),
     );
-    let port = |target: u16, published: &str| {
+    let port = |target: u16, published: u16| {
         let mut p = json!({ "target": target, "published": published, "protocol": "tcp" });
         if swarm {
             p["mode"] = json!("host");
         }
         p
     };
-    let mut ports = vec![port(image::HTTP_PORT, "80")];
+    let mut ports = vec![port(image::HTTP_PORT, 80)];
     if plan.edge_tls() {
-        ports.push(port(image::HTTPS_PORT, "443"));
+        ports.push(port(image::HTTPS_PORT, 443));
     }
     s.insert("ports".into(), Value::Array(ports));
-    s.insert(
-        "configs".into(),
-        json!([{ "source": "edge-config", "target": image::EDGE_CONFIG, "mode": 0o444 }]),
-    );
+    // The content volume, read-only: uploads are files the edge serves.
+    let mut volumes = vec![json!(format!("content:{}:ro", image::CONTENT))];
+    if swarm {
+        s.insert(
+            "configs".into(),
+            json!([{ "source": "edge-config", "target": image::EDGE_CONFIG, "mode": 0o444 }]),
+        );
+    } else {
+        // Compose v1 ignores `configs:` outside Swarm: a read-only bind.
+        volumes.push(json!(format!(
+            "./murakumo.edge.toml:{}:ro",
+            image::EDGE_CONFIG
+        )));
+    }
+    if acme(plan) {
+        volumes.push(json!(format!("acme:{}", image::ACME_DIR)));
+    }
+    s.insert("volumes".into(), Value::Array(volumes));
     let mut secrets = vec![
         image::DB_PASSWORD.to_string(),
         image::PURGE_TOKEN.to_string(),
@@ -174,16 +246,7 @@ fn edge(plan: &Plan) -> Value {
     }
     s.insert("secrets".into(), secret_refs(plan, &secrets));
     // Request bodies beyond 256 KiB are spooled to /tmp.
-    s.insert(
-        "tmpfs".into(),
-        json!([format!("/tmp:uid={0},gid={0},mode=0700", image::UID)]),
-    );
-    if acme(plan) {
-        s.insert(
-            "volumes".into(),
-            json!([format!("acme:{}", image::ACME_DIR)]),
-        );
-    }
+    scratch(plan, &mut s, &[("/tmp", 256)]);
     let health = if swarm { "healthz" } else { "readyz" };
     s.insert(
         "healthcheck".into(),
@@ -195,9 +258,12 @@ fn edge(plan: &Plan) -> Value {
     );
     if swarm {
         let mut deploy = deploy(plan, plan.deploy.replicas, &plan.deploy.public_nodes);
-        // Host-mode ports: one edge per node, and a new task can only bind
-        // once the old one has drained and gone.
-        deploy["placement"]["max_replicas_per_node"] = json!(1);
+        // Host-mode ports: one edge on every public node (a replica count
+        // above the number of nodes would leave tasks pending forever),
+        // and a new task can only bind once the old one has gone.
+        let map = deploy.as_object_mut().expect("deploy is a map");
+        map.remove("replicas");
+        map.insert("mode".into(), json!("global"));
         deploy["update_config"]["order"] = json!("stop-first");
         deploy["rollback_config"]["order"] = json!("stop-first");
         s.insert("deploy".into(), deploy);
@@ -248,13 +314,7 @@ fn php(plan: &Plan, tier: Tier) -> Value {
         if read_only { ":ro" } else { "" }
     );
     s.insert("volumes".into(), json!([content]));
-    s.insert(
-        "tmpfs".into(),
-        json!([
-            format!("{}:uid={1},gid={1},mode=0700", image::RUN, image::UID),
-            format!("/tmp:uid={0},gid={0},mode=0700", image::UID),
-        ]),
-    );
+    scratch(plan, &mut s, &[(image::RUN, 64), ("/tmp", 256)]);
     s.insert(
         "healthcheck".into(),
         healthcheck(&format!("tcp:127.0.0.1:{}", image::PHP_PORT)),
@@ -300,6 +360,7 @@ fn deploy(plan: &Plan, replicas: u32, nodes: &str) -> Value {
     };
     json!({
         "replicas": replicas,
+        "endpoint_mode": d.endpoint_mode.as_str(),
         "placement": {
             "constraints": [format!("node.labels.{} == {nodes}", d.node_label)],
             "preferences": [{ "spread": format!("node.labels.{zone}") }],
@@ -362,6 +423,7 @@ fn mariadb(plan: &Plan) -> Value {
             "deploy".into(),
             json!({
                 "replicas": 1,
+                "endpoint_mode": d.endpoint_mode.as_str(),
                 "placement": { "constraints": [format!("node.labels.{} == {}", d.node_label, d.admin_nodes)] },
                 "update_config": { "order": "stop-first", "failure_action": "rollback" },
                 "restart_policy": { "condition": "any", "delay": "10s" },
@@ -385,14 +447,7 @@ fn redis(plan: &Plan) -> Value {
         "secrets".into(),
         secret_refs(plan, &[image::REDIS_PASSWORD.to_string()]),
     );
-    s.insert(
-        "tmpfs".into(),
-        json!([format!(
-            "{}:uid={1},gid={1},mode=0700",
-            image::RUN,
-            image::UID
-        )]),
-    );
+    scratch(plan, &mut s, &[(image::RUN, 16)]);
     s.insert(
         "healthcheck".into(),
         healthcheck(&format!("tcp:127.0.0.1:{}", image::REDIS_PORT)),
@@ -402,6 +457,7 @@ fn redis(plan: &Plan) -> Value {
             "deploy".into(),
             json!({
                 "replicas": 1,
+                "endpoint_mode": plan.deploy.endpoint_mode.as_str(),
                 "restart_policy": { "condition": "any", "delay": "5s" },
                 "resources": {
                     "limits": { "memory": "384M" },

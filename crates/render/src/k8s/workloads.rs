@@ -157,6 +157,8 @@ fn edge_container(plan: &Plan, tier: Tier) -> Value {
         json!({ "name": "edge-config", "mountPath": "/etc/murakumo", "readOnly": true }),
         json!({ "name": "secrets", "mountPath": image::SECRETS, "readOnly": true }),
         json!({ "name": "edge-tmp", "mountPath": "/tmp" }),
+        // Uploads are files the edge serves: the content, read-only.
+        json!({ "name": "content", "mountPath": image::CONTENT, "subPath": plan.site.name, "readOnly": true }),
     ];
     if tls_secret(plan, tier).is_some() {
         mounts.push(json!({ "name": "tls", "mountPath": image::TLS_DIR, "readOnly": true }));
