@@ -59,6 +59,26 @@ enum Command {
     /// Container image: the Redis of `deploy.redis` (its password from its
     /// secret file), then run redis-server.
     Redis,
+    /// Hold a node's public ports and hand every connection to a local edge
+    /// (those with `server.handoff` set to SOCKET), so edges are replaced
+    /// without a refused connection. A second keeper started on the same
+    /// SOCKET takes the ports over from the first, which then idles until
+    /// stopped. Started as root (ports below 1024), it runs as --user once
+    /// they are bound.
+    Portkeeper {
+        /// Plain-HTTP address to hold (repeatable).
+        #[arg(long, value_name = "ADDR", required_unless_present = "https")]
+        http: Vec<std::net::SocketAddr>,
+        /// Address whose connections are TLS, for the edges to terminate (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        https: Vec<std::net::SocketAddr>,
+        /// The hand-off socket the edges connect to.
+        #[arg(long, default_value = murakumo_image::HANDOFF_SOCKET)]
+        socket: PathBuf,
+        /// The uid (and gid) to run as after binding, when started as root (0: stay root).
+        #[arg(long, default_value_t = murakumo_image::UID)]
+        user: u32,
+    },
     /// Health check for containers: `http://HOST:PORT/PATH` must answer 2xx,
     /// `tcp:HOST:PORT` must accept a connection (within 3 s). Exit 0 or 1.
     Probe {
@@ -332,6 +352,31 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `murakumo portkeeper`: the ports are bound (and root left) before the
+/// runtime starts any thread.
+fn portkeeper(opts: murakumo_handoff::keeper::Options) -> anyhow::Result<()> {
+    let _flush_logs_on_exit = init_logs(LogFormat::Text);
+    let prepared = murakumo_handoff::keeper::prepare(&opts)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(murakumo_handoff::keeper::run(prepared, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term.as_mut() {
+            Ok(term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }))?;
+    Ok(())
+}
+
 /// Logs of the stack commands: plain lines on stderr (a supervisor's
 /// stderr is its log file).
 fn init_stack_logs() {
@@ -504,6 +549,18 @@ fn main() -> ExitCode {
         },
         Command::Render(args) => render(args).map(|()| ExitCode::SUCCESS),
         Command::Probe { target } => probe::probe(&target).map(|()| ExitCode::SUCCESS),
+        Command::Portkeeper {
+            http,
+            https,
+            socket,
+            user,
+        } => portkeeper(murakumo_handoff::keeper::Options {
+            http,
+            https,
+            socket,
+            user,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::PhpFpm { role, listen } => {
             let role = match role {
                 RoleArg::Public => murakumo_stack::container::PoolRole::Public,

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::php_site::{write, PhpSite, HOST};
-use support::{curl, wait_until, Edge, Proc};
+use support::{curl, wait_until, Edge, Proc, Wrk};
+
+const HOST_HEADER: &str = "Host: site.test";
 
 /// Sends `request` on a new connection and returns the status of the first
 /// answer, or `None` if the edge closed the connection without one.
@@ -636,53 +638,6 @@ fn dead_or_slow_php_gives_stale_pages_502_and_504_then_recovers() {
     no_panic(&mut s);
 }
 
-/// Runs `wrk` for `secs` against `url` (with Host: site.test).
-fn wrk(url: &str, secs: u64, conns: u32) -> std::process::Child {
-    Command::new("wrk")
-        .args([
-            "-t1",
-            // A slow answer on this shared 2-core machine is not a lost one.
-            "--timeout",
-            "10s",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "-H",
-            &format!("Host: {HOST}"),
-            url,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wrk is not installed (scripts/install-deps --test)")
-}
-
-/// (requests, socket errors, non-2xx/3xx) from wrk's summary.
-fn wrk_result(child: std::process::Child) -> (u64, u64, u64, String) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let num = |s: &str| s.trim().trim_end_matches(',').parse::<u64>().unwrap_or(0);
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .map_or(0, |l| num(l.split_whitespace().next().unwrap_or("")));
-    let errors = text
-        .lines()
-        .find(|l| l.contains("Socket errors"))
-        .map_or(0, |l| {
-            l.split(':')
-                .nth(1)
-                .unwrap_or("")
-                .split(',')
-                .map(|p| num(p.split_whitespace().last().unwrap_or("0")))
-                .sum()
-        });
-    let non2xx = text
-        .lines()
-        .find(|l| l.contains("Non-2xx"))
-        .map_or(0, |l| num(l.rsplit(':').next().unwrap_or("0")));
-    (requests, errors, non2xx, text)
-}
-
 /// Starts another `murakumo serve` on the same configuration (the same
 /// addresses: SO_REUSEPORT) and waits until it listens.
 fn successor(dir: &Path, config: &Path, generation: u32) -> Proc {
@@ -712,8 +667,8 @@ fn replacing_the_edge_five_times_under_load_loses_no_request() {
     assert_eq!(s.get("/", &[]).status, 200);
     let dir = s.dir.path().to_path_buf();
     let config = s.edge.config.clone();
-    let cached = wrk(&s.edge.url("/"), 30, 16);
-    let uncached = wrk(&s.edge.url("/info.php"), 30, 4);
+    let cached = Wrk::start(&s.edge.url("/"), 30, 16, &[HOST_HEADER]);
+    let uncached = Wrk::start(&s.edge.url("/info.php"), 30, 4, &[HOST_HEADER]);
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
     let mut current: Option<Proc> = None;
@@ -735,8 +690,8 @@ fn replacing_the_edge_five_times_under_load_loses_no_request() {
         handovers < Duration::from_secs(29),
         "the handovers outlasted the load ({handovers:?}); the test proves nothing"
     );
-    let (n1, e1, x1, t1) = wrk_result(cached);
-    let (n2, e2, x2, t2) = wrk_result(uncached);
+    let (n1, e1, x1, t1) = cached.result();
+    let (n2, e2, x2, t2) = uncached.result();
     eprintln!("5 handovers in {handovers:?}; cached: {n1} requests, uncached: {n2} requests");
     assert!(n1 > 1000 && n2 > 50, "too little load: {t1}\n{t2}");
     assert_eq!((e1, x1), (0, 0), "cached page: {t1}");
@@ -754,12 +709,12 @@ fn stop_drained(mut old: Proc) {
 fn cached_pages_do_not_notice_a_graceful_php_fpm_restart() {
     let s = PhpSite::start("", "");
     assert_eq!(s.get("/", &[]).status, 200);
-    let cached = wrk(&s.edge.url("/"), 6, 16);
+    let cached = Wrk::start(&s.edge.url("/"), 6, 16, &[HOST_HEADER]);
     for _ in 0..2 {
         std::thread::sleep(Duration::from_secs(2));
         s.fpm.signal("USR2");
     }
-    let (n, e, x, t) = wrk_result(cached);
+    let (n, e, x, t) = cached.result();
     assert!(n > 1000, "too little load: {t}");
     assert_eq!((e, x), (0, 0), "cached page during php-fpm reloads: {t}");
 }

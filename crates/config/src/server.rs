@@ -57,6 +57,10 @@ pub struct Server {
     /// `[server.shared_cache]`: a page cache on Redis that every edge
     /// shares, behind each one's memory; none by default.
     pub shared_cache: Option<SharedCache>,
+    /// The Unix socket of the node's port keeper (`murakumo portkeeper`):
+    /// the edge also serves the connections it hands over, so edges are
+    /// replaced on a node without a refused connection. None by default.
+    pub handoff: Option<PathBuf>,
 }
 
 /// `Strict-Transport-Security`: off, or on with a max-age.
@@ -102,6 +106,7 @@ impl Default for Server {
             trusted_proxies: None,
             limits: Limits::default(),
             shared_cache: None,
+            handoff: None,
         }
     }
 }
@@ -143,6 +148,14 @@ impl Server {
                 return Err(Invalid::new(
                     "server.purge_fanout",
                     format!("{peer:?} is not host:port; write the other edges' ops address, e.g. \"murakumo-edges.murakumo.svc.cluster.local:9090\""),
+                ));
+            }
+        }
+        if let Some(path) = &self.handoff {
+            if !path.is_absolute() {
+                return Err(Invalid::new(
+                    "server.handoff",
+                    format!("{} is not an absolute path; give the keeper's socket, e.g. \"/run/murakumo-handoff/keeper.sock\"", path.display()),
                 ));
             }
         }

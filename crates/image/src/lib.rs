@@ -32,6 +32,11 @@ pub const EDGE_CONFIG: &str = "/etc/murakumo/murakumo.toml";
 pub const TLS_DIR: &str = "/etc/murakumo/tls";
 /// ACME storage for a single edge that obtains its own certificate.
 pub const ACME_DIR: &str = "/var/lib/murakumo/acme";
+/// The port keeper's hand-off socket, on a volume (one per node) that the
+/// keeper and the node's edges share (`murakumo portkeeper`,
+/// `server.handoff`).
+pub const HANDOFF_DIR: &str = "/run/murakumo-handoff";
+pub const HANDOFF_SOCKET: &str = "/run/murakumo-handoff/keeper.sock";
 
 /// The edge's plain HTTP port (non-root: above 1024).
 pub const HTTP_PORT: u16 = 8080;

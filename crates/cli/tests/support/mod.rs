@@ -12,9 +12,10 @@ pub mod php_site;
 mod process;
 mod redis;
 mod wordpress;
+mod wrk;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
-pub use {edge::*, http::*, mariadb::*, php_fpm::*, process::*, redis::*, wordpress::*};
+pub use {edge::*, http::*, mariadb::*, php_fpm::*, process::*, redis::*, wordpress::*, wrk::*};
 
 pub const WORDPRESS: &str = "/usr/share/wordpress";

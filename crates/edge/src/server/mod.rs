@@ -12,6 +12,7 @@
 
 mod connection;
 mod error;
+mod handoff;
 mod lifecycle;
 mod listen;
 mod proxy_protocol;

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::connection::{self, Protocol};
 use super::error::ServeError;
+use super::handoff;
 use super::listen;
 use crate::state::Edge;
 
@@ -84,6 +85,25 @@ pub async fn serve(
             stop_rx.clone(),
             Some(edge.admission.clone()),
             move |stream, remote, local, slot| {
+                connection::client_connection(
+                    edge.clone(),
+                    stream,
+                    remote,
+                    local,
+                    slot,
+                    protocol,
+                    stop.clone(),
+                )
+            },
+        )));
+    }
+    if let Some(path) = config.server.handoff.clone() {
+        let (edge, stop) = (edge.clone(), stop_rx.clone());
+        loops.push(tokio::spawn(handoff::receive_loop(
+            path,
+            stop_rx.clone(),
+            edge.admission.clone(),
+            move |stream, remote, local, slot, protocol| {
                 connection::client_connection(
                     edge.clone(),
                     stream,
