@@ -68,7 +68,7 @@ stop_private() {
 }
 
 if [ ! -e "$made" ]; then
-    [ -w "$datadir" ] || die "$datadir is not writable by uid $(id -u)"
+    [ -w "$datadir" ] || die "$datadir is not writable by uid $(id -u) (it belongs to uid $(stat -c %u "$datadir")): a volume made by another image (the official one runs as 999)? Give it to $(id -u) (chown -R $(id -u):$(id -g)) or start with a new volume"
     file_env MARIADB_ROOT_PASSWORD
     file_env MARIADB_PASSWORD
     : "${MARIADB_DATABASE:=}" "${MARIADB_USER:=}" "${MARIADB_ROOT_HOST:=%}"

@@ -116,8 +116,11 @@ fn each_target_renders_hardened_files_and_keeps_secrets() {
         "node.labels.env == user",
         "node.labels.env == admin",
         "spread: node.labels.zone",
-        // Client addresses reach the edge (no routing mesh in between).
-        "mode: host",
+        // Client addresses reach the edge (no routing mesh in between):
+        // the port keeper on the host's network hands connections over.
+        "- portkeeper",
+        "name: host",
+        "handoff:/run/murakumo-handoff",
         "mode: global",
         "endpoint_mode: dnsrr",
     ] {

@@ -131,7 +131,7 @@ impl Default for DeployDb {
             // Made by scripts/build-image (image/mariadb): Debian's
             // MariaDB with the official image's conventions, so
             // "docker.io/library/mariadb:10.11" works in its place.
-            image: format!("localhost/murakumo-mariadb:{}", env!("CARGO_PKG_VERSION")),
+            image: format!("murakumo-mariadb:{}", env!("CARGO_PKG_VERSION")),
             size: "10Gi".into(),
         }
     }
@@ -140,7 +140,13 @@ impl Default for DeployDb {
 impl Default for Deploy {
     fn default() -> Self {
         Deploy {
-            image: format!("localhost/murakumo:{}", env!("CARGO_PKG_VERSION")),
+            // A local name without a registry: Docker would read
+            // "localhost/murakumo" as a registry on localhost:80, and a
+            // Swarm node asks the image's registry before every task start:
+            // there port 80 is the site (the port keeper), and the edge's
+            // restart would wait for its own pull to time out. podman
+            // stores this name as localhost/murakumo.
+            image: format!("murakumo:{}", env!("CARGO_PKG_VERSION")),
             namespace: "murakumo".into(),
             replicas: 2,
             max_replicas: None,

@@ -20,8 +20,8 @@
 //!   account's.
 //!
 //! Started as root (binding ports below 1024 on the host's network), it
-//! drops to `Options::user` as soon as its ports are bound, before any
-//! thread exists.
+//! becomes `Options::user` first thing, keeping only the right to bind
+//! those ports until they are bound, before any thread exists.
 
 use std::io;
 use std::net::SocketAddr;
@@ -84,6 +84,13 @@ pub fn prepare(opts: &Options) -> Result<Prepared, KeeperError> {
         path: opts.socket.clone(),
         source,
     };
+    // The socket's directory is the account's alone (root without
+    // CAP_DAC_OVERRIDE may not enter it): become that account first,
+    // keeping only the right to bind low ports until they are bound.
+    let dropping = rustix::process::getuid().is_root() && opts.user != 0;
+    if dropping {
+        become_user(opts.user)?;
+    }
     let (mut held, predecessor) = match std::os::unix::net::UnixStream::connect(&opts.socket) {
         Ok(s) => {
             let held = take_over(&s).map_err(|message| KeeperError::TakeOver {
@@ -120,8 +127,17 @@ pub fn prepare(opts: &Options) -> Result<Prepared, KeeperError> {
     }
     // What the predecessor held and the options no longer name is closed.
     drop(held);
-    if rustix::process::getuid().is_root() && opts.user != 0 {
-        drop_privileges(opts.user)?;
+    if dropping {
+        use rustix::thread::{set_capabilities, CapabilitySet, CapabilitySets};
+        let none = CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        };
+        set_capabilities(None, none).map_err(|e| KeeperError::Privileges {
+            uid: opts.user,
+            source: e.into(),
+        })?;
     }
     let private_path = private_path(&opts.socket);
     let _ = std::fs::remove_file(&private_path);
@@ -192,24 +208,36 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, KeeperError> {
     Ok(std::net::TcpListener::from(fd))
 }
 
-/// Root → `uid`: no supplementary groups, then the group, then the user
-/// (which clears every capability). The process has one thread here, so
-/// the per-thread calls are the whole process's.
-fn drop_privileges(uid: u32) -> Result<(), KeeperError> {
-    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+/// Root → `uid`: no supplementary groups, then the group, then the user,
+/// keeping of root's capabilities only `CAP_NET_BIND_SERVICE` (if it had
+/// it), which [`prepare`] drops once the ports are bound. The process has
+/// one thread here, so the per-thread calls are the whole process's.
+fn become_user(uid: u32) -> Result<(), KeeperError> {
+    use rustix::thread::{
+        capabilities, set_capabilities, set_keep_capabilities, set_thread_groups,
+        set_thread_res_gid, set_thread_res_uid, CapabilitySet, CapabilitySets,
+    };
     let err = |e: rustix::io::Errno| KeeperError::Privileges {
         uid,
         source: e.into(),
     };
-    // SAFETY of the ids: any number is a valid id to the kernel.
+    let keep = capabilities(None).map_err(err)?.permitted & CapabilitySet::NET_BIND_SERVICE;
     let gid = rustix::process::Gid::from_raw(uid);
     let user = rustix::process::Uid::from_raw(uid);
+    set_keep_capabilities(true).map_err(err)?;
     set_thread_groups(&[]).map_err(err)?;
     set_thread_res_gid(gid, gid, gid).map_err(err)?;
     set_thread_res_uid(user, user, user).map_err(err)?;
+    set_keep_capabilities(false).map_err(err)?;
     if rustix::process::getuid().is_root() {
         return Err(err(rustix::io::Errno::PERM));
     }
+    let sets = CapabilitySets {
+        effective: keep,
+        permitted: keep,
+        inheritable: CapabilitySet::empty(),
+    };
+    set_capabilities(None, sets).map_err(err)?;
     Ok(())
 }
 

@@ -30,6 +30,9 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     let swarm = plan.target == Target::Swarm;
     let d = &plan.deploy;
     let mut services = Map::new();
+    if swarm {
+        services.insert("portkeeper".into(), portkeeper(plan));
+    }
     services.insert("edge".into(), edge(plan));
     services.insert("php-public".into(), php(plan, Tier::Public));
     services.insert("php-admin".into(), php(plan, Tier::Admin));
@@ -41,6 +44,9 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     }
     let mut volumes = Map::new();
     volumes.insert("content".into(), json!({}));
+    if swarm {
+        volumes.insert("handoff".into(), json!({}));
+    }
     if plan.db_kind() == DbKind::Bundled {
         volumes.insert("db".into(), json!({}));
     }
@@ -67,6 +73,12 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     }
     doc.insert("services".into(), Value::Object(services));
     doc.insert("volumes".into(), Value::Object(volumes));
+    if swarm {
+        doc.insert(
+            "networks".into(),
+            json!({ "host-network": { "external": true, "name": "host" } }),
+        );
+    }
     doc.insert("secrets".into(), Value::Object(secret_files));
     if swarm {
         // A Swarm config cannot change: named by its content, a changed
@@ -204,20 +216,20 @@ fn edge(plan: &Plan) -> Value {
         "command".into(),
         json!(["serve", "--config", image::EDGE_CONFIG]),
     );
-    let port = |target: u16, published: u16| {
-        let mut p = json!({ "target": target, "published": published, "protocol": "tcp" });
-        if swarm {
-            p["mode"] = json!("host");
-        }
-        p
-    };
-    let mut ports = vec![port(image::HTTP_PORT, 80)];
-    if plan.edge_tls() {
-        ports.push(port(image::HTTPS_PORT, 443));
-    }
-    s.insert("ports".into(), Value::Array(ports));
     // The content volume, read-only: uploads are files the edge serves.
     let mut volumes = vec![json!(format!("content:{}:ro", image::CONTENT))];
+    if swarm {
+        // The node's port keeper owns the public ports and hands the
+        // connections over on this volume's socket (see `portkeeper`).
+        volumes.push(json!(format!("handoff:{}", image::HANDOFF_DIR)));
+    } else {
+        let port = |target: u16, published: u16| json!({ "target": target, "published": published, "protocol": "tcp" });
+        let mut ports = vec![port(image::HTTP_PORT, 80)];
+        if plan.edge_tls() {
+            ports.push(port(image::HTTPS_PORT, 443));
+        }
+        s.insert("ports".into(), Value::Array(ports));
+    }
     if swarm {
         s.insert(
             "configs".into(),
@@ -257,15 +269,15 @@ fn edge(plan: &Plan) -> Value {
         json!(format!("{}s", secs(plan.stop_grace()))),
     );
     if swarm {
+        // One edge on every public node, beside that node's keeper (a
+        // replica count could leave a node's keeper without an edge, or
+        // ask for more than there are nodes); the new edge starts first
+        // and the old one drains through the keeper.
         let mut deploy = deploy(plan, plan.deploy.replicas, &plan.deploy.public_nodes);
-        // Host-mode ports: one edge on every public node (a replica count
-        // above the number of nodes would leave tasks pending forever),
-        // and a new task can only bind once the old one has gone.
         let map = deploy.as_object_mut().expect("deploy is a map");
         map.remove("replicas");
         map.insert("mode".into(), json!("global"));
-        deploy["update_config"]["order"] = json!("stop-first");
-        deploy["rollback_config"]["order"] = json!("stop-first");
+        deploy["restart_policy"]["delay"] = json!("1s");
         s.insert("deploy".into(), deploy);
     } else {
         s.insert(
@@ -276,6 +288,52 @@ fn edge(plan: &Plan) -> Value {
             }),
         );
     }
+    Value::Object(s)
+}
+
+/// Swarm: the port keeper of each public node (`murakumo portkeeper`),
+/// on the host's network so that its listening sockets outlive any
+/// container of the stack: it hands every connection to the node's edge
+/// over the `handoff` volume's socket, and a new keeper takes the sockets
+/// over from the old one (start-first). So an edge update, a new image and
+/// a killed edge refuse no connection, and the edges see the clients' own
+/// addresses (no routing mesh in between) for `admin_allow`, the rate
+/// limits and the logs. It starts as root with nothing but the right to
+/// bind ports below 1024 and to change its user, and runs as the image's
+/// account once its ports are bound.
+fn portkeeper(plan: &Plan) -> Value {
+    let mut s = Map::new();
+    hardened(plan, &mut s);
+    s.insert("user".into(), json!("0:0"));
+    s.insert(
+        "cap_add".into(),
+        json!(["NET_BIND_SERVICE", "SETUID", "SETGID"]),
+    );
+    let mut command = vec![json!("portkeeper"), json!("--http"), json!("0.0.0.0:80")];
+    if plan.edge_tls() {
+        command.extend([json!("--https"), json!("0.0.0.0:443")]);
+    }
+    command.extend([json!("--socket"), json!(image::HANDOFF_SOCKET)]);
+    s.insert("command".into(), Value::Array(command));
+    s.insert("networks".into(), json!(["host-network"]));
+    s.insert(
+        "volumes".into(),
+        json!([format!("handoff:{}", image::HANDOFF_DIR)]),
+    );
+    s.insert("healthcheck".into(), healthcheck("tcp:127.0.0.1:80"));
+    s.insert("stop_grace_period".into(), json!("10s"));
+    let mut deploy = deploy(plan, 1, &plan.deploy.public_nodes);
+    let map = deploy.as_object_mut().expect("deploy is a map");
+    map.remove("replicas");
+    // On the host's network there is no service address to resolve.
+    map.remove("endpoint_mode");
+    map.insert("mode".into(), json!("global"));
+    deploy["restart_policy"]["delay"] = json!("1s");
+    deploy["resources"] = json!({
+        "limits": { "memory": "64M" },
+        "reservations": { "memory": "16M" },
+    });
+    s.insert("deploy".into(), deploy);
     Value::Object(s)
 }
 

@@ -31,6 +31,14 @@ pub fn render(plan: &Plan, tier: Tier) -> Result<String, RenderError> {
         "purge_token_file".into(),
         Value::String(format!("{}/{}", image::SECRETS, image::PURGE_TOKEN)),
     );
+    if plan.target == Target::Swarm {
+        server.insert(
+            "handoff".into(),
+            Value::String(image::HANDOFF_SOCKET.into()),
+        );
+    } else {
+        server.remove("handoff");
+    }
     match fanout(plan) {
         Some(peer) => server.insert("purge_fanout".into(), strings([peer])),
         None => server.remove("purge_fanout"),

@@ -4,14 +4,17 @@
 //! One fixture a file.
 #![allow(dead_code)]
 
+pub mod docker;
 mod edge;
 mod http;
 mod mariadb;
 mod php_fpm;
 pub mod php_site;
+pub mod probe;
 mod process;
 mod redis;
 mod wordpress;
+pub mod wp_admin;
 mod wrk;
 
 // Each test binary uses a part of the harness.
