@@ -46,7 +46,8 @@ enum Command {
     /// be committed).
     Render(RenderArgs),
     /// Container image: write wp-config.php and php-fpm's configuration
-    /// from the environment and secret files, then run php-fpm.
+    /// from the environment and secret files, then run php-fpm (SIGTERM
+    /// stops it gracefully: running requests finish).
     #[command(name = "php-fpm")]
     PhpFpm {
         /// Which pool: public (visitors) or admin (/wp-admin, wp-login.php).
@@ -567,7 +568,8 @@ fn main() -> ExitCode {
                 RoleArg::Admin => murakumo_stack::container::PoolRole::Admin,
             };
             let req = murakumo_stack::container::PhpFpmRequest::new(role, listen);
-            Err(murakumo_stack::container::exec(&req))
+            murakumo_stack::container::run(&req)
+                .map(|code| ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Command::Redis => Err(murakumo_stack::redis::container_exec()),
         Command::Stack(command) => {

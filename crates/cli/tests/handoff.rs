@@ -1,7 +1,8 @@
 //! End to end: the port keeper (`murakumo portkeeper`) holding the public
 //! port while edges that take their connections from it
 //! (`server.handoff`) come and go, and while the keeper itself is
-//! replaced. Real php-fpm, the murakumo binary, `wrk` for load (one load
+//! replaced, start-first (it hands its sockets to the new keeper) and
+//! stop-first (it parks them with the edge). Real php-fpm, the murakumo binary, `wrk` for load (one load
 //! opens a new connection per request, so every request is handed over).
 
 mod support;
@@ -127,8 +128,16 @@ fn edges_and_the_keeper_are_replaced_under_load_without_losing_a_request() {
     stop(std::mem::replace(&mut keeper_now, k2), "old keeper");
     steps.push("keeper replaced");
 
-    // 4: stop-first, as compose recreates a container: for a moment no
-    // edge at all, and the keeper lets connections wait.
+    // 4: the keeper stop-first, as compose recreates a container: it parks
+    // its listening sockets with the edge, which serves them meanwhile and
+    // hands them to the next keeper.
+    stop(keeper_now, "keeper stopped before its successor");
+    std::thread::sleep(Duration::from_millis(700));
+    keeper_now = keeper(&dir, port, &socket, 3);
+    steps.push("keeper replaced stop-first (0.7 s without a keeper)");
+
+    // 5: the edge stop-first: for a moment no edge at all, and the keeper
+    // lets connections wait.
     std::thread::sleep(Duration::from_secs(1));
     stop(current, "the only edge");
     std::thread::sleep(Duration::from_millis(700));

@@ -599,9 +599,31 @@ fn a_saturated_php_pool_answers_503_while_cached_pages_flow() {
 }
 
 #[test]
+fn a_php_fpm_restart_costs_waiting_not_a_502() {
+    // As compose replaces a php container: php-fpm gone for a second, then
+    // back. A request that arrives meanwhile waits for it (php_restart_wait,
+    // 10 s by default) instead of failing.
+    let mut s = PhpSite::start("", "");
+    assert_eq!(s.get("/info.php", &[]).status, 200);
+    s.fpm.kill();
+    let url = s.edge.url("/info.php?during-the-restart");
+    let during = std::thread::spawn(move || curl(&url, &["-H", &format!("Host: {HOST}")]).status);
+    std::thread::sleep(Duration::from_secs(1));
+    s.fpm.boot();
+    assert_eq!(
+        during.join().unwrap(),
+        200,
+        "the request made while php-fpm was down"
+    );
+    no_panic(&mut s);
+}
+
+#[test]
 fn dead_or_slow_php_gives_stale_pages_502_and_504_then_recovers() {
+    // php_restart_wait is short here: a php-fpm that stays dead (not one
+    // restarting) is what this test is about.
     let mut s = PhpSite::start_with(
-        "php_timeout = \"1s\"\n[site.cache]\nttl = \"1s\"\nstale = \"1h\"",
+        "php_timeout = \"1s\"\nphp_restart_wait = \"1s\"\n[site.cache]\nttl = \"1s\"\nstale = \"1h\"",
         "",
         1,
         "request_terminate_timeout = 3s\n",
@@ -618,8 +640,9 @@ fn dead_or_slow_php_gives_stale_pages_502_and_504_then_recovers() {
         || s.get("/info.php", &[]).status == 200,
     );
 
-    // php-fpm killed: the cached page is served stale, uncached ones fail
-    // fast with 502, and service resumes when php-fpm is back.
+    // php-fpm killed and not restarted within php_restart_wait: the cached
+    // page is served stale, uncached ones fail fast with 502, and service
+    // resumes when php-fpm is back.
     s.fpm.kill();
     std::thread::sleep(Duration::from_millis(1200));
     let r = s.get("/", &[]);

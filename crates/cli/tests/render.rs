@@ -95,7 +95,7 @@ fn each_target_renders_hardened_files_and_keeps_secrets() {
         let text = read(&dir.join(target).join(file));
         assert!(text.contains("read_only: true"), "{file}");
         assert!(
-            text.contains("/srv/wordpress/content:ro"),
+            text.contains("target: /srv/wordpress/content\n        read_only: true"),
             "{file}: public content read-only"
         );
         assert!(text.contains("stop_grace_period: \"37s\""), "{file}");

@@ -907,12 +907,19 @@ fn up_redis_gives_wordpress_a_persistent_object_cache_on_a_private_socket() {
     );
     assert_eq!(site.get("/").cache(), "MISS");
     assert_eq!(site.get("/").cache(), "HIT");
-    let metrics = curl(&format!("http://127.0.0.1:{}/metrics", site.ops_port), &[]).text();
-    assert!(metrics.contains("murakumo_shared_cache_up 1"), "{metrics}");
-    assert!(
-        metrics.contains("murakumo_shared_cache_stores_total 1"),
-        "{metrics}"
+    // The page reaches Redis after its answer (the store runs on its own).
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", site.ops_port);
+    wait_until(
+        "the page to be stored in Redis",
+        Duration::from_secs(10),
+        || {
+            curl(&metrics_url, &[])
+                .text()
+                .contains("murakumo_shared_cache_stores_total 1")
+        },
     );
+    let metrics = curl(&metrics_url, &[]).text();
+    assert!(metrics.contains("murakumo_shared_cache_up 1"), "{metrics}");
 
     // The next `up` (no flag) keeps Redis: murakumo.toml says so.
     site.down();

@@ -46,6 +46,12 @@ pub struct Site {
     /// How long a request waits for a busy php pool before a 503.
     #[serde(default = "default_php_queue_timeout", with = "units::duration")]
     pub php_queue_timeout: Duration,
+    /// When no php-fpm member accepts a connection, requests wait for one
+    /// until this long after PHP last accepted one (a restart or a
+    /// container being replaced), then 502; once PHP has been gone that
+    /// long, 502 at once. "0s": 502 at once always.
+    #[serde(default = "default_php_restart_wait", with = "units::duration")]
+    pub php_restart_wait: Duration,
     /// Largest request body (uploads); larger ones get 413. PHP's own
     /// `post_max_size` must be at least this.
     #[serde(default = "default_max_body", with = "units::size")]
@@ -86,6 +92,9 @@ fn default_php_queue() -> usize {
     128
 }
 fn default_php_queue_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_php_restart_wait() -> Duration {
     Duration::from_secs(10)
 }
 /// Like WordPress' and PHP's "64M" (mebibytes).

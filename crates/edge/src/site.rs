@@ -122,6 +122,7 @@ fn build_pool(
         connect_timeout: site.php_connect_timeout,
         queue_timeout: site.php_queue_timeout,
         max_queue: site.php_queue,
+        restart_wait: site.php_restart_wait,
         ..PoolConfig::default()
     };
     Ok(Arc::new(PhpPool {

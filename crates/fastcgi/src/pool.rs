@@ -4,9 +4,15 @@
 //!   or below php-fpm's `pm.max_children`: with `FCGI_KEEP_CONN` an idle kept
 //!   connection pins a php-fpm worker.
 //! - A request takes the member with the fewest outstanding requests among
-//!   healthy ones, reuses its most recently idle connection or opens one.
+//!   healthy ones, reuses its most recently idle connection or opens one;
+//!   a request that asks for a fresh connection closes one idle connection
+//!   of the member first (it pins a worker the new one needs).
 //! - A member that refuses connections is marked down for `down_for` and
 //!   skipped; the request moves to another member (nothing was sent yet).
+//! - When no member accepts, the request waits and tries again, but only
+//!   until `restart_wait` after some member last accepted a connection: a
+//!   php-fpm restarting, or its container being replaced, costs waiting,
+//!   not a 502; a php-fpm that stays gone gets 502s at once after that.
 //! - A connection is returned to the pool only when its request ended cleanly
 //!   ([`PooledConnection::release`]); dropping it closes the connection, which is
 //!   also how an abandoned request is aborted in php-fpm.
@@ -49,6 +55,9 @@ pub struct PoolConfig {
     /// refused at once ([`PoolError::QueueFull`]), so a saturated pool
     /// cannot gather an unbounded crowd of waiting requests.
     pub max_queue: usize,
+    /// How long after the last accepted connection requests wait for a
+    /// member to accept again (see the module doc); zero: never wait.
+    pub restart_wait: Duration,
 }
 
 impl Default for PoolConfig {
@@ -60,6 +69,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(60),
             queue_timeout: Duration::from_secs(30),
             max_queue: 128,
+            restart_wait: Duration::from_secs(10),
         }
     }
 }
@@ -125,6 +135,10 @@ pub struct Pool {
     next: AtomicUsize,
     /// Requests waiting for a connection slot.
     queued: AtomicUsize,
+    /// When a member last accepted a connection or served a kept one
+    /// (or the pool was made), as nanoseconds since `born`.
+    last_accepted: AtomicU64,
+    born: Instant,
 }
 
 impl Pool {
@@ -148,6 +162,8 @@ impl Pool {
             stats: Arc::new(PoolStats::default()),
             next: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            last_accepted: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
@@ -255,8 +271,25 @@ impl Pool {
     }
 
     /// Takes a connection: an idle one if the chosen member has one (unless
-    /// `fresh`), else a new one. Moves to the next member when a connect fails.
+    /// `fresh`), else a new one. Moves to the next member when a connect
+    /// fails; when none accepts, tries again within the restart window.
     pub async fn checkout(&self, fresh: bool) -> Result<PooledConnection, PoolError> {
+        loop {
+            match self.checkout_once(fresh).await {
+                Err(e @ PoolError::Unavailable { .. }) => {
+                    let last = Duration::from_nanos(self.last_accepted.load(Ordering::Relaxed));
+                    let until = self.born + last + self.config.restart_wait;
+                    let Some(left) = until.checked_duration_since(Instant::now()) else {
+                        return Err(e);
+                    };
+                    tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn checkout_once(&self, fresh: bool) -> Result<PooledConnection, PoolError> {
         let mut last_err = None;
         for member in self.candidates() {
             member.outstanding.fetch_add(1, Ordering::Relaxed);
@@ -264,8 +297,17 @@ impl Pool {
             let permit = self.wait_for_slot(&member).await?;
             if !fresh {
                 if let Some(conn) = self.take_idle(&member) {
+                    self.accepted();
                     self.stats.reused.fetch_add(1, Ordering::Relaxed);
                     return Ok(PooledConnection::new(conn, guard, permit, true));
+                }
+            } else {
+                // A fresh connection replaces a kept one: each kept
+                // connection pins a php-fpm worker, and the new one needs a
+                // free worker to be answered.
+                let mut idle = lock(&member.idle);
+                if !idle.is_empty() {
+                    idle.remove(0);
                 }
             }
             let connect = tokio::time::timeout(
@@ -279,6 +321,7 @@ impl Pool {
             match result {
                 Ok(conn) => {
                     *lock(&member.down_until) = None;
+                    self.accepted();
                     self.stats.opened.fetch_add(1, Ordering::Relaxed);
                     return Ok(PooledConnection::new(conn, guard, permit, false));
                 }
@@ -295,6 +338,12 @@ impl Pool {
             Some((addr, source)) => Err(PoolError::Unavailable { addr, source }),
             None => Err(PoolError::Empty),
         }
+    }
+
+    /// PHP answers: the restart window starts again from now.
+    fn accepted(&self) {
+        let since = self.born.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.last_accepted.fetch_max(since, Ordering::Relaxed);
     }
 
     fn take_idle(&self, member: &Member) -> Option<Connection> {
@@ -443,5 +492,57 @@ impl PooledConnection {
 impl Drop for PooledConnection {
     fn drop(&mut self) {
         self.unstall();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The restart window against plain Unix listeners: only connecting
+    //! matters here (no FastCGI is spoken); the end-to-end tests restart a
+    //! real php-fpm.
+    use super::*;
+
+    fn pool(path: &std::path::Path, restart_wait: Duration) -> Pool {
+        Pool::new(
+            vec![Address::Unix(path.to_path_buf())],
+            PoolConfig {
+                restart_wait,
+                ..PoolConfig::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_php_that_comes_back_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("php.sock");
+        let p = pool(&path, Duration::from_secs(10));
+        let later = path.clone();
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let l = tokio::net::UnixListener::bind(&later).unwrap();
+            let _conn = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        assert!(p.checkout(true).await.is_ok(), "waited for the member");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn without_a_window_or_after_it_a_gone_php_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("php.sock");
+        let none = pool(&path, Duration::ZERO);
+        assert!(matches!(
+            none.checkout(true).await,
+            Err(PoolError::Unavailable { .. })
+        ));
+        let short = pool(&path, Duration::from_millis(300));
+        assert!(matches!(
+            short.checkout(true).await,
+            Err(PoolError::Unavailable { .. })
+        ));
+        // The window has passed: still an error, not a hang.
+        assert!(short.checkout(true).await.is_err());
     }
 }

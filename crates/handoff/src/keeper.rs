@@ -73,6 +73,44 @@ pub struct Prepared {
     private_path: PathBuf,
     socket: PathBuf,
     predecessor: Option<std::os::unix::net::UnixStream>,
+    /// The control socket is at `socket` already.
+    installed: bool,
+}
+
+impl Prepared {
+    /// A keeper inside an edge for listening sockets a stopping keeper
+    /// parked there: its hand-off socket is moved onto `socket` at once,
+    /// so the edges (this one included) reconnect to it and the next
+    /// keeper takes the sockets from it.
+    pub fn parked(
+        listeners: Vec<(Kind, std::net::TcpListener)>,
+        socket: &Path,
+    ) -> Result<Prepared, KeeperError> {
+        let sock_err = |source| KeeperError::Socket {
+            path: socket.to_path_buf(),
+            source,
+        };
+        let private_path = private_path(socket);
+        let control = control_socket(&private_path).map_err(sock_err)?;
+        std::fs::rename(&private_path, socket).map_err(sock_err)?;
+        Ok(Prepared {
+            listeners,
+            control,
+            private_path,
+            socket: socket.to_path_buf(),
+            predecessor: None,
+            installed: true,
+        })
+    }
+}
+
+/// The hand-off socket, listening at `path`, for its owner alone.
+fn control_socket(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let control = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(control)
 }
 
 /// Takes the listeners over from a keeper already serving `opts.socket`,
@@ -140,17 +178,14 @@ pub fn prepare(opts: &Options) -> Result<Prepared, KeeperError> {
         })?;
     }
     let private_path = private_path(&opts.socket);
-    let _ = std::fs::remove_file(&private_path);
-    let control = std::os::unix::net::UnixListener::bind(&private_path).map_err(sock_err)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&private_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(sock_err)?;
+    let control = control_socket(&private_path).map_err(sock_err)?;
     Ok(Prepared {
         listeners,
         control,
         private_path,
         socket: opts.socket.clone(),
         predecessor,
+        installed: false,
     })
 }
 
@@ -258,6 +293,8 @@ struct Link {
     /// Held while a connection is sent, so the answer to a drain comes
     /// after the last connection sent to it.
     sending: tokio::sync::Mutex<()>,
+    /// The edge said it holds the listeners parked with it.
+    held: Notify,
 }
 
 /// The edges, and a wake-up for the accept loops when one becomes ready.
@@ -377,7 +414,9 @@ pub async fn run(
             .map(|l| listeners.push((kind, l)))
             .map_err(|source| KeeperError::Bind { addr, source })?;
     }
-    std::fs::rename(&p.private_path, &p.socket).map_err(sock_err)?;
+    if !p.installed {
+        std::fs::rename(&p.private_path, &p.socket).map_err(sock_err)?;
+    }
     if let Some(pred) = p.predecessor {
         // It stops accepting when it sends its listeners; this tells it
         // that edges reconnecting reach this keeper now.
@@ -429,13 +468,14 @@ pub async fn run(
         }
     }
     let Some(successor) = successor else {
-        tracing::info!("stopping; the ports close");
+        if park(&held, &edges).await {
+            tracing::info!("stopping; an edge holds the ports for the next keeper");
+        } else {
+            tracing::info!("stopping; the ports close");
+        }
         return Ok(());
     };
-    let kinds: Vec<u8> = held.iter().map(|(k, _)| k.byte()).collect();
-    let fds: Vec<BorrowedFd<'_>> = held.iter().map(|(_, l)| l.as_fd()).collect();
-    let mut msg = vec![wire::LISTENERS, kinds.len() as u8];
-    msg.extend(&kinds);
+    let (msg, fds) = listeners_message(wire::LISTENERS, &held);
     let passed = wire::send(&successor, &msg, &fds).await;
     let mut kept = [0u8; 1];
     let answered = match passed {
@@ -465,6 +505,40 @@ pub async fn run(
     );
     shutdown.await;
     Ok(())
+}
+
+/// `tag`, the count and the kinds of `held`, and their descriptors.
+fn listeners_message(tag: u8, held: &[(Kind, TcpListener)]) -> (Vec<u8>, Vec<BorrowedFd<'_>>) {
+    let mut msg = vec![tag, held.len() as u8];
+    msg.extend(held.iter().map(|(k, _)| k.byte()));
+    (msg, held.iter().map(|(_, l)| l.as_fd()).collect())
+}
+
+/// Stopping with no successor (compose replaces a container stop-first):
+/// gives the listening sockets to a ready edge to hold, serve, and hand to
+/// the next keeper, so the ports never close. Whether an edge took them.
+async fn park(held: &[(Kind, TcpListener)], edges: &Edges) -> bool {
+    if held.is_empty() {
+        return false;
+    }
+    let (msg, fds) = listeners_message(wire::PARK, held);
+    for link in edges.ready() {
+        let _sending = link.sending.lock().await;
+        if !link.ready.load(Ordering::SeqCst) {
+            continue;
+        }
+        if wire::send(&link.stream, &msg, &fds).await.is_err() {
+            continue;
+        }
+        if tokio::time::timeout(Duration::from_secs(5), link.held.notified())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tracing::warn!("an edge did not confirm it holds the ports; trying another");
+    }
+    false
 }
 
 /// Goes on serving after a takeover that failed half-way.
@@ -537,6 +611,7 @@ async fn link(stream: UnixStream, edges: Arc<Edges>, successor: mpsc::Sender<Uni
         stream,
         ready: AtomicBool::new(true),
         sending: tokio::sync::Mutex::new(()),
+        held: Notify::new(),
     });
     edges.add(link.clone());
     tracing::info!(edges = edges.count(), "an edge connected");
@@ -548,6 +623,8 @@ async fn link(stream: UnixStream, edges: Arc<Edges>, successor: mpsc::Sender<Uni
                 let _ = wire::send(&link.stream, &[wire::DRAINED], &[]).await;
                 tracing::info!("an edge is draining");
             }
+            // A permit: the parking keeper may not be waiting yet.
+            Ok((1, _)) if byte[0] == wire::KEPT => link.held.notify_one(),
             Ok((1, _)) => {}
             _ => break,
         }

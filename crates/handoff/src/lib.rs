@@ -10,11 +10,14 @@
 //! connection's descriptor ([`receiver`]). Edges come and go (start-first
 //! updates, restarts, crashes) without a refused connection, clients keep
 //! their real addresses, and the keeper hands its own ports to its
-//! successor the same way. [`wire`] is the protocol.
+//! successor the same way. A keeper stopped before its successor starts
+//! (compose replaces containers stop-first) parks its ports with an edge,
+//! which serves them and hands them to the next keeper. [`wire`] is the
+//! protocol.
 
 pub mod keeper;
 pub mod receiver;
 pub mod wire;
 
-pub use receiver::{Handed, Session};
+pub use receiver::{Handed, Next, Session};
 pub use wire::Kind;

@@ -16,6 +16,18 @@ pub struct Handed {
     pub stream: std::net::TcpStream,
 }
 
+/// What the keeper sent.
+#[derive(Debug)]
+pub enum Next {
+    Connection(Handed),
+    /// The keeper stops with no successor: its listening sockets, for
+    /// this edge to hold until the next keeper takes them
+    /// ([`crate::keeper::Prepared::parked`]); answer with [`Session::held`].
+    Parked(Vec<(Kind, std::net::TcpListener)>),
+    /// The keeper has answered a drain, or is gone.
+    End,
+}
+
 /// One link to a keeper.
 pub struct Session {
     stream: UnixStream,
@@ -29,19 +41,49 @@ impl Session {
         Ok(Session { stream })
     }
 
-    /// The next connection; `None` when the keeper has answered a drain or
-    /// is gone (then reconnect, unless draining).
-    pub async fn next(&self) -> io::Result<Option<Handed>> {
+    /// The next message: a connection, listening sockets to hold, or the
+    /// end (then reconnect, unless draining).
+    pub async fn next(&self) -> io::Result<Next> {
         loop {
             let mut byte = [0u8; 1];
             let (n, mut fds) = wire::recv(&self.stream, &mut byte).await?;
             if n == 0 || byte[0] == wire::DRAINED {
-                return Ok(None);
+                return Ok(Next::End);
+            }
+            if byte[0] == wire::PARK {
+                // The count and the kinds follow, without descriptors.
+                let mut count = [0u8; 1];
+                wire::recv(&self.stream, &mut count).await?;
+                let mut kinds = vec![0u8; usize::from(count[0])];
+                let mut got = 0;
+                while got < kinds.len() {
+                    let (n, _) = wire::recv(&self.stream, &mut kinds[got..]).await?;
+                    if n == 0 {
+                        return Ok(Next::End);
+                    }
+                    got += n;
+                }
+                if kinds.len() != fds.len() {
+                    return Err(io::Error::other(
+                        "the keeper's listeners came without their kinds",
+                    ));
+                }
+                let listeners = kinds
+                    .iter()
+                    .zip(fds)
+                    .map(|(k, fd)| {
+                        let kind = Kind::from_byte(*k).ok_or_else(|| {
+                            io::Error::other(format!("unknown listener kind {k}"))
+                        })?;
+                        Ok((kind, std::net::TcpListener::from(fd)))
+                    })
+                    .collect::<io::Result<_>>()?;
+                return Ok(Next::Parked(listeners));
             }
             match (Kind::from_byte(byte[0]), fds.len()) {
                 (Some(kind), 1) => {
                     let stream = std::net::TcpStream::from(fds.remove(0));
-                    return Ok(Some(Handed { kind, stream }));
+                    return Ok(Next::Connection(Handed { kind, stream }));
                 }
                 _ => {
                     // Not a message for an edge: whatever came is closed.
@@ -59,5 +101,11 @@ impl Session {
     /// already sent and `None`.
     pub async fn drain(&self) -> io::Result<()> {
         wire::send(&self.stream, &[wire::DRAIN], &[]).await
+    }
+
+    /// Tells the keeper that parked its listeners here that this edge holds
+    /// them (its own socket is at the path now).
+    pub async fn held(&self) -> io::Result<()> {
+        wire::send(&self.stream, &[wire::KEPT], &[]).await
     }
 }

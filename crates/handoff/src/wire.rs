@@ -13,6 +13,8 @@
 //! | successor → keeper | `T` | | take over: give me your listeners |
 //! | keeper → successor | `L` n k₁…kₙ | n | the listening sockets, kᵢ = `H` or `S` |
 //! | successor → keeper | `K` | | kept: my socket is at the path now |
+//! | keeper → edge | `P` n k₁…kₙ | n | stopping with no successor: hold the listening sockets (and serve them) until the next keeper asks (`T`) |
+//! | edge → keeper | `K` | | held: the edge's socket is at the path now |
 //!
 //! std's Unix sockets cannot pass descriptors on stable Rust, and tokio's
 //! do not either: `sendmsg`/`recvmsg` come from rustix, on tokio's
@@ -35,6 +37,7 @@ pub const DRAINED: u8 = b'A';
 pub const TAKE_OVER: u8 = b'T';
 pub const LISTENERS: u8 = b'L';
 pub const KEPT: u8 = b'K';
+pub const PARK: u8 = b'P';
 
 /// The most descriptors one message carries (the listeners of a keeper).
 pub const MAX_FDS: usize = 16;

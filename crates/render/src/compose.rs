@@ -30,9 +30,7 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     let swarm = plan.target == Target::Swarm;
     let d = &plan.deploy;
     let mut services = Map::new();
-    if swarm {
-        services.insert("portkeeper".into(), portkeeper(plan));
-    }
+    services.insert("portkeeper".into(), portkeeper(plan));
     services.insert("edge".into(), edge(plan));
     services.insert("php-public".into(), php(plan, Tier::Public));
     services.insert("php-admin".into(), php(plan, Tier::Admin));
@@ -44,9 +42,7 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     }
     let mut volumes = Map::new();
     volumes.insert("content".into(), json!({}));
-    if swarm {
-        volumes.insert("handoff".into(), json!({}));
-    }
+    volumes.insert("handoff".into(), json!({}));
     if plan.db_kind() == DbKind::Bundled {
         volumes.insert("db".into(), json!({}));
     }
@@ -216,20 +212,13 @@ fn edge(plan: &Plan) -> Value {
         "command".into(),
         json!(["serve", "--config", image::EDGE_CONFIG]),
     );
-    // The content volume, read-only: uploads are files the edge serves.
-    let mut volumes = vec![json!(format!("content:{}:ro", image::CONTENT))];
-    if swarm {
-        // The node's port keeper owns the public ports and hands the
-        // connections over on this volume's socket (see `portkeeper`).
-        volumes.push(json!(format!("handoff:{}", image::HANDOFF_DIR)));
-    } else {
-        let port = |target: u16, published: u16| json!({ "target": target, "published": published, "protocol": "tcp" });
-        let mut ports = vec![port(image::HTTP_PORT, 80)];
-        if plan.edge_tls() {
-            ports.push(port(image::HTTPS_PORT, 443));
-        }
-        s.insert("ports".into(), Value::Array(ports));
-    }
+    // The content volume, read-only: uploads are files the edge serves;
+    // the port keeper owns the public ports and hands the connections over
+    // on the `handoff` volume's socket (see `portkeeper`).
+    let mut volumes = vec![
+        content_mount(Tier::Public),
+        json!(format!("handoff:{}", image::HANDOFF_DIR)),
+    ];
     if swarm {
         s.insert(
             "configs".into(),
@@ -280,9 +269,12 @@ fn edge(plan: &Plan) -> Value {
         deploy["restart_policy"]["delay"] = json!("1s");
         s.insert("deploy".into(), deploy);
     } else {
+        // The keeper first: compose replaces it first in a roll-out, while
+        // the old edge can still hold its ports.
         s.insert(
             "depends_on".into(),
             json!({
+                "portkeeper": { "condition": "service_started" },
                 "php-public": { "condition": "service_healthy" },
                 "php-admin": { "condition": "service_healthy" },
             }),
@@ -291,17 +283,19 @@ fn edge(plan: &Plan) -> Value {
     Value::Object(s)
 }
 
-/// Swarm: the port keeper of each public node (`murakumo portkeeper`),
+/// The port keeper (`murakumo portkeeper`; on Swarm one per public node),
 /// on the host's network so that its listening sockets outlive any
 /// container of the stack: it hands every connection to the node's edge
 /// over the `handoff` volume's socket, and a new keeper takes the sockets
-/// over from the old one (start-first). So an edge update, a new image and
-/// a killed edge refuse no connection, and the edges see the clients' own
-/// addresses (no routing mesh in between) for `admin_allow`, the rate
-/// limits and the logs. It starts as root with nothing but the right to
-/// bind ports below 1024 and to change its user, and runs as the image's
-/// account once its ports are bound.
+/// over from the old one (Swarm: start-first), or from the edge the old one
+/// parked them with (compose: stop-first). So an edge update, a new image
+/// and a killed edge refuse no connection, and the edges see the clients'
+/// own addresses (no routing mesh, no port proxy in between) for
+/// `admin_allow`, the rate limits and the logs. It starts as root with
+/// nothing but the right to bind ports below 1024 and to change its user,
+/// and runs as the image's account once its ports are bound.
 fn portkeeper(plan: &Plan) -> Value {
+    let swarm = plan.target == Target::Swarm;
     let mut s = Map::new();
     hardened(plan, &mut s);
     s.insert("user".into(), json!("0:0"));
@@ -315,13 +309,20 @@ fn portkeeper(plan: &Plan) -> Value {
     }
     command.extend([json!("--socket"), json!(image::HANDOFF_SOCKET)]);
     s.insert("command".into(), Value::Array(command));
-    s.insert("networks".into(), json!(["host-network"]));
+    if swarm {
+        s.insert("networks".into(), json!(["host-network"]));
+    } else {
+        s.insert("network_mode".into(), json!("host"));
+    }
     s.insert(
         "volumes".into(),
         json!([format!("handoff:{}", image::HANDOFF_DIR)]),
     );
     s.insert("healthcheck".into(), healthcheck("tcp:127.0.0.1:80"));
     s.insert("stop_grace_period".into(), json!("10s"));
+    if !swarm {
+        return Value::Object(s);
+    }
     let mut deploy = deploy(plan, 1, &plan.deploy.public_nodes);
     let map = deploy.as_object_mut().expect("deploy is a map");
     map.remove("replicas");
@@ -366,11 +367,11 @@ fn php(plan: &Plan, tier: Tier) -> Value {
     s.insert("environment".into(), environment);
     s.insert("secrets".into(), secret_refs(plan, &secrets));
     let read_only = tier == Tier::Public && d.public_read_only;
-    let content = format!(
-        "content:{}{}",
-        image::CONTENT,
-        if read_only { ":ro" } else { "" }
-    );
+    let content = if read_only {
+        content_mount(Tier::Public)
+    } else {
+        content_mount(Tier::Admin)
+    };
     s.insert("volumes".into(), json!([content]));
     scratch(plan, &mut s, &[(image::RUN, 64), ("/tmp", 256)]);
     s.insert(
@@ -404,6 +405,24 @@ fn healthcheck(url: &str) -> Value {
         "retries": 3,
         "start_period": "30s",
     })
+}
+
+/// The content volume. Docker fills a new, empty named volume from the
+/// image's mount point ("copy-up", which also gives its root to the image's
+/// account), and two containers doing so at once race (one fails with
+/// "file exists"): only the admin tier, which writes the content, copies;
+/// the readers mount it read-only and never copy.
+fn content_mount(tier: Tier) -> Value {
+    match tier {
+        Tier::Admin => json!(format!("content:{}", image::CONTENT)),
+        Tier::Public => json!({
+            "type": "volume",
+            "source": "content",
+            "target": image::CONTENT,
+            "read_only": true,
+            "volume": { "nocopy": true },
+        }),
+    }
 }
 
 /// Swarm's `deploy:` for a murakumo service.

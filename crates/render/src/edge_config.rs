@@ -31,7 +31,7 @@ pub fn render(plan: &Plan, tier: Tier) -> Result<String, RenderError> {
         "purge_token_file".into(),
         Value::String(format!("{}/{}", image::SECRETS, image::PURGE_TOKEN)),
     );
-    if plan.target == Target::Swarm {
+    if plan.target != Target::K8s {
         server.insert(
             "handoff".into(),
             Value::String(image::HANDOFF_SOCKET.into()),

@@ -8,7 +8,6 @@
 //! of the container (php-fpm hands them to its workers through `env[]`,
 //! in a 0600 file).
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -146,17 +145,49 @@ pub fn prepare(req: &PhpFpmRequest) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((wp_config, conf_path))
 }
 
-/// Prepares, then replaces this process with php-fpm (returns only on error).
-pub fn exec(req: &PhpFpmRequest) -> anyhow::Error {
-    let conf = match prepare(req) {
-        Ok((_, conf)) => conf,
-        Err(e) => return e,
-    };
+/// Prepares, then runs php-fpm in the foreground until it exits, and
+/// returns its exit code. Orchestrators stop a container with SIGTERM,
+/// which php-fpm takes as "kill the workers now" (a request being served
+/// is cut off: a POST lost, a 502 at the edge); so SIGTERM, SIGINT and
+/// SIGQUIT reach php-fpm as SIGQUIT, its graceful stop (running requests
+/// finish within `process_control_timeout`). SIGUSR1 and SIGUSR2 (reopen
+/// logs, graceful reload) are passed on as they are.
+///
+/// A TCP listening socket is bound here and given to php-fpm (its
+/// `FPM_SOCKETS` inheritance), so that on a stop it can be shut first:
+/// php-fpm keeps listening while it finishes, and a connection an edge
+/// opens then would wait in a queue no worker takes and be reset; shut,
+/// the port refuses at once, which the edge takes as "try another member,
+/// or wait for the restart" with nothing sent.
+pub fn run(req: &PhpFpmRequest) -> anyhow::Result<i32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_, conf) = prepare(req)?;
     let program = ["php-fpm8.2", "php-fpm"]
         .into_iter()
         .find(|p| crate::prereq::which(p).is_some())
         .unwrap_or("php-fpm8.2");
-    let err = std::process::Command::new(program)
+    let stop = Arc::new(AtomicBool::new(false));
+    let usr1 = Arc::new(AtomicBool::new(false));
+    let usr2 = Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    for (sig, flag) in [
+        (SIGTERM, &stop),
+        (SIGINT, &stop),
+        (SIGQUIT, &stop),
+        (SIGUSR1, &usr1),
+        (SIGUSR2, &usr2),
+    ] {
+        signal_hook::flag::register(sig, flag.clone())
+            .with_context(|| format!("handling signal {sig}"))?;
+    }
+    let listener = inherit_listener(&req.listen)?;
+    let mut command = std::process::Command::new(program);
+    if let Some((key, fd)) = &listener {
+        use std::os::fd::AsRawFd;
+        command.env("FPM_SOCKETS", format!("{key}={}", fd.as_raw_fd()));
+    }
+    let mut child = command
         .arg("--nodaemonize")
         .arg("--fpm-config")
         .arg(&conf)
@@ -165,8 +196,59 @@ pub fn exec(req: &PhpFpmRequest) -> anyhow::Error {
             "opcache.lockfile_path={}",
             req.run.join("tmp").display()
         ))
-        .exec();
-    anyhow::anyhow!("running {program}: {err}")
+        .spawn()
+        .with_context(|| format!("running {program}"))?;
+    let pid = rustix::process::Pid::from_child(&child);
+    let pass = |signal| {
+        // php-fpm gone already: its exit is collected below.
+        let _ = rustix::process::kill_process(pid, signal);
+    };
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for php-fpm")? {
+            use std::os::unix::process::ExitStatusExt;
+            return Ok(status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+        }
+        if stop.swap(false, Ordering::SeqCst) {
+            if let Some((_, fd)) = &listener {
+                let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Read);
+            }
+            pass(rustix::process::Signal::QUIT);
+        }
+        if usr1.swap(false, Ordering::SeqCst) {
+            pass(rustix::process::Signal::USR1);
+        }
+        if usr2.swap(false, Ordering::SeqCst) {
+            pass(rustix::process::Signal::USR2);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// For a TCP `listen` address: a listening socket php-fpm inherits (not
+/// close-on-exec), with the key `FPM_SOCKETS` names it by. Unix sockets
+/// are left to php-fpm.
+fn inherit_listener(listen: &str) -> anyhow::Result<Option<(String, std::os::fd::OwnedFd)>> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+        return Ok(None);
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let err = |e: rustix::io::Errno| anyhow::anyhow!("listening on {addr}: {e}");
+    // Without CLOEXEC: php-fpm is to have it.
+    let fd = rustix::net::socket(family, SocketType::STREAM, None).map_err(err)?;
+    sockopt::set_socket_reuseaddr(&fd, true).map_err(err)?;
+    rustix::net::bind(&fd, &addr).map_err(err)?;
+    // php-fpm's own default backlog.
+    rustix::net::listen(&fd, 511).map_err(err)?;
+    // php-fpm names an inherited socket "ADDRESS:PORT", as inet_ntop
+    // writes the address.
+    Ok(Some((format!("{}:{}", addr.ip(), addr.port()), fd)))
 }
 
 #[cfg(test)]

@@ -161,11 +161,15 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Deploys `file` as `name`, after removing what a run that was
+    /// stopped half-way may have left of a stack of that name.
     pub fn deploy(name: &str, file: &Path) -> Stack {
-        docker(&["stack", "deploy", "-c", &file.display().to_string(), name]);
-        Stack {
+        remove_stack(name);
+        let stack = Stack {
             name: name.to_string(),
-        }
+        };
+        docker(&["stack", "deploy", "-c", &file.display().to_string(), name]);
+        stack
     }
 
     /// `docker stack deploy` again (an update of the same stack).
@@ -274,8 +278,16 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = docker_output(&["stack", "rm", &self.name]);
-        let label = format!("label=com.docker.stack.namespace={}", self.name);
+        remove_stack(&self.name);
+    }
+}
+
+/// `docker stack rm`, then waits for its containers to go and removes its
+/// volumes, secrets and configs.
+fn remove_stack(name: &str) {
+    {
+        let _ = docker_output(&["stack", "rm", name]);
+        let label = format!("label=com.docker.stack.namespace={name}");
         let deadline = Instant::now() + Duration::from_secs(120);
         // Containers stop with their grace; the volumes go once they have.
         while Instant::now() < deadline {
@@ -285,9 +297,15 @@ impl Drop for Stack {
             }
             std::thread::sleep(Duration::from_secs(1));
         }
-        let volumes = docker_output(&["volume", "ls", "-q", "--filter", &label]);
-        for v in String::from_utf8_lossy(&volumes.stdout).lines() {
-            let _ = docker_output(&["volume", "rm", "-f", v]);
+        for kind in ["volume", "secret", "config"] {
+            let listed = docker_output(&[kind, "ls", "-q", "--filter", &label]);
+            for id in String::from_utf8_lossy(&listed.stdout).lines() {
+                let _ = docker_output(&[kind, "rm", id]);
+            }
+        }
+        let networks = docker_output(&["network", "ls", "-q", "--filter", &label]);
+        for id in String::from_utf8_lossy(&networks.stdout).lines() {
+            let _ = docker_output(&["network", "rm", id]);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! A bounded load that counts every request: threads that each open a new
-//! connection every `period`, ask for a page (a cached one and an uncached
-//! one in turn) and record the answer or the failure, so a test can say
-//! how many requests each phase lost and for how long.
+//! connection every `period`, ask for a page (the paths given in turn; a
+//! path may start with "POST ", which the edge never retries) and record
+//! the answer or the failure, so a test can say how many requests each
+//! phase lost and for how long.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,7 +48,7 @@ impl std::fmt::Display for Phase {
                 f,
                 " over {:.1?}: {:?}",
                 self.failing_for,
-                &self.failures[..self.failures.len().min(3)]
+                &self.failures[..self.failures.len().min(20)]
             )?;
         }
         Ok(())
@@ -94,6 +95,26 @@ impl Probe {
         }
     }
 
+    /// The load of the orchestrator tests: on 127.0.0.1:80, 2 threads, a
+    /// request every 50 ms each, a cached page, an uncached GET and an
+    /// uncached POST in turn.
+    pub fn site_load() -> Probe {
+        Probe::start(
+            SocketAddr::from(([127, 0, 0, 1], 80)),
+            "127.0.0.1",
+            &["/", "/?s=probe{n}", "POST /?s=probe{n}"],
+            2,
+            Duration::from_millis(50),
+        )
+    }
+
+    pub fn print(phases: &[Phase]) {
+        eprintln!("--- requests on 127.0.0.1:80 (40/s, a new connection each: a cached page, an uncached GET, an uncached POST)");
+        for p in phases {
+            eprintln!("{p}");
+        }
+    }
+
     /// Starts a new phase named `name`.
     pub fn mark(&mut self, name: &str) {
         self.marks.push((name.to_string(), Instant::now()));
@@ -125,7 +146,13 @@ impl Probe {
                 requests: inside.len(),
                 failed: failed.len(),
                 failing_for,
-                failures: failed.iter().filter_map(|r| r.failure.clone()).collect(),
+                failures: failed
+                    .iter()
+                    .filter_map(|r| {
+                        let f = r.failure.as_ref()?;
+                        Some(format!("+{:.1}s {f}", (r.at - *from).as_secs_f64()))
+                    })
+                    .collect(),
             });
         }
         phases
@@ -138,7 +165,11 @@ fn request(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
         .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: murakumo-probe\r\n\r\n")
+    let (method, path) = match path.strip_prefix("POST ") {
+        Some(p) => ("POST", p),
+        None => ("GET", path),
+    };
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: murakumo-probe\r\nContent-Length: 0\r\n\r\n")
         .map_err(|e| format!("send: {e}"))?;
     let mut got = Vec::new();
     s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
@@ -151,6 +182,6 @@ fn request(addr: SocketAddr, host: &str, path: &str) -> Result<u16, String> {
     if (200..400).contains(&status) {
         Ok(status)
     } else {
-        Err(format!("{status} for {path}"))
+        Err(format!("{status} for {method} {path}"))
     }
 }

@@ -112,6 +112,36 @@ impl WpAdmin {
     }
 }
 
+impl WpAdmin {
+    /// Installs WordPress, logs in, uploads a PNG (written to `file`)
+    /// through the media screen, and fetches it through the edge: the
+    /// same bytes (WordPress answers a missing file with its 404 page).
+    pub fn install_and_upload(&self, title: &str, file: &Path) {
+        self.install(title);
+        self.log_in();
+        std::fs::write(file, png()).unwrap();
+        self.upload(file, "image/png");
+        let (code, media) = self.get("/?rest_route=/wp/v2/media");
+        assert_eq!(code, 200, "{media}");
+        let media: serde_json::Value = serde_json::from_str(&media).unwrap();
+        let url = media[0]["source_url"]
+            .as_str()
+            .expect("the upload is listed")
+            .to_string();
+        assert!(url.contains("/wp-content/uploads/"), "{url}");
+        let got = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-D", "-", &url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&got.stdout);
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "the upload through the edge: {text:.300}"
+        );
+        assert!(got.stdout.ends_with(&png()), "the upload's bytes");
+    }
+}
+
 /// A small valid PNG (4×4, red).
 pub fn png() -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {

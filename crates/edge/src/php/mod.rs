@@ -3,12 +3,15 @@
 //! body, read whole first ([`request_body`]).
 //!
 //! Retry rule: a request moves to another member when connecting fails (the
-//! pool does that), and is resent once on a fresh connection when a *reused*
-//! keep-alive connection (php-fpm may have closed it while idle) fails:
-//! - while being written (bodies are read whole beforehand, see
-//!   [`request_body`], so they can be sent again);
-//! - on its first read, for GET and HEAD only: php-fpm may have run the
-//!   script before dying, and running a POST twice is worse than a 502.
+//! pool does that, waiting out a restart within `php_restart_wait`). GET
+//! and HEAD may go on a kept-alive connection, and are resent once on a
+//! fresh one when that *reused* connection (php-fpm may have closed it
+//! while idle) fails while being written (bodies are read whole
+//! beforehand, see [`request_body`], so they can be sent again) or on its
+//! first read. Other methods always get a fresh connection (in place of an
+//! idle one): php-fpm may have run the script before dying, and running a
+//! POST twice is worse than a 502, so they must never meet a connection
+//! closed under them.
 //!
 //! Anything else is answered 502/503/504, never retried.
 
@@ -112,7 +115,10 @@ pub async fn exchange(
 ) -> Result<Upstream, PhpError> {
     let started = Instant::now();
     let idempotent = matches!(params.get("REQUEST_METHOD"), Some(b"GET" | b"HEAD"));
-    let mut fresh = false;
+    // A request that must not run twice goes on a new connection: a kept
+    // one may be closed by php-fpm (idle, or stopping gracefully) just as
+    // the request is sent, and then it could not be resent.
+    let mut fresh = !idempotent;
     loop {
         let mut conn = php.pool.checkout(fresh).await?;
         let retryable = conn.reused() && !fresh;

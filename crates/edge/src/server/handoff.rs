@@ -4,7 +4,10 @@
 //! serves what arrives like an accepted connection (the same admission,
 //! the client's own address); when the edge stops accepting it tells the
 //! keeper, serves what the keeper sent before its answer, and ends. A
-//! keeper that is not there (yet), or goes, is reconnected to.
+//! keeper that is not there (yet), or goes, is reconnected to. A keeper
+//! stopping with no successor may park its listening sockets here: the edge
+//! then runs a keeper of its own on them (serving itself through it) until
+//! the next keeper takes them over.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use murakumo_handoff::{Handed, Session};
+use murakumo_handoff::{keeper, Handed, Next, Session};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
@@ -63,8 +66,9 @@ pub async fn receive_loop<F, Fut>(
             };
             tokio::select! {
                 next = session.next() => match next {
-                    Ok(Some(handed)) => start(handed, Some(slot), &serve),
-                    Ok(None) | Err(_) => {
+                    Ok(Next::Connection(handed)) => start(handed, Some(slot), &serve),
+                    Ok(Next::Parked(listeners)) => hold(listeners, &path, &session, stop.clone()).await,
+                    Ok(Next::End) | Err(_) => {
                         tracing::info!("the port keeper went; reconnecting");
                         break;
                     }
@@ -76,7 +80,7 @@ pub async fn receive_loop<F, Fut>(
             // Draining: no more, and serve what is already on the way.
             if session.drain().await.is_ok() {
                 let answered = tokio::time::timeout(Duration::from_secs(5), async {
-                    while let Ok(Some(handed)) = session.next().await {
+                    while let Ok(Next::Connection(handed)) = session.next().await {
                         start(handed, admission.slot().await, &serve);
                     }
                 })
@@ -87,6 +91,33 @@ pub async fn receive_loop<F, Fut>(
             }
             return;
         }
+    }
+}
+
+/// Runs a keeper on the listening sockets a stopping keeper parked here,
+/// until the edge stops (or, idle, after the next keeper took them over).
+async fn hold(
+    listeners: Vec<(murakumo_handoff::Kind, std::net::TcpListener)>,
+    path: &std::path::Path,
+    session: &Session,
+    mut stop: watch::Receiver<bool>,
+) {
+    match keeper::Prepared::parked(listeners, path) {
+        Ok(prepared) => {
+            tokio::spawn(async move {
+                let until_stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = keeper::run(prepared, until_stopped).await {
+                    tracing::error!(error = %e, "holding the parked ports failed");
+                }
+            });
+            if session.held().await.is_ok() {
+                tracing::info!("holding the ports until the next port keeper");
+            }
+        }
+        // Not confirmed: the stopping keeper tries another edge, or closes.
+        Err(e) => tracing::error!(error = %e, "cannot hold the parked ports"),
     }
 }
 

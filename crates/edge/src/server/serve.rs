@@ -79,40 +79,28 @@ pub async fn serve(
             Protocol::Https => "https",
         };
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), scheme, "listening");
-        let (edge, stop) = (edge.clone(), stop_rx.clone());
+        let client = Client {
+            edge: edge.clone(),
+            stop: stop_rx.clone(),
+        };
         loops.push(tokio::spawn(listen::accept_loop(
             listener,
             stop_rx.clone(),
             Some(edge.admission.clone()),
-            move |stream, remote, local, slot| {
-                connection::client_connection(
-                    edge.clone(),
-                    stream,
-                    remote,
-                    local,
-                    slot,
-                    protocol,
-                    stop.clone(),
-                )
-            },
+            move |stream, remote, local, slot| client.serve(stream, remote, local, slot, protocol),
         )));
     }
     if let Some(path) = config.server.handoff.clone() {
-        let (edge, stop) = (edge.clone(), stop_rx.clone());
+        let client = Client {
+            edge: edge.clone(),
+            stop: stop_rx.clone(),
+        };
         loops.push(tokio::spawn(handoff::receive_loop(
             path,
             stop_rx.clone(),
             edge.admission.clone(),
             move |stream, remote, local, slot, protocol| {
-                connection::client_connection(
-                    edge.clone(),
-                    stream,
-                    remote,
-                    local,
-                    slot,
-                    protocol,
-                    stop.clone(),
-                )
+                client.serve(stream, remote, local, slot, protocol)
             },
         )));
     }
@@ -121,6 +109,35 @@ pub async fn serve(
     drain(&edge, stop_tx, loops).await;
     ops.abort();
     Ok(())
+}
+
+/// What serves a client connection, however it arrived (a listener of
+/// the edge's, or the port keeper).
+#[derive(Clone)]
+struct Client {
+    edge: Arc<Edge>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Client {
+    fn serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        remote: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        protocol: Protocol,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection::client_connection(
+            self.edge.clone(),
+            stream,
+            remote,
+            local,
+            slot,
+            protocol,
+            self.stop.clone(),
+        )
+    }
 }
 
 /// The ops listener serves through the drain (readiness reports it) and
