@@ -10,7 +10,10 @@
 # `healthcheck` account healthcheck.sh uses (its password in the data
 # directory, 0600). It runs a private server for that (no network, Galera
 # off) and stops it before starting the real one, so a half-made database
-# is never served: the marker that says "made" is written last.
+# is never served: a marker says "being made" until the end, and a data
+# directory that still has it is made again. A data directory with a
+# `mysql` database and no such marker is a database (made by another
+# image, or received from a Galera node): never touched.
 # MARIADB_AUTO_UPGRADE=1 runs mariadb-upgrade when the server's version
 # differs from the one that last ran on the data. Anything else is run as
 # given.
@@ -46,6 +49,7 @@ sql_name() { printf '%s' "$1" | sed -e 's/`/``/g'; }
 
 datadir=/var/lib/mysql
 made="$datadir/.murakumo-initialised"
+making="$datadir/.murakumo-initialising"
 sock=/run/mysqld/init.sock
 init_pid=""
 
@@ -67,7 +71,7 @@ stop_private() {
     init_pid=""
 }
 
-if [ ! -e "$made" ]; then
+if [ -e "$making" ] || [ ! -d "$datadir/mysql" ]; then
     [ -w "$datadir" ] || die "$datadir is not writable by uid $(id -u) (it belongs to uid $(stat -c %u "$datadir")): a volume made by another image (the official one runs as 999)? Give it to $(id -u) (chown -R $(id -u):$(id -g)) or start with a new volume"
     file_env MARIADB_ROOT_PASSWORD
     file_env MARIADB_PASSWORD
@@ -78,6 +82,7 @@ if [ ! -e "$made" ]; then
     log "making a new database in $datadir"
     # A previous attempt that stopped half-way left no marker: start over.
     find "$datadir" -mindepth 1 -delete
+    : >"$making"
     mariadb-install-db --datadir="$datadir" --auth-root-authentication-method=normal \
         --skip-test-db --skip-name-resolve >/dev/null
     start_private
@@ -85,7 +90,9 @@ if [ ! -e "$made" ]; then
     root=$(sql_string "$MARIADB_ROOT_PASSWORD")
     {
         echo "SET @@SESSION.SQL_LOG_BIN=0;"
-        echo "DROP USER IF EXISTS ''@'localhost';"
+        # Only root@localhost and root@MARIADB_ROOT_HOST sign in as root
+        # (a passwordless root@127.0.0.1 would shadow root@'%').
+        echo "DROP USER IF EXISTS ''@'localhost', 'root'@'127.0.0.1', 'root'@'::1';"
         host=$(sql_string "$(hostname)")
         if [ "$host" != localhost ]; then
             echo "DROP USER IF EXISTS ''@'$host', 'root'@'$host';"
@@ -117,7 +124,11 @@ if [ ! -e "$made" ]; then
     )
     stop_private
     mariadbd --version >"$made"
+    rm -f "$making"
     log "database made"
+elif [ ! -e "$made" ]; then
+    # Made elsewhere: from now on its version is followed here.
+    mariadbd --version >"$made"
 elif [ "${MARIADB_AUTO_UPGRADE:-}" = 1 ] && [ "$(mariadbd --version)" != "$(cat "$made")" ]; then
     log "the server's version changed: mariadb-upgrade"
     file_env MARIADB_ROOT_PASSWORD

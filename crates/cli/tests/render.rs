@@ -143,7 +143,7 @@ fn contradictions_are_refused_naming_the_key_and_writing_nothing() {
             "deploy.db.host",
         ),
         (
-            &["swarm", "--out", "x", "--db", "galera"],
+            &["compose", "--out", "x", "--db", "galera"],
             "deploy.db.kind (set by --db)",
         ),
     ];

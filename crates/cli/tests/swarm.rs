@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::docker::{docker, Docker, Stack};
+use support::docker::{docker, docker_output, Docker, Stack};
 use support::probe::Probe;
 use support::wait_until;
 use support::wp_admin::WpAdmin;
@@ -131,17 +131,126 @@ fn the_rendered_stack_runs_on_a_real_swarm_and_rolls_over_losing_nothing() {
     for p in &phases {
         assert!(p.requests > 10, "{}: too few requests to judge", p.name);
         if p.name.starts_with("kill the edge") {
-            // SIGKILL takes the requests the edge was serving with it (at
-            // most one per probe thread); every later one waits for the new
-            // edge in the keeper's queue and is answered.
+            // SIGKILL takes with it the requests the edge was serving (at
+            // most one per probe thread) and the connections the keeper had
+            // just handed over, still in the edge's socket queue; every
+            // later one waits for the new edge in the keeper's queue and is
+            // answered.
             assert!(
-                p.failed <= 2 && p.failing_for < Duration::from_secs(1),
+                p.failed <= 4 && p.failing_for < Duration::from_secs(1),
                 "{p}"
             );
         } else {
             assert_eq!(p.failed, 0, "{p}");
         }
     }
+    drop(stack);
+    drop(engine);
+}
+
+const GALERA_STACK: &str = "mkmgalera";
+const DB_IMAGE: &str = concat!("murakumo-mariadb:", env!("CARGO_PKG_VERSION"));
+const NODES: [&str; 3] = ["db-1", "db-2", "db-3"];
+
+/// How many of `titles` node `node` holds, read on that node itself.
+fn posts_on(stack: &Stack, node: &str, root_pw: &str, titles: &[&str]) -> String {
+    let list = titles
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = docker_output(&[
+        "exec",
+        "-e",
+        &format!("MYSQL_PWD={root_pw}"),
+        &stack.container(node),
+        "mariadb",
+        "-uroot",
+        "-N",
+        "-e",
+        &format!("SELECT COUNT(*) FROM wordpress.wp_posts WHERE post_title IN ({list}) AND post_status = 'publish'; SHOW STATUS LIKE 'wsrep_cluster_size'"),
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn galera_on_swarm_keeps_every_write_through_a_killed_node() {
+    let mut engine = Docker::start();
+    engine.swarm(&["env=user", "zone=a"]);
+    engine.build_images(IMAGE);
+    let tmp = tempfile::Builder::new()
+        .prefix("murakumo-galera-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("murakumo.toml"),
+        format!(
+            "[[site]]\nname = \"blog\"\nhosts = [\"127.0.0.1\", \"localhost\"]\nroot = \"/srv/wordpress/core\"\nphp = [\"127.0.0.1:9000\"]\n\n[deploy]\nnamespace = \"{GALERA_STACK}\"\nadmin_nodes = \"user\"\n[deploy.db]\nkind = \"galera\"\n"
+        ),
+    )
+    .unwrap();
+    render(dir, IMAGE);
+    let root_pw = std::fs::read_to_string(dir.join("out/secrets/db-root-password")).unwrap();
+    let started = Instant::now();
+    let stack = Stack::deploy(GALERA_STACK, &dir.join("out/stack.yaml"));
+    stack.healthy(&NODES, Duration::from_secs(480));
+    stack.converge(&NODES, DB_IMAGE, Duration::from_secs(60));
+    eprintln!(
+        "3 Galera nodes synced {:.0?} after the deploy",
+        started.elapsed()
+    );
+    stack.converge(&SERVICES, IMAGE, Duration::from_secs(240));
+    wait_until("the site to answer", Duration::from_secs(120), || {
+        http_status("http://127.0.0.1/") == 302
+    });
+    let wp = WpAdmin::new("http://127.0.0.1", dir);
+    wp.install("Galera test");
+    wp.log_in();
+    wp.publish("galera-before");
+
+    // A node killed: WordPress writes and reads through the other two.
+    let killed = Instant::now();
+    docker(&["kill", &stack.container("db-2")]);
+    wp.publish("galera-during-the-outage");
+    assert!(
+        wp.finds("galera-during-the-outage"),
+        "read back while db-2 is down"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stack.healthy(&["db-2"], Duration::from_secs(300));
+    eprintln!(
+        "db-2 killed, rejoined and synced after {:.0?}",
+        killed.elapsed()
+    );
+
+    // The first node killed: it rejoins the others, no second cluster.
+    let killed = Instant::now();
+    docker(&["kill", &stack.container("db-1")]);
+    wp.publish("galera-without-the-first-node");
+    std::thread::sleep(Duration::from_secs(2));
+    stack.healthy(&["db-1"], Duration::from_secs(300));
+    eprintln!(
+        "db-1 killed, rejoined and synced after {:.0?}",
+        killed.elapsed()
+    );
+
+    let titles = [
+        "galera-before",
+        "galera-during-the-outage",
+        "galera-without-the-first-node",
+    ];
+    for node in NODES {
+        assert_eq!(
+            posts_on(&stack, node, root_pw.trim(), &titles),
+            "3 wsrep_cluster_size 3",
+            "{node} holds every write, in a cluster of 3"
+        );
+    }
+    assert!(wp.finds("galera-without-the-first-node"));
     drop(stack);
     drop(engine);
 }

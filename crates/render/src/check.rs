@@ -93,10 +93,10 @@ pub fn check(plan: &Plan) -> Result<(), RenderError> {
             }
         }
         DbKind::Galera => {
-            if plan.target != Target::K8s {
+            if plan.target == Target::Compose {
                 return Err(err(
                     plan.key("deploy.db.kind"),
-                    "\"galera\" is rendered for Kubernetes only; on compose and Swarm use \"bundled\" or \"external\"".into(),
+                    "\"galera\" is a cluster of nodes on several hosts: render it for Swarm or Kubernetes; on compose (one host) use \"bundled\" or \"external\"".into(),
                 ));
             }
             if db.galera_size < 3 || db.galera_size.is_multiple_of(2) {

@@ -34,8 +34,16 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     services.insert("edge".into(), edge(plan));
     services.insert("php-public".into(), php(plan, Tier::Public));
     services.insert("php-admin".into(), php(plan, Tier::Admin));
-    if plan.db_kind() == DbKind::Bundled {
-        services.insert("mariadb".into(), mariadb(plan));
+    match plan.db_kind() {
+        DbKind::Bundled => {
+            services.insert("mariadb".into(), mariadb(plan, None));
+        }
+        DbKind::Galera => {
+            for n in 1..=d.db.galera_size {
+                services.insert(format!("db-{n}"), mariadb(plan, Some(n)));
+            }
+        }
+        DbKind::External => {}
     }
     if d.redis {
         services.insert("redis".into(), redis(plan));
@@ -43,8 +51,16 @@ pub fn render(plan: &Plan) -> Result<Vec<OutFile>, RenderError> {
     let mut volumes = Map::new();
     volumes.insert("content".into(), json!({}));
     volumes.insert("handoff".into(), json!({}));
-    if plan.db_kind() == DbKind::Bundled {
-        volumes.insert("db".into(), json!({}));
+    match plan.db_kind() {
+        DbKind::Bundled => {
+            volumes.insert("db".into(), json!({}));
+        }
+        DbKind::Galera => {
+            for n in 1..=d.db.galera_size {
+                volumes.insert(format!("db-{n}"), json!({}));
+            }
+        }
+        DbKind::External => {}
     }
     if acme(plan) {
         volumes.insert("acme".into(), json!({}));
@@ -425,16 +441,21 @@ fn content_mount(tier: Tier) -> Value {
     }
 }
 
+/// Swarm node labels are plain keys: a Kubernetes-style zone label
+/// (topology.kubernetes.io/zone) is written `zone` there.
+fn zone_label<'a>(plan: &'a Plan) -> &'a str {
+    let zone = plan.deploy.zone_label.as_str();
+    if zone.contains('/') {
+        "zone"
+    } else {
+        zone
+    }
+}
+
 /// Swarm's `deploy:` for a murakumo service.
 fn deploy(plan: &Plan, replicas: u32, nodes: &str) -> Value {
     let d = &plan.deploy;
-    // Swarm node labels are plain keys: a Kubernetes-style zone label
-    // (topology.kubernetes.io/zone) is written `zone` there.
-    let zone = if d.zone_label.contains('/') {
-        "zone"
-    } else {
-        d.zone_label.as_str()
-    };
+    let zone = zone_label(plan);
     json!({
         "replicas": replicas,
         "endpoint_mode": d.endpoint_mode.as_str(),
@@ -464,10 +485,34 @@ fn deploy(plan: &Plan, replicas: u32, nodes: &str) -> Value {
     })
 }
 
-fn mariadb(plan: &Plan) -> Value {
+/// The bundled MariaDB (`node` None), or node `n` of the Galera cluster
+/// (Swarm): a service each, `db-N` with its own volume, all answering to
+/// the name `db` as well; they start as [`crate::galera::start_script`]
+/// says.
+fn mariadb(plan: &Plan, node: Option<u32>) -> Value {
     let d = &plan.deploy;
     let mut s = Map::new();
     s.insert("image".into(), json!(d.db.image));
+    if let Some(n) = node {
+        let peers: Vec<String> = (1..=d.db.galera_size).map(|i| format!("db-{i}")).collect();
+        let script = crate::galera::start_script(
+            &d.namespace,
+            &format!("[ {n} = 1 ]"),
+            &peers,
+            &format!("db-{n}"),
+            "$(hostname -i | cut -d' ' -f1)",
+        );
+        // Compose files interpolate `$NAME`: `$$` is a dollar.
+        s.insert(
+            "entrypoint".into(),
+            json!(["/bin/sh", "-c", script.replace('$', "$$")]),
+        );
+        s.insert("hostname".into(), json!(format!("db-{n}")));
+        s.insert(
+            "networks".into(),
+            json!({ "default": { "aliases": ["db"] } }),
+        );
+    }
     s.insert(
         "environment".into(),
         json!({
@@ -482,15 +527,28 @@ fn mariadb(plan: &Plan) -> Value {
         "secrets".into(),
         json!([image::DB_PASSWORD, image::DB_ROOT_PASSWORD]),
     );
-    s.insert("volumes".into(), json!(["db:/var/lib/mysql"]));
+    let volume = match node {
+        Some(n) => format!("db-{n}"),
+        None => "db".into(),
+    };
+    s.insert(
+        "volumes".into(),
+        json!([format!("{volume}:/var/lib/mysql")]),
+    );
+    // A Galera node is healthy once synced with the others (a state
+    // transfer may take a while).
+    let (check, start) = match node {
+        Some(_) => ("--galera_online", "300s"),
+        None => ("--innodb_initialized", "60s"),
+    };
     s.insert(
         "healthcheck".into(),
         json!({
-            "test": ["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"],
+            "test": ["CMD", "healthcheck.sh", "--connect", check],
             "interval": "5s",
             "timeout": "5s",
             "retries": 5,
-            "start_period": "60s",
+            "start_period": start,
         }),
     );
     // InnoDB needs time to flush on stop: never SIGKILL it early.
@@ -501,7 +559,10 @@ fn mariadb(plan: &Plan) -> Value {
             json!({
                 "replicas": 1,
                 "endpoint_mode": d.endpoint_mode.as_str(),
-                "placement": { "constraints": [format!("node.labels.{} == {}", d.node_label, d.admin_nodes)] },
+                "placement": {
+                    "constraints": [format!("node.labels.{} == {}", d.node_label, d.admin_nodes)],
+                    "preferences": [{ "spread": format!("node.labels.{}", zone_label(plan)) }],
+                },
                 "update_config": { "order": "stop-first", "failure_action": "rollback" },
                 "restart_policy": { "condition": "any", "delay": "10s" },
             }),

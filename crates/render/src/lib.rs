@@ -19,6 +19,7 @@
 pub mod check;
 pub mod compose;
 pub mod edge_config;
+pub mod galera;
 pub mod k8s;
 pub mod plan;
 pub mod secrets;

@@ -75,7 +75,12 @@ impl Plan<'_> {
                 Target::K8s => self.name("db"),
                 _ => "mariadb".into(),
             },
-            DbKind::Galera => self.name("db"),
+            DbKind::Galera => match self.target {
+                Target::K8s => self.name("db"),
+                // Every node's service has the alias `db` (dnsrr: the name
+                // resolves to every node; PHP tries them in turn).
+                _ => "db".into(),
+            },
         }
     }
 

@@ -254,6 +254,27 @@ impl Stack {
         }
     }
 
+    /// Waits until the container of each service reports healthy.
+    pub fn healthy(&self, services: &[&str], timeout: Duration) {
+        let started = Instant::now();
+        for s in services {
+            loop {
+                let name = format!("label=com.docker.swarm.service.name={}", self.service(s));
+                let health = docker(&["ps", "--filter", &name, "--format", "{{.Status}}"]);
+                if health.lines().any(|l| l.contains("(healthy)")) {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < timeout,
+                    "{s} not healthy in {timeout:?}: {health}; {}\n{}",
+                    self.describe(s),
+                    self.logs(s)
+                );
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+    }
+
     fn describe(&self, service: &str) -> String {
         docker(&[
             "service",

@@ -142,6 +142,44 @@ impl WpAdmin {
     }
 }
 
+impl WpAdmin {
+    /// Publishes a post titled `title` through the REST API (logged in:
+    /// the cookie and its nonce); its id.
+    pub fn publish(&self, title: &str) -> u64 {
+        let (code, nonce) = self.get("/wp-admin/admin-ajax.php?action=rest-nonce");
+        assert_eq!(code, 200, "rest nonce: {nonce}");
+        let (code, body) = curl(&[
+            "-b", &self.jar, "-c", &self.jar,
+            "-H", &format!("X-WP-Nonce: {}", nonce.trim()),
+            "-H", "Content-Type: application/json",
+            "--data", &serde_json::json!({ "title": title, "status": "publish", "content": "written during a test" }).to_string(),
+            &format!("{}/?rest_route=/wp/v2/posts", self.base),
+        ]);
+        assert_eq!(
+            code,
+            201,
+            "publish {title}: {}",
+            &body[..body.len().min(400)]
+        );
+        let post: serde_json::Value = serde_json::from_str(&body).unwrap();
+        post["id"].as_u64().expect("the new post's id")
+    }
+
+    /// Whether the public site lists a post titled `title` (read through
+    /// WordPress, past the page cache: a search query).
+    pub fn finds(&self, title: &str) -> bool {
+        let (code, body) = curl(&[&format!(
+            "{}/?rest_route=/wp/v2/posts&search={title}&_fresh={}",
+            self.base,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )]);
+        code == 200 && body.contains(title)
+    }
+}
+
 /// A small valid PNG (4×4, red).
 pub fn png() -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {

@@ -5,13 +5,13 @@
 //! Retry rule: a request moves to another member when connecting fails (the
 //! pool does that, waiting out a restart within `php_restart_wait`). GET
 //! and HEAD may go on a kept-alive connection, and are resent once on a
-//! fresh one when that *reused* connection (php-fpm may have closed it
-//! while idle) fails while being written (bodies are read whole
-//! beforehand, see [`request_body`], so they can be sent again) or on its
-//! first read. Other methods always get a fresh connection (in place of an
-//! idle one): php-fpm may have run the script before dying, and running a
-//! POST twice is worse than a 502, so they must never meet a connection
-//! closed under them.
+//! fresh one when theirs fails while being written (bodies are read whole
+//! beforehand, see [`request_body`], so they can be sent again) or before
+//! the first byte of the answer: php-fpm may have closed a kept connection
+//! while idle, or died under the request (a killed container). Other
+//! methods always get a fresh connection (in place of an idle one) and are
+//! never resent once php-fpm may have read them: php-fpm may have run the
+//! script before dying, and running a POST twice is worse than a 502.
 //!
 //! Anything else is answered 502/503/504, never retried.
 
@@ -119,9 +119,10 @@ pub async fn exchange(
     // one may be closed by php-fpm (idle, or stopping gracefully) just as
     // the request is sent, and then it could not be resent.
     let mut fresh = !idempotent;
+    let mut retried = false;
     loop {
         let mut conn = php.pool.checkout(fresh).await?;
-        let retryable = conn.reused() && !fresh;
+        let retryable = !retried && (conn.reused() || idempotent);
         let sent = match conn.begin(params).await {
             Ok(()) => send_body(&mut conn, &mut body).await,
             Err(e) => Err(e.into()),
@@ -129,6 +130,7 @@ pub async fn exchange(
         if let Err(e) = sent {
             if retryable && !matches!(e, PhpError::Spool(_)) {
                 fresh = true;
+                retried = true;
                 body.rewind().await.map_err(PhpError::Spool)?;
                 continue;
             }
@@ -140,7 +142,8 @@ pub async fn exchange(
             let ev = match next_event(&mut conn, timeout).await {
                 Ok(ev) => ev,
                 Err(PhpError::Protocol(e)) if first_event && retryable && idempotent => {
-                    tracing::debug!(%site, error = %e, "kept-alive php-fpm connection was closed; resending on a new one");
+                    tracing::debug!(%site, error = %e, "php-fpm closed the connection before answering; resending on a new one");
+                    retried = true;
                     break;
                 }
                 Err(e) => return Err(e),

@@ -139,32 +139,16 @@ fn mariadb(plan: &Plan) -> Value {
     })
 }
 
-/// The first node bootstraps a new cluster only when it has no state;
-/// every other start joins the others. The SST password is passed in an
-/// option file, never on the command line.
+/// The nodes start as [`crate::galera::start_script`] says: the first is
+/// `SITE-db-0`, the peers are the pods by their stable names.
 fn start_script(plan: &Plan) -> String {
     let name = plan.name("db");
     let peers_svc = plan.name("db-peers");
     let peers: Vec<String> = (0..plan.deploy.db.galera_size)
         .map(|i| format!("{name}-{i}.{peers_svc}"))
         .collect();
-    format!(
-        r#"set -eu
-ord="${{HOSTNAME##*-}}"
-umask 077
-printf '[mariadbd]\nwsrep_sst_auth=root:%s\n' "$(cat {secrets}/{root})" > /run/mysqld/sst.cnf
-new=""
-if [ "$ord" = 0 ] && [ ! -e /var/lib/mysql/grastate.dat ]; then new="--wsrep-new-cluster"; fi
-exec docker-entrypoint.sh mariadbd --defaults-extra-file=/run/mysqld/sst.cnf \
-  --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
-  --wsrep-cluster-name={name} --wsrep-cluster-address=gcomm://{peers} \
-  --wsrep-node-address="$(hostname -f)" --wsrep-sst-method=mariabackup \
-  --binlog-format=ROW --default-storage-engine=InnoDB --innodb-autoinc-lock-mode=2 $new
-"#,
-        secrets = image::SECRETS,
-        root = image::DB_ROOT_PASSWORD,
-        peers = peers.join(","),
-    )
+    let me = format!("$(hostname).{peers_svc}");
+    crate::galera::start_script(&name, r#"[ "${HOSTNAME##*-}" = 0 ]"#, &peers, &me, &me)
 }
 
 fn db_probe(period: u32, failures: u32) -> Value {
