@@ -226,19 +226,17 @@ pub fn run(req: &PhpFpmRequest) -> anyhow::Result<i32> {
     }
 }
 
-/// For a TCP `listen` address: a listening socket php-fpm inherits (not
+/// For an IPv4 `listen` address: a listening socket php-fpm inherits (not
 /// close-on-exec), with the key `FPM_SOCKETS` names it by. Unix sockets
-/// are left to php-fpm.
+/// and IPv6 are left to php-fpm.
 fn inherit_listener(listen: &str) -> anyhow::Result<Option<(String, std::os::fd::OwnedFd)>> {
     use rustix::net::{sockopt, AddressFamily, SocketType};
-    let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+    // IPv4 only: php-fpm's name for an inherited IPv6 socket is not this
+    // one's, and it would then bind the port itself (already taken).
+    let Ok(addr @ std::net::SocketAddr::V4(_)) = listen.parse::<std::net::SocketAddr>() else {
         return Ok(None);
     };
-    let family = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
+    let family = AddressFamily::INET;
     let err = |e: rustix::io::Errno| anyhow::anyhow!("listening on {addr}: {e}");
     // Without CLOEXEC: php-fpm is to have it.
     let fd = rustix::net::socket(family, SocketType::STREAM, None).map_err(err)?;
