@@ -154,7 +154,8 @@ struct RenderArgs {
     /// Kubernetes: a LoadBalancer Service on the edges instead of an Ingress.
     #[arg(long)]
     edge_ingress: bool,
-    /// compose: add a Redis service (deploy.redis).
+    /// Add a Redis service (deploy.redis): the object cache and the page
+    /// cache the edges share, on every target.
     #[arg(long)]
     redis: bool,
     /// Kubernetes: use this existing Secret instead of secrets/ files.

@@ -9,7 +9,9 @@
 //! - **An edge leaving loses nothing.** A draining edge says so, the keeper
 //!   answers once its last connection is sent, and hands new ones to the
 //!   others. With no edge ready it stops accepting: connections wait in the
-//!   kernel's queue (clients retry SYNs) until an edge connects.
+//!   kernel's queue (clients retry SYNs) until an edge connects; after
+//!   [`NO_EDGE`] without one, it closes new connections at once (clients
+//!   get an error, not a hang) until an edge is back.
 //! - **The keeper itself is replaced without closing its ports.** A new
 //!   keeper connects to the old one's socket and asks for the listening
 //!   sockets (`T`); the old one stops accepting, passes them (`L`), and
@@ -39,6 +41,12 @@ use crate::wire::{self, Kind};
 /// How long a connection accepted just before the last edge left waits
 /// for another edge before it is closed.
 const HOLD: Duration = Duration::from_secs(30);
+
+/// With no edge for this long (one that nobody restarts: compose does not
+/// restart a container stopped with `docker kill`), new connections are
+/// closed at once instead of waiting in the queue for good, until an edge
+/// is back.
+const NO_EDGE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -578,9 +586,26 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) -> (Kind, TcpListener) {
     loop {
-        tokio::select! {
-            () = edges.wait_ready() => {}
+        let ready = tokio::select! {
+            r = tokio::time::timeout(NO_EDGE, edges.wait_ready()) => r.is_ok(),
             _ = stop.changed() => return (kind, listener),
+        };
+        if !ready {
+            tracing::warn!("no edge for {NO_EDGE:?}; closing new connections until one is back");
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        drop(accepted);
+                        if !edges.ready().is_empty() {
+                            break;
+                        }
+                    }
+                    () = edges.wait_ready() => break,
+                    _ = stop.changed() => return (kind, listener),
+                }
+            }
+            tracing::info!("an edge is back; handing connections over again");
+            continue;
         }
         tokio::select! {
             accepted = listener.accept() => match accepted {

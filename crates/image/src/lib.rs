@@ -38,6 +38,10 @@ pub const ACME_DIR: &str = "/var/lib/murakumo/acme";
 pub const HANDOFF_DIR: &str = "/run/murakumo-handoff";
 pub const HANDOFF_SOCKET: &str = "/run/murakumo-handoff/keeper.sock";
 
+/// php-fpm workers of each pool the image runs (`pm.max_children`). An
+/// edge keeps at most this many connections to a pool: each kept
+/// connection pins a worker, and one more would wait in php-fpm's queue.
+pub const PHP_CHILDREN: usize = 8;
 /// The edge's plain HTTP port (non-root: above 1024).
 pub const HTTP_PORT: u16 = 8080;
 /// The edge's HTTPS port when it terminates TLS.

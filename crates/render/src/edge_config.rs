@@ -89,6 +89,12 @@ pub fn render(plan: &Plan, tier: Tier) -> Result<String, RenderError> {
         .unwrap_or_default();
     let (php, admin_php) = members(plan, tier);
     site.insert("root".into(), Value::String(image::CORE.into()));
+    // The image's pools have this many workers: more connections would
+    // wait in php-fpm's queue behind the kept ones.
+    site.insert(
+        "php_max_conns".into(),
+        Value::Integer(image::PHP_CHILDREN as i64),
+    );
     site.insert("php".into(), strings([php]));
     site.insert("admin_php".into(), strings([admin_php]));
     let db = &plan.deploy.db;

@@ -15,7 +15,7 @@ use crate::layout::{Layout, Role};
 use crate::secrets;
 
 /// Workers of the public pool; the edge's `php_max_conns` matches it.
-pub const PUBLIC_CHILDREN: usize = 8;
+pub const PUBLIC_CHILDREN: usize = murakumo_image::PHP_CHILDREN;
 /// Workers of the admin pool: as many as the edge may open to it
 /// (`php_max_conns` holds for both pools). The pool is `ondemand`, so
 /// workers it does not need cost nothing.
