@@ -90,11 +90,13 @@ pub fn render(plan: &Plan, tier: Tier) -> Result<String, RenderError> {
     let (php, admin_php) = members(plan, tier);
     site.insert("root".into(), Value::String(image::CORE.into()));
     // The image's pools have this many workers: more connections would
-    // wait in php-fpm's queue behind the kept ones.
-    site.insert(
-        "php_max_conns".into(),
-        Value::Integer(image::PHP_CHILDREN as i64),
-    );
+    // wait in php-fpm's queue behind the kept ones (fewer, if asked, is fine).
+    let workers = image::PHP_CHILDREN as i64;
+    let conns = site
+        .get("php_max_conns")
+        .and_then(Value::as_integer)
+        .map_or(workers, |asked| asked.clamp(1, workers));
+    site.insert("php_max_conns".into(), Value::Integer(conns));
     site.insert("php".into(), strings([php]));
     site.insert("admin_php".into(), strings([admin_php]));
     let db = &plan.deploy.db;
