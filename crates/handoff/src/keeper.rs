@@ -434,7 +434,6 @@ pub async fn run(
     for (kind, l) in &listeners {
         tracing::info!(addr = %l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), ?kind, "keeping");
     }
-    let uid = rustix::process::getuid();
     let edges = Arc::new(Edges::default());
     let (successor_tx, mut successor_rx) = mpsc::channel::<UnixStream>(1);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -450,20 +449,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let successor = loop {
         tokio::select! {
-            c = control.accept() => match c {
-                Ok((stream, _)) => {
-                    let allowed = stream.peer_cred().is_ok_and(|c| c.uid() == 0 || c.uid() == uid.as_raw());
-                    if allowed {
-                        tokio::spawn(link(stream, edges.clone(), successor_tx.clone()));
-                    } else {
-                        tracing::warn!("refused a hand-off connection from another account");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting on the hand-off socket failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            c = control.accept() => admit(c, &edges, &successor_tx).await,
             s = successor_rx.recv() => if let Some(s) = s { break Some(s) },
             () = &mut shutdown => break None,
         }
@@ -561,20 +547,41 @@ async fn resume(
         tokio::spawn(accept_loop(l, kind, edges.clone(), stop_rx.clone()));
     }
     let (successor_tx, _successor_rx) = mpsc::channel::<UnixStream>(1);
-    let uid = rustix::process::getuid().as_raw();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            c = control.accept() => if let Ok((stream, _)) = c {
-                if stream.peer_cred().is_ok_and(|c| c.uid() == 0 || c.uid() == uid) {
-                    tokio::spawn(link(stream, edges.clone(), successor_tx.clone()));
-                }
-            },
+            c = control.accept() => admit(c, &edges, &successor_tx).await,
             () = &mut shutdown => break,
         }
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// A connection to the hand-off socket, served by [`link`] if it comes
+/// from this keeper's account or root; a failed accept backs off briefly.
+async fn admit(
+    accepted: io::Result<(UnixStream, tokio::net::unix::SocketAddr)>,
+    edges: &Arc<Edges>,
+    successor: &mpsc::Sender<UnixStream>,
+) {
+    match accepted {
+        Ok((stream, _)) => {
+            let uid = rustix::process::getuid().as_raw();
+            if stream
+                .peer_cred()
+                .is_ok_and(|c| c.uid() == 0 || c.uid() == uid)
+            {
+                tokio::spawn(link(stream, edges.clone(), successor.clone()));
+            } else {
+                tracing::warn!("refused a hand-off connection from another account");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "accepting on the hand-off socket failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Accepts while an edge can take connections (else they wait in the
