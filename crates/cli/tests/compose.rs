@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::docker::Docker;
+use support::docker::{http_status, render, site_dir, Docker};
 use support::probe::Probe;
 use support::wait_until;
 use support::wp_admin::WpAdmin;
@@ -22,19 +22,6 @@ use support::wp_admin::WpAdmin;
 const PROJECT: &str = "mkmcompose";
 const IMAGE: &str = "murakumo:compose-test-1";
 const IMAGE_2: &str = "murakumo:compose-test-2";
-
-fn render(dir: &Path, image: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_murakumo"))
-        .args(["render", "compose", "--out", "out", "--image", image])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn compose(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("docker-compose")
@@ -76,39 +63,14 @@ impl Drop for Project<'_> {
     }
 }
 
-fn http_status(url: &str) -> u16 {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "10",
-            "-w",
-            "%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
-}
-
 #[test]
 fn the_rendered_compose_file_runs_on_compose_v1_and_rolls_over() {
     let engine = Docker::start();
     engine.build_images(IMAGE);
     engine.derive_image(IMAGE, IMAGE_2, "2");
-    let tmp = tempfile::Builder::new()
-        .prefix("murakumo-compose-")
-        .tempdir()
-        .unwrap();
+    let tmp = site_dir("murakumo-compose-", "");
     let dir = tmp.path();
-    std::fs::write(
-        dir.join("murakumo.toml"),
-        "[[site]]\nname = \"blog\"\nhosts = [\"127.0.0.1\", \"localhost\"]\nroot = \"/srv/wordpress/core\"\nphp = [\"127.0.0.1:9000\"]\n",
-    )
-    .unwrap();
-    render(dir, IMAGE);
+    render(dir, "compose", IMAGE);
     let _project = Project::new(dir);
     let started = Instant::now();
     compose(dir, &["up", "-d"]);
@@ -125,7 +87,7 @@ fn the_rendered_compose_file_runs_on_compose_v1_and_rolls_over() {
     let mut probe = Probe::site_load();
     std::thread::sleep(Duration::from_secs(3));
     probe.mark("roll out a new image (up -d)");
-    render(dir, IMAGE_2);
+    render(dir, "compose", IMAGE_2);
     let out = compose(dir, &["up", "-d"]);
     assert!(out.contains("Recreating"), "{out}");
     wait_until(

@@ -11,11 +11,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::docker::{docker, docker_output, Docker, Stack};
+use support::docker::{docker, docker_output, http_status, render, site_dir, Docker, Stack};
 use support::probe::Probe;
 use support::wait_until;
 use support::wp_admin::WpAdmin;
@@ -25,36 +23,6 @@ const IMAGE: &str = "murakumo:swarm-test-1";
 const IMAGE_2: &str = "murakumo:swarm-test-2";
 const SERVICES: [&str; 4] = ["portkeeper", "edge", "php-public", "php-admin"];
 
-fn render(dir: &Path, image: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_murakumo"))
-        .args(["render", "swarm", "--out", "out", "--image", image])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn http_status(url: &str) -> u16 {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "--max-time",
-            "10",
-            "-w",
-            "%{http_code}",
-            url,
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
-}
-
 #[test]
 fn the_rendered_stack_runs_on_a_real_swarm_and_rolls_over_losing_nothing() {
     let mut engine = Docker::start();
@@ -62,20 +30,13 @@ fn the_rendered_stack_runs_on_a_real_swarm_and_rolls_over_losing_nothing() {
     engine.build_images(IMAGE);
     engine.derive_image(IMAGE, IMAGE_2, "2");
 
-    let tmp = tempfile::Builder::new()
-        .prefix("murakumo-swarm-")
-        .tempdir()
-        .unwrap();
-    let dir = tmp.path();
     // One node carries both tiers.
-    std::fs::write(
-        dir.join("murakumo.toml"),
-        format!(
-            "[[site]]\nname = \"blog\"\nhosts = [\"127.0.0.1\", \"localhost\"]\nroot = \"/srv/wordpress/core\"\nphp = [\"127.0.0.1:9000\"]\n\n[deploy]\nnamespace = \"{STACK}\"\nadmin_nodes = \"user\"\n"
-        ),
-    )
-    .unwrap();
-    render(dir, IMAGE);
+    let tmp = site_dir(
+        "murakumo-swarm-",
+        &format!("namespace = \"{STACK}\"\nadmin_nodes = \"user\"\n"),
+    );
+    let dir = tmp.path();
+    render(dir, "swarm", IMAGE);
     let started = Instant::now();
     let stack = Stack::deploy(STACK, &dir.join("out/stack.yaml"));
     stack.converge(&SERVICES, IMAGE, Duration::from_secs(240));
@@ -97,7 +58,7 @@ fn the_rendered_stack_runs_on_a_real_swarm_and_rolls_over_losing_nothing() {
     std::thread::sleep(Duration::from_secs(3));
 
     probe.mark("roll out a new image (stack deploy)");
-    render(dir, IMAGE_2);
+    render(dir, "swarm", IMAGE_2);
     Stack::redeploy(STACK, &dir.join("out/stack.yaml"));
     stack.converge(&SERVICES, IMAGE_2, Duration::from_secs(300));
 
@@ -181,19 +142,12 @@ fn galera_on_swarm_keeps_every_write_through_a_killed_node() {
     let mut engine = Docker::start();
     engine.swarm(&["env=user", "zone=a"]);
     engine.build_images(IMAGE);
-    let tmp = tempfile::Builder::new()
-        .prefix("murakumo-galera-")
-        .tempdir()
-        .unwrap();
+    let tmp = site_dir(
+        "murakumo-galera-",
+        &format!("namespace = \"{GALERA_STACK}\"\nadmin_nodes = \"user\"\n[deploy.db]\nkind = \"galera\"\n"),
+    );
     let dir = tmp.path();
-    std::fs::write(
-        dir.join("murakumo.toml"),
-        format!(
-            "[[site]]\nname = \"blog\"\nhosts = [\"127.0.0.1\", \"localhost\"]\nroot = \"/srv/wordpress/core\"\nphp = [\"127.0.0.1:9000\"]\n\n[deploy]\nnamespace = \"{GALERA_STACK}\"\nadmin_nodes = \"user\"\n[deploy.db]\nkind = \"galera\"\n"
-        ),
-    )
-    .unwrap();
-    render(dir, IMAGE);
+    render(dir, "swarm", IMAGE);
     let root_pw = std::fs::read_to_string(dir.join("out/secrets/db-root-password")).unwrap();
     let started = Instant::now();
     let stack = Stack::deploy(GALERA_STACK, &dir.join("out/stack.yaml"));

@@ -331,6 +331,53 @@ fn remove_stack(name: &str) {
     }
 }
 
+/// A directory with a one-site `murakumo.toml` (hosts 127.0.0.1 and
+/// localhost; `root` and `php` are set by render) and `deploy` as its
+/// `[deploy]` section.
+pub fn site_dir(prefix: &str, deploy: &str) -> tempfile::TempDir {
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("murakumo.toml"),
+        format!(
+            "[[site]]\nname = \"blog\"\nhosts = [\"127.0.0.1\", \"localhost\"]\nroot = \"/srv/wordpress/core\"\nphp = [\"127.0.0.1:9000\"]\n\n[deploy]\n{deploy}"
+        ),
+    )
+    .unwrap();
+    tmp
+}
+
+/// `murakumo render TARGET --out out --image IMAGE` in `dir`.
+pub fn render(dir: &Path, target: &str, image: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_murakumo"))
+        .args(["render", target, "--out", "out", "--image", image])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The status of a GET of `url` (0 when nothing answers).
+pub fn http_status(url: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
