@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::php_site::{PhpSite, HOST};
-use support::{curl, free_port, wait_until, Proc, Wrk};
+use support::{another_edge, curl, free_port, stop_drained, wait_until, Proc, Wrk};
 
 const HOST_HEADER: &str = "Host: site.test";
 
@@ -47,34 +47,13 @@ fn keeper(dir: &Path, port: u16, socket: &Path, generation: u32) -> Proc {
     p
 }
 
-/// Another edge on the same configuration, taking connections from the
-/// keeper.
-fn edge(dir: &Path, config: &Path, generation: u32) -> (Proc, PathBuf) {
-    let log = dir.join(format!("edge-{generation}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_murakumo"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .env("MURAKUMO_LOG", "info");
-    let p = Proc::spawn("murakumo", &mut cmd, &log);
-    wait_until(
-        "the edge to reach the keeper",
-        Duration::from_secs(20),
-        || taking(&log),
-    );
-    (p, log)
-}
+/// The log line of an edge connected to the keeper.
+const TAKING: &str = "taking connections from the port keeper";
 
 fn taking(log: &Path) -> bool {
     std::fs::read_to_string(log)
         .unwrap_or_default()
-        .contains("taking connections from the port keeper")
-}
-
-fn stop(mut p: Proc, what: &str) {
-    p.signal("TERM");
-    let status = p.wait_exit(Duration::from_secs(20));
-    assert!(status.is_some_and(|s| s.success()), "{what}: {status:?}");
+        .contains(TAKING)
 }
 
 fn site() -> (PhpSite, PathBuf) {
@@ -114,24 +93,24 @@ fn edges_and_the_keeper_are_replaced_under_load_without_losing_a_request() {
 
     // 1, 2: start-first, as Swarm rolls a service: the new edge is ready
     // before the old one is stopped.
-    let (mut current, _) = edge(&dir, &config, 1);
+    let mut current = another_edge(&dir, &config, 1, TAKING);
     s.edge.proc.signal("TERM");
     assert!(s.edge.proc.wait_exit(Duration::from_secs(20)).is_some());
     steps.push("edge replaced start-first");
-    let (next, _) = edge(&dir, &config, 2);
-    stop(std::mem::replace(&mut current, next), "old edge");
+    let next = another_edge(&dir, &config, 2, TAKING);
+    stop_drained(std::mem::replace(&mut current, next), "old edge");
     steps.push("edge replaced start-first");
 
     // 3: the keeper itself: the new one takes the listening socket over.
     let k2 = keeper(&dir, port, &socket, 2);
     std::thread::sleep(Duration::from_millis(500));
-    stop(std::mem::replace(&mut keeper_now, k2), "old keeper");
+    stop_drained(std::mem::replace(&mut keeper_now, k2), "old keeper");
     steps.push("keeper replaced");
 
     // 4: the keeper stop-first, as compose recreates a container: it parks
     // its listening sockets with the edge, which serves them meanwhile and
     // hands them to the next keeper.
-    stop(keeper_now, "keeper stopped before its successor");
+    stop_drained(keeper_now, "keeper stopped before its successor");
     std::thread::sleep(Duration::from_millis(700));
     keeper_now = keeper(&dir, port, &socket, 3);
     steps.push("keeper replaced stop-first (0.7 s without a keeper)");
@@ -139,9 +118,9 @@ fn edges_and_the_keeper_are_replaced_under_load_without_losing_a_request() {
     // 5: the edge stop-first: for a moment no edge at all, and the keeper
     // lets connections wait.
     std::thread::sleep(Duration::from_secs(1));
-    stop(current, "the only edge");
+    stop_drained(current, "the only edge");
     std::thread::sleep(Duration::from_millis(700));
-    let (last, _) = edge(&dir, &config, 3);
+    let last = another_edge(&dir, &config, 3, TAKING);
     steps.push("edge replaced stop-first (0.7 s without an edge)");
 
     let took = started.elapsed();

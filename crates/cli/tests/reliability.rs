@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::php_site::{write, PhpSite, HOST};
-use support::{curl, wait_until, Edge, Proc, Wrk};
+use support::{another_edge, curl, stop_drained, wait_until, Edge, Proc, Wrk};
 
 const HOST_HEADER: &str = "Host: site.test";
 
@@ -661,29 +661,6 @@ fn dead_or_slow_php_gives_stale_pages_502_and_504_then_recovers() {
     no_panic(&mut s);
 }
 
-/// Starts another `murakumo serve` on the same configuration (the same
-/// addresses: SO_REUSEPORT) and waits until it listens.
-fn successor(dir: &Path, config: &Path, generation: u32) -> Proc {
-    let log = dir.join(format!("edge-{generation}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_murakumo"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .env("MURAKUMO_LOG", "info");
-    let mut p = Proc::spawn("murakumo", &mut cmd, &log);
-    wait_until("the successor to listen", Duration::from_secs(20), || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("ops listening")
-    });
-    assert!(
-        p.is_running(),
-        "successor exited: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    p
-}
-
 #[test]
 fn replacing_the_edge_five_times_under_load_loses_no_request() {
     let mut s = PhpSite::start("", "");
@@ -696,10 +673,10 @@ fn replacing_the_edge_five_times_under_load_loses_no_request() {
     std::thread::sleep(Duration::from_secs(1));
     let mut current: Option<Proc> = None;
     for generation in 1..=5 {
-        let next = successor(&dir, &config, generation);
+        let next = another_edge(&dir, &config, generation, "ops listening");
         std::thread::sleep(Duration::from_millis(500));
         match current.take() {
-            Some(old) => stop_drained(old),
+            Some(old) => stop_drained(old, "old edge"),
             None => {
                 // The first edge belongs to the fixture.
                 s.edge.proc.signal("TERM");
@@ -720,12 +697,6 @@ fn replacing_the_edge_five_times_under_load_loses_no_request() {
     assert_eq!((e1, x1), (0, 0), "cached page: {t1}");
     assert_eq!((e2, x2), (0, 0), "uncached page: {t2}");
     drop(current);
-}
-
-fn stop_drained(mut old: Proc) {
-    old.signal("TERM");
-    let status = old.wait_exit(Duration::from_secs(20));
-    assert!(status.is_some_and(|s| s.success()), "old edge: {status:?}");
 }
 
 #[test]

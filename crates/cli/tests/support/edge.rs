@@ -80,3 +80,38 @@ impl Edge {
         edge
     }
 }
+
+/// Another `murakumo serve` on `config` (the same addresses: a successor
+/// during a handover), logging to `dir/edge-GENERATION.log`; returns once
+/// its log says `ready`.
+pub fn another_edge(dir: &Path, config: &Path, generation: u32, ready: &str) -> Proc {
+    let log = dir.join(format!("edge-{generation}.log"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_murakumo"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("MURAKUMO_LOG", "info");
+    let mut p = Proc::spawn("murakumo", &mut cmd, &log);
+    wait_until(
+        &format!("edge {generation}: {ready:?}"),
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(ready)
+        },
+    );
+    assert!(
+        p.is_running(),
+        "edge {generation} exited: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    p
+}
+
+/// SIGTERM, and a clean exit within 20 s (the drain).
+pub fn stop_drained(mut p: Proc, what: &str) {
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{what}: {status:?}");
+}
