@@ -618,6 +618,54 @@ fn a_php_fpm_restart_costs_waiting_not_a_502() {
     no_panic(&mut s);
 }
 
+/// Which member started the `hold.php` request `id` (waits for it).
+fn held_by(s: &PhpSite, id: &str) -> usize {
+    let found =
+        || (0..=s.others.len()).find(|k| s.dir.path().join(format!("ran-{id}-{k}")).exists());
+    wait_until("the held request to start", Duration::from_secs(20), || {
+        found().is_some()
+    });
+    found().unwrap()
+}
+
+#[test]
+fn a_killed_php_member_costs_its_gets_nothing_and_never_runs_a_post_twice() {
+    // Two php-fpm members, as the replicas of a php tier. The member running
+    // a request is killed under it, as a crashed container or the OOM killer
+    // would: a GET is sent again and answered by the other member; a POST is
+    // answered 502 and not run again, since the killed one may have done its
+    // work already.
+    let mut s = PhpSite::start_members("", "", 2, "", 2);
+    let url = s.edge.url("/hold.php?id=get");
+    let get = std::thread::spawn(move || curl(&url, &["-H", &format!("Host: {HOST}")]));
+    let first = held_by(&s, "get");
+    s.member(first).kill();
+    let r = get.join().unwrap();
+    let other = 1 - first;
+    assert_eq!(r.status, 200, "the GET under the killed member");
+    assert_eq!(String::from_utf8_lossy(&r.body), format!("held by {other}"));
+    s.member(first).boot();
+
+    let url = s.edge.url("/hold.php?id=post");
+    let post =
+        std::thread::spawn(move || curl(&url, &["-X", "POST", "-H", &format!("Host: {HOST}")]));
+    let ran = held_by(&s, "post");
+    s.member(ran).kill();
+    assert_eq!(
+        post.join().unwrap().status,
+        502,
+        "the POST under the killed member"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !s.dir.path().join(format!("ran-post-{}", 1 - ran)).exists(),
+        "the POST was run again on the other member"
+    );
+    s.member(ran).boot();
+    assert_eq!(s.get("/info.php", &[]).status, 200);
+    no_panic(&mut s);
+}
+
 #[test]
 fn dead_or_slow_php_gives_stale_pages_502_and_504_then_recovers() {
     // php_restart_wait is short here: a php-fpm that stays dead (not one

@@ -12,6 +12,8 @@ pub const HOST: &str = "site.test";
 pub struct PhpSite {
     pub dir: tempfile::TempDir,
     pub fpm: PhpFpm,
+    /// More php-fpm members of the same pool (see [`PhpSite::start_members`]).
+    pub others: Vec<PhpFpm>,
     pub edge: Edge,
 }
 
@@ -32,6 +34,18 @@ impl PhpSite {
         php_workers: usize,
         fpm_extra: &str,
     ) -> PhpSite {
+        PhpSite::start_members(site_extra, server_extra, php_workers, fpm_extra, 1)
+    }
+
+    /// The site with `members` php-fpm masters of `php_workers` workers
+    /// each, all in the site's `php` list (the first is `fpm`).
+    pub fn start_members(
+        site_extra: &str,
+        server_extra: &str,
+        php_workers: usize,
+        fpm_extra: &str,
+        members: usize,
+    ) -> PhpSite {
         let dir = tempfile::Builder::new()
             .prefix("murakumo-edge-")
             .tempdir()
@@ -45,6 +59,9 @@ impl PhpSite {
             "sleep.php",
             "<?php sleep((int) ($_GET['s'] ?? 2)); echo 'finished';",
         );
+        // Records which member ran it (a file `ran-ID-MEMBER` beside the
+        // root), then holds its worker for 2 s.
+        write(&root, "hold.php", "<?php header('Cache-Control: no-store'); touch(dirname(__DIR__) . '/ran-' . preg_replace('/\\W/', '', $_GET['id'] ?? '') . '-' . getenv('MEMBER')); sleep(2); echo 'held by ', getenv('MEMBER');");
         write(&root, "xmlrpc.php", "<?php echo 'xmlrpc reached';");
         write(
             &root,
@@ -74,9 +91,25 @@ impl PhpSite {
         write(&root, "style.css.gz", b"GZIP-BYTES");
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         write(&root, "big.bin", &big);
-        let fpm = PhpFpm::start_sized(dir.path(), "site", &[], php_workers, fpm_extra);
+        // Each member tells its scripts its number (getenv('MEMBER')).
+        let member = |k: usize| {
+            let name = if k == 0 {
+                "site".to_string()
+            } else {
+                format!("site{k}")
+            };
+            let env = [("MEMBER", k.to_string())];
+            PhpFpm::start_sized(dir.path(), &name, &env, php_workers, fpm_extra)
+        };
+        let fpm = member(0);
+        let others: Vec<PhpFpm> = (1..members).map(member).collect();
+        let php = std::iter::once(&fpm)
+            .chain(&others)
+            .map(|f| format!("\"unix:{}\"", f.socket.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\", \"127.0.0.1\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\n{guard}{site_extra}\n",
+            "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"1s\"\ngrace = \"10s\"\n{server_extra}\n\n[[site]]\nname = \"site\"\nhosts = [\"{HOST}\", \"*.{HOST}\", \"127.0.0.1\"]\nroot = \"{root}\"\nphp = [{php}]\n{guard}{site_extra}\n",
             root = root.display(),
             // Not WordPress: its scripts (info.php, slow.php) are its entry
             // points. A test that wants the WordPress rules says so.
@@ -85,10 +118,22 @@ impl PhpSite {
             } else {
                 "guard = { entry_points_only = false }\n"
             },
-            sock = fpm.socket.display()
         );
         let edge = Edge::start(dir.path(), &config);
-        PhpSite { dir, fpm, edge }
+        PhpSite {
+            dir,
+            fpm,
+            others,
+            edge,
+        }
+    }
+
+    /// php-fpm member `k` (0 is `fpm`).
+    pub fn member(&mut self, k: usize) -> &mut PhpFpm {
+        match k {
+            0 => &mut self.fpm,
+            k => &mut self.others[k - 1],
+        }
     }
 
     pub fn get(&self, path: &str, args: &[&str]) -> Resp {

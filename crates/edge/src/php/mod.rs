@@ -4,14 +4,18 @@
 //!
 //! Retry rule: a request moves to another member when connecting fails (the
 //! pool does that, waiting out a restart within `php_restart_wait`). GET
-//! and HEAD may go on a kept-alive connection, and are resent once on a
-//! fresh one when theirs fails while being written (bodies are read whole
+//! and HEAD may go on a kept-alive connection, and are resent on a fresh
+//! one when theirs fails while being written (bodies are read whole
 //! beforehand, see [`request_body`], so they can be sent again) or before
 //! the first byte of the answer: php-fpm may have closed a kept connection
-//! while idle, or died under the request (a killed container). Other
-//! methods always get a fresh connection (in place of an idle one) and are
-//! never resent once php-fpm may have read them: php-fpm may have run the
-//! script before dying, and running a POST twice is worse than a 502.
+//! while idle, or died under the request (a killed container). They are
+//! resent up to [`RESENDS`] times, the later ones after a short pause: a
+//! killed container's listening socket can still accept for a few
+//! milliseconds while it is torn down, so the first resend may meet the
+//! same dying php. Other methods always get a fresh connection (in place
+//! of an idle one) and are never resent once php-fpm may have read them:
+//! php-fpm may have run the script before dying, and running a POST twice
+//! is worse than a 502.
 //!
 //! Anything else is answered 502/503/504, never retried.
 
@@ -34,6 +38,13 @@ pub use request_body::SpooledBody;
 
 /// Most body bytes gathered into one chunk from records already received.
 const COALESCE: usize = 64 * 1024;
+
+/// How many times a GET or HEAD is sent again after its connection failed
+/// before the answer began.
+pub const RESENDS: u32 = 2;
+
+/// The pause before each resend after the first (times the resends so far).
+const RESEND_PAUSE: Duration = Duration::from_millis(100);
 
 /// A php-fpm pool of one role ("public" or "admin") of one site.
 pub struct PhpPool {
@@ -119,10 +130,13 @@ pub async fn exchange(
     // one may be closed by php-fpm (idle, or stopping gracefully) just as
     // the request is sent, and then it could not be resent.
     let mut fresh = !idempotent;
-    let mut retried = false;
+    let mut resends = 0;
     loop {
+        if resends > 1 {
+            tokio::time::sleep(RESEND_PAUSE * (resends - 1)).await;
+        }
         let mut conn = php.pool.checkout(fresh).await?;
-        let retryable = !retried && (conn.reused() || idempotent);
+        let retryable = idempotent && resends < RESENDS;
         let sent = match conn.begin(params).await {
             Ok(()) => send_body(&mut conn, &mut body).await,
             Err(e) => Err(e.into()),
@@ -130,7 +144,7 @@ pub async fn exchange(
         if let Err(e) = sent {
             if retryable && !matches!(e, PhpError::Spool(_)) {
                 fresh = true;
-                retried = true;
+                resends += 1;
                 body.rewind().await.map_err(PhpError::Spool)?;
                 continue;
             }
@@ -141,9 +155,9 @@ pub async fn exchange(
         loop {
             let ev = match next_event(&mut conn, timeout).await {
                 Ok(ev) => ev,
-                Err(PhpError::Protocol(e)) if first_event && retryable && idempotent => {
-                    tracing::debug!(%site, error = %e, "php-fpm closed the connection before answering; resending on a new one");
-                    retried = true;
+                Err(PhpError::Protocol(e)) if first_event && retryable => {
+                    tracing::debug!(%site, error = %e, resends, "php-fpm closed the connection before answering; resending on a new one");
+                    resends += 1;
                     break;
                 }
                 Err(e) => return Err(e),
