@@ -477,6 +477,68 @@ fn redis_is_used_by_the_edges_and_the_php_tiers_with_its_password() {
     assert!(read(&dir.join("k8s/base/public.yaml")).contains("tcp://blog-redis:6379"));
 }
 
+#[test]
+fn acme_on_several_edges_needs_redis_and_then_is_shared_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = CONFIG.replace(
+        "[server]\n",
+        "[server]\nlisten = [\"0.0.0.0:80\"]\ntls_listen = [\"0.0.0.0:443\"]\n",
+    )
+    .replace(
+        "[[site]]",
+        "[acme]\nemail = \"ops@example.com\"\nstorage = \"/var/lib/murakumo/acme\"\n[[site]]\ntls = { acme = true }",
+    );
+    std::fs::write(dir.join("murakumo.toml"), &config).unwrap();
+    // Kubernetes with the edges as the entry (a LoadBalancer), not an Ingress.
+    let args = |target: &'static str, out: &'static str| -> Vec<&'static str> {
+        let mut a = vec![target, "--out", out];
+        if target == "k8s" {
+            a.push("--edge-ingress");
+        }
+        a
+    };
+    for target in ["swarm", "k8s"] {
+        let out = render(dir, &args(target, "x"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{target}: ACME on several edges without Redis was accepted"
+        );
+        assert!(
+            err.contains("deploy.redis") && err.contains("site[0].tls"),
+            "{target}: {err}"
+        );
+    }
+    assert!(!dir.join("x").exists(), "a refused render wrote files");
+    for target in ["swarm", "k8s"] {
+        let mut a = args(target, target);
+        a.push("--redis");
+        let out = render(dir, &a);
+        assert!(
+            out.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each edge orders through the shared cache and keeps its copy in its
+    // ACME storage: a volume on Swarm, scratch space on Kubernetes.
+    let edge = read(&dir.join("swarm/murakumo.edge.toml"));
+    assert!(
+        edge.contains("[server.shared_cache]")
+            && edge.contains("storage = \"/var/lib/murakumo/acme\""),
+        "{edge}"
+    );
+    assert!(service_block(&read(&dir.join("swarm/stack.yaml")), "edge")
+        .contains("acme:/var/lib/murakumo/acme"));
+    let public = read(&dir.join("k8s/base/public.yaml"));
+    assert!(
+        public.contains("mountPath: /var/lib/murakumo/acme"),
+        "{public}"
+    );
+    assert!(read(&dir.join("k8s/base/edge-public.toml")).contains("[server.shared_cache]"));
+}
+
 /// The lines of one service of a compose file (`  NAME:` up to the next
 /// line indented as little).
 fn service_block(doc: &str, name: &str) -> String {

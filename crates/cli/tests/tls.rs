@@ -2,7 +2,8 @@
 //! nghttp, openssl s_client) and a real ACME CA (Debian's pebble): h2 and
 //! http/1.1 by ALPN, SNI (exact, second site, wildcard), refused old TLS
 //! versions, redirect and HSTS, reload without dropping connections,
-//! certificates obtained, renewed and failing to renew over ACME, and
+//! certificates obtained, renewed and failing to renew over ACME, one
+//! certificate ordered for two edges that share a Redis, and
 //! `X-Forwarded-*` believed only from trusted proxies.
 
 mod support;
@@ -491,6 +492,151 @@ fn acme_obtains_renews_and_survives_a_failing_ca() {
         metric(&edge, "murakumo_acme_renewal_failing{site=\"shop\"} "),
         Some(0.0)
     );
+}
+
+/// One edge of the ACME fleet test: its own directory, ports and storage;
+/// the CA, the site's root, php-fpm and Redis shared.
+struct FleetEdge {
+    dir: PathBuf,
+    config: String,
+    port: u16,
+    tls_port: u16,
+    ops_port: u16,
+}
+
+impl FleetEdge {
+    fn new(
+        dir: PathBuf,
+        port: u16,
+        pebble: &Pebble,
+        ca: &Path,
+        site: &str,
+        redis: &support::Redis,
+    ) -> FleetEdge {
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tls_port, ops_port) = (free_port(), free_port());
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\nops_listen = \"127.0.0.1:{ops_port}\"\ndrain_delay = \"0s\"\n{shared}\n[acme]\ndirectory = \"{directory}\"\nstorage = \"acme-storage\"\nca_root = \"{ca}\"\n\n{site}",
+            shared = redis.section(),
+            directory = pebble.directory(),
+            ca = ca.display(),
+        );
+        FleetEdge {
+            dir,
+            config,
+            port,
+            tls_port,
+            ops_port,
+        }
+    }
+
+    fn start(&self) -> support::Edge {
+        support::Edge::start_on(&self.dir, &self.config, self.port, self.ops_port)
+    }
+}
+
+#[test]
+fn two_edges_behind_one_name_order_one_certificate_and_both_serve_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(d);
+    let redis = support::Redis::start(d);
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("index.html"), "served by the fleet").unwrap();
+    let fpm = support::PhpFpm::start(d, "fleet", &[]);
+    let site = format!(
+        "[[site]]\nname = \"shop\"\nhosts = [\"fleet.test\", \"www.fleet.test\"]\nroot = \"{}\"\nphp = [\"unix:{}\"]\ntls = {{ acme = true }}\n",
+        root.display(),
+        fpm.socket.display()
+    );
+    // The CA validates on edge B's port only: when edge A orders, only B
+    // can answer, with what A published.
+    let b_port = free_port();
+    let pebble = Pebble::start(d, &pki, b_port);
+    let ca = d.join("pki/ca.pem");
+    let a_edge = FleetEdge::new(d.join("a"), free_port(), &pebble, &ca, &site, &redis);
+    let b_edge = FleetEdge::new(d.join("b"), b_port, &pebble, &ca, &site, &redis);
+    let (a_tls, b_tls) = (a_edge.tls_port, b_edge.tls_port);
+    let a = a_edge.start();
+    let b = b_edge.start();
+
+    let count = |edge: &support::Edge, name: &str| {
+        metric(
+            edge,
+            &format!("murakumo_acme_certificates_{name}_total{{site=\"shop\"}} "),
+        )
+        .unwrap_or(0.0)
+    };
+    wait_until(
+        "both edges to serve a certificate",
+        Duration::from_secs(90),
+        || {
+            [&a, &b].iter().all(|e| {
+                metric(e, "murakumo_certificate_expiry_seconds{site=\"shop\"} ").unwrap_or(0.0)
+                    > 1e9
+            })
+        },
+    );
+    let issued = count(&a, "issued") + count(&b, "issued");
+    let adopted = count(&a, "adopted") + count(&b, "adopted");
+    assert_eq!(
+        (issued, adopted),
+        (1.0, 1.0),
+        "one order, served by both:\nA: {}\nB: {}",
+        a.log_text(),
+        b.log_text()
+    );
+    let first = served_fingerprint(a_tls, "fleet.test");
+    assert!(!first.is_empty());
+    assert_eq!(served_fingerprint(b_tls, "www.fleet.test"), first);
+    let pebble_root = pebble.root(d);
+    for port in [a_tls, b_tls] {
+        let r = https_get("fleet.test", port, "/index.html", &pebble_root, &[]);
+        assert_eq!((r.status, r.text().as_str()), (200, "served by the fleet"));
+    }
+
+    // A renewal ordered by A: the CA asks B, which answers with the token
+    // A published; B then serves A's new certificate without being asked.
+    let r = curl(&a.ops("/acme/renew?site=shop"), &["-X", "POST"]);
+    assert_eq!(
+        r.status,
+        200,
+        "{}\nA: {}\nB: {}",
+        r.text(),
+        a.log_text(),
+        b.log_text()
+    );
+    let renewed = served_fingerprint(a_tls, "fleet.test");
+    assert_ne!(renewed, first);
+    wait_until(
+        "B to serve A's renewed certificate",
+        Duration::from_secs(40),
+        || served_fingerprint(b_tls, "fleet.test") == renewed,
+    );
+    let accounts = [&a, &b]
+        .iter()
+        .map(|e| e.log_text().matches("ACME: account created").count())
+        .sum::<usize>();
+    assert_eq!(accounts, 1, "the edges share one ACME account");
+    for e in [&a, &b] {
+        assert!(
+            !e.log_text().contains("PRIVATE KEY"),
+            "a key reached the log"
+        );
+        assert!(
+            !e.log_text().contains(support::PASSWORD),
+            "Redis's password reached the log"
+        );
+    }
+    // A restart of B with Redis gone: it serves the renewed certificate from
+    // its own storage.
+    drop(redis);
+    drop(b);
+    let b = b_edge.start();
+    assert_eq!(served_fingerprint(b_tls, "fleet.test"), renewed);
+    drop(b);
+    drop(a);
 }
 
 /// Sends raw bytes and returns everything the edge answered.

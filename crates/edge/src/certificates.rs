@@ -2,7 +2,9 @@
 //! (files loaded and checked, self-signed generated once per host list,
 //! ACME slots filled by the ACME manager), rebuilt on reload; the rustls
 //! settings of the HTTPS listeners; the ACME manager and its HTTP-01
-//! answers; OCSP stapling for certificates that name a responder.
+//! answers; OCSP stapling for certificates that name a responder. With a
+//! shared cache, the ACME manager shares its orders with the other edges
+//! through it ([`SharedFleet`]).
 //!
 //! A reload that names an unreadable or mismatched certificate is refused
 //! as a whole (the old table keeps serving); connections already open keep
@@ -10,9 +12,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use murakumo_config::{Config, TlsSource};
-use murakumo_tls::acme::{Challenges, Manager};
+use murakumo_shared_cache::SharedCache;
+use murakumo_tls::acme::fleet::Pending;
+use murakumo_tls::acme::{Challenges, Fleet, Manager};
 use murakumo_tls::sni::{Resolver, Slot, Table, WeakSlot};
 use murakumo_tls::{keypair, ocsp, self_signed, settings, TlsError};
 use rustls::ServerConfig;
@@ -21,7 +26,8 @@ pub struct Certificates {
     resolver: Arc<Resolver>,
     pub server_config: Arc<ServerConfig>,
     pub challenges: Challenges,
-    acme: Mutex<Option<Arc<Manager>>>,
+    /// The ACME manager, and the shared cache it shares orders through.
+    acme: Mutex<Option<(Arc<Manager>, Option<SharedCache>)>>,
     /// Self-signed certificates by site: kept across reloads while the
     /// site's hosts are unchanged, so clients that pinned one keep working.
     self_signed: Mutex<HashMap<String, (Vec<String>, Slot)>>,
@@ -117,22 +123,31 @@ impl Certificates {
     /// Starts (or, on reload, updates) the ACME manager for the sites with
     /// `tls = { acme = true }`, and rebuilds the table with their slots.
     /// Must run within the tokio runtime.
-    pub fn apply(&self, config: &Config) -> Result<(), CertError> {
+    pub fn apply(&self, config: &Config, shared: Option<&SharedCache>) -> Result<(), CertError> {
         let manager = {
             let mut acme = self.acme.lock().unwrap_or_else(|e| e.into_inner());
             let same = match (acme.as_ref(), &config.acme) {
-                (Some(m), Some(c)) => m.config() == c,
+                (Some((m, fleet)), Some(c)) => {
+                    m.config() == c
+                        && match (fleet, shared) {
+                            (Some(a), Some(b)) => a.same(b),
+                            (None, None) => true,
+                            _ => false,
+                        }
+                }
                 _ => false,
             };
             if !same {
-                if let Some(old) = acme.take() {
+                if let Some((old, _)) = acme.take() {
                     old.shutdown();
                 }
                 if let (true, Some(c)) = (config.wants_acme(), &config.acme) {
-                    *acme = Some(Arc::new(Manager::new(c.clone(), self.challenges.clone())));
+                    let fleet = shared.map(|s| Arc::new(SharedFleet(s.clone())) as Arc<dyn Fleet>);
+                    let m = Manager::new(c.clone(), self.challenges.clone(), fleet);
+                    *acme = Some((Arc::new(m), shared.cloned()));
                 }
             }
-            acme.clone()
+            acme.as_ref().map(|(m, _)| m.clone())
         };
         let acme_sites: Vec<(String, Vec<String>)> = config
             .site
@@ -151,6 +166,34 @@ impl Certificates {
     }
 
     pub fn acme(&self) -> Option<Arc<Manager>> {
-        self.acme.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.acme
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(m, _)| m.clone())
+    }
+}
+
+/// ACME's store of what the edges share, over their shared cache: the
+/// account, the challenges, one lead per site and the certificates.
+struct SharedFleet(SharedCache);
+
+impl Fleet for SharedFleet {
+    fn get<'a>(&'a self, key: &'a str) -> Pending<'a, Result<Option<String>, String>> {
+        Box::pin(self.0.value(key))
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> Pending<'a, Result<(), String>> {
+        Box::pin(self.0.set_value(key, value, ttl))
+    }
+    fn lead<'a>(&'a self, key: &'a str, hold: Duration) -> Pending<'a, Result<bool, String>> {
+        Box::pin(self.0.lead(key, hold))
+    }
+    fn release<'a>(&'a self, key: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.0.give_back(key))
     }
 }

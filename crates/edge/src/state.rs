@@ -172,7 +172,7 @@ impl Edge {
         let handle = shared.as_ref().map(|(_, c)| c);
         let sites = Sites::build(&config, Some(&self.sites()), handle)?;
         let token = read_token(config.server.purge_token_file.as_deref())?;
-        self.certs.apply(&config)?;
+        self.certs.apply(&config, handle)?;
         if let Some(cache) = handle {
             cache.connect();
         }

@@ -141,10 +141,20 @@ pub fn check(plan: &Plan) -> Result<(), RenderError> {
     let replicated = plan.target == Target::Swarm || (plan.target == Target::K8s && !ingress);
     if let Some(tls) = &plan.site.tls {
         match tls.source() {
-            Some(TlsSource::Acme) if replicated => {
+            // Several edges order one certificate together only through
+            // the stack's Redis (challenges, the lead, the certificate).
+            Some(TlsSource::Acme) if replicated && !d.redis => {
                 return Err(err(
-                    format!("{}.tls", site_key(plan)),
-                    "acme on several edge replicas: each would order its own certificate and the CA's challenge could reach another replica; give the edges certificate files (e.g. from cert-manager) or terminate TLS at the Ingress".into(),
+                    plan.key("deploy.redis"),
+                    format!(
+                        "is off, but {}.tls uses acme on several edges: without Redis each would order its own certificate and the CA's challenge could reach another edge; set deploy.redis = true (the edges then share the challenges, one orders, all serve it), or give the edges certificate files{}",
+                        site_key(plan),
+                        if plan.target == Target::K8s {
+                            " (e.g. from cert-manager), or terminate TLS at the Ingress"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
             Some(TlsSource::Files { .. })

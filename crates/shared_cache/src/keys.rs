@@ -7,7 +7,9 @@
 //! - `PREFIX:SITE:lease:KEY`: who renders the page now, expiring by itself
 //!   if its holder dies;
 //! - `PREFIX:SITE:index`: the site's clock and the stamps of its purges;
-//! - `PREFIX:purges`: the channel purges are announced on.
+//! - `PREFIX:purges`: the channel purges are announced on;
+//! - `PREFIX:v:NAME`: a value the edges share besides pages (see
+//!   `values`: ACME's account, challenges, leads and certificates).
 //!
 //! `KEY` is the cache key as a URL (`https://example.com/2024/hello/`).
 
@@ -40,6 +42,10 @@ impl Keys {
     pub(crate) fn channel(&self) -> String {
         format!("{}:purges", self.prefix)
     }
+
+    pub(crate) fn value(&self, name: &str) -> String {
+        format!("{}:v:{name}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -60,5 +66,6 @@ mod tests {
         );
         assert_eq!(k.index("blog"), "murakumo:blog:index");
         assert_eq!(k.channel(), "murakumo:purges");
+        assert_eq!(k.value("acme:account"), "murakumo:v:acme:account");
     }
 }

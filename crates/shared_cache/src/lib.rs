@@ -23,6 +23,7 @@ mod keys;
 mod link;
 mod message;
 mod scripts;
+mod values;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -250,6 +251,11 @@ impl SharedCache {
         config: &murakumo_config::SharedCache,
     ) -> Result<bool, SharedError> {
         Ok(link::password(config)? != self.inner.password)
+    }
+
+    /// Whether `other` is this same handle (not merely the same settings).
+    pub fn same(&self, other: &SharedCache) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     pub fn status(&self) -> Status {

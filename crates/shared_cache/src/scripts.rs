@@ -124,6 +124,17 @@ end
 return 0
 "#;
 
+/// KEYS: lead. ARGV: owner, hold ms. Takes the lead, or keeps it if it is
+/// the owner's: 1, else 0 (another edge has it).
+const LEAD: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 /// KEYS: lease. ARGV: owner. Ends the lease if it is still the owner's.
 const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -188,6 +199,7 @@ pub(crate) struct Scripts {
     pub(crate) store: Script,
     pub(crate) renew: Script,
     pub(crate) release: Script,
+    pub(crate) lead: Script,
     pub(crate) purge: Script,
     pub(crate) purged: Script,
 }
@@ -201,6 +213,7 @@ impl Scripts {
             store: with_prelude(STORE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
+            lead: Script::new(LEAD),
             purge: with_prelude(PURGE),
             purged: Script::new(PURGED),
         }

@@ -414,7 +414,7 @@ fn acme(x: &mut Exposition, edge: &Edge) {
             .map_or(0, |d| d.as_secs())
     };
     type AcmeValue<'a> = Box<dyn Fn(&murakumo_tls::acme::Status) -> u64 + 'a>;
-    let families: [(&str, Kind, &str, AcmeValue); 4] = [
+    let families: [(&str, Kind, &str, AcmeValue); 5] = [
         (
             "murakumo_certificate_expiry_seconds",
             Kind::Gauge,
@@ -436,8 +436,14 @@ fn acme(x: &mut Exposition, edge: &Edge) {
         (
             "murakumo_acme_certificates_issued_total",
             Kind::Counter,
-            "Certificates issued by ACME.",
+            "Certificates this edge ordered and was issued by ACME.",
             Box::new(|s| s.issued),
+        ),
+        (
+            "murakumo_acme_certificates_adopted_total",
+            Kind::Counter,
+            "Certificates another edge of the fleet ordered, served here.",
+            Box::new(|s| s.adopted),
         ),
     ];
     for (name, kind, help, value) in families {

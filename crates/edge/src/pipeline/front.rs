@@ -147,13 +147,17 @@ fn is_authority(host: &[u8]) -> bool {
     port_ok && name_ok
 }
 
-/// The key authorization for an HTTP-01 token, if an order waits on it;
-/// any other path goes on.
-pub fn acme_challenge(edge: &Edge, ctx: &Context) -> Step<()> {
+/// The key authorization for an HTTP-01 token, if an order of this edge,
+/// or of another edge of the fleet, waits on it; any other path goes on.
+pub async fn acme_challenge(edge: &Edge, ctx: &Context) -> Step<()> {
     let Some(token) = ctx.req.uri.path().strip_prefix(ACME_CHALLENGE) else {
         return Ok(());
     };
-    let answer = match edge.certs.challenges.answer(token) {
+    let answer = match edge.certs.acme() {
+        Some(acme) => acme.answer(token).await,
+        None => edge.certs.challenges.answer(token),
+    };
+    let answer = match answer {
         Some(answer) => {
             let mut r = Response::new(Body::full(Bytes::from(answer)));
             r.headers_mut().insert(

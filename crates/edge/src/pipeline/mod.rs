@@ -68,7 +68,7 @@ async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Respons
     front::unambiguous(ctx)?;
     // ACME answers come before anything a site decides: CAs ask over
     // plain HTTP, for a host whose certificate is still coming.
-    front::acme_challenge(edge, ctx)?;
+    front::acme_challenge(edge, ctx).await?;
     let site = route::site(edge, ctx)?;
     // After routing: only a host a site serves is redirected to.
     front::require_https(ctx)?;

@@ -58,14 +58,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let config = edge.config();
-    // ACME tasks need the runtime, so they start here, not in Edge::new.
-    edge.certs
-        .apply(&config)
-        .map_err(ServeError::Certificates)?;
-    crate::wp_cron::spawn(edge.clone());
-    if let Some(shared) = edge.shared() {
+    let shared = edge.shared();
+    if let Some(shared) = &shared {
         shared.connect();
     }
+    // ACME tasks need the runtime, so they start here, not in Edge::new.
+    edge.certs
+        .apply(&config, shared.as_ref())
+        .map_err(ServeError::Certificates)?;
+    crate::wp_cron::spawn(edge.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let public = listeners
         .http

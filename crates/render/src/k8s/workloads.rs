@@ -118,6 +118,16 @@ fn tls_secret<'a>(plan: &'a Plan<'_>, tier: Tier) -> Option<&'a str> {
         .flatten()
 }
 
+/// Whether `tier`'s edges order their certificate over ACME (sharing the
+/// orders through Redis: `check` refuses ACME on these edges without it).
+/// Their ACME storage is scratch space: the certificate lives in Redis,
+/// and a new pod takes it from there.
+fn acme(plan: &Plan, tier: Tier) -> bool {
+    plan.edge_tls()
+        && tier == Tier::Public
+        && plan.site.tls.as_ref().and_then(|t| t.source()) == Some(TlsSource::Acme)
+}
+
 /// A tier pod's volumes: the edge's configuration and the secrets, bounded
 /// scratch space, the content (read-only on the public tier).
 fn volumes(plan: &Plan, tier: Tier) -> Vec<Value> {
@@ -137,6 +147,9 @@ fn volumes(plan: &Plan, tier: Tier) -> Vec<Value> {
         volumes.push(
             json!({ "name": "tls", "secret": { "secretName": secret, "defaultMode": 0o440 } }),
         );
+    }
+    if acme(plan, tier) {
+        volumes.push(json!({ "name": "acme", "emptyDir": { "sizeLimit": "16Mi" } }));
     }
     volumes
 }
@@ -162,6 +175,9 @@ fn edge_container(plan: &Plan, tier: Tier) -> Value {
     ];
     if tls_secret(plan, tier).is_some() {
         mounts.push(json!({ "name": "tls", "mountPath": image::TLS_DIR, "readOnly": true }));
+    }
+    if acme(plan, tier) {
+        mounts.push(json!({ "name": "acme", "mountPath": image::ACME_DIR }));
     }
     json!({
         "name": "edge",

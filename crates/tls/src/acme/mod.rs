@@ -12,6 +12,10 @@
 //!
 //! Storage (`[acme] storage`, 0700): `account.json` (the account key, 0600)
 //! and `sites/NAME/{fullchain.pem,key.pem}` (key 0600).
+//!
+//! Several edges of one site share the account, the challenges, the order
+//! and the certificate through a [`Fleet`] (see [`fleet`]): one orders,
+//! every edge answers the CA and serves what it got.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::keypair::{self, Loaded};
 use crate::sni::Slot;
 use crate::storage;
+
+pub mod fleet;
+pub use fleet::Fleet;
+use fleet::{FLEET_POLL, FOLLOW_POLL, LEAD_HOLD};
 
 /// The HTTP-01 answers the edge serves at
 /// `/.well-known/acme-challenge/TOKEN`, for any host.
@@ -67,6 +75,8 @@ pub struct Status {
     pub failures: u64,
     /// Certificates obtained since start.
     pub issued: u64,
+    /// Certificates another edge of the fleet obtained, served here.
+    pub adopted: u64,
 }
 
 type Reply = oneshot::Sender<Result<(), String>>;
@@ -89,20 +99,30 @@ struct Shared {
     config: murakumo_config::Acme,
     challenges: Challenges,
     account: tokio::sync::Mutex<Option<Account>>,
+    fleet: Option<Arc<dyn Fleet>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How long a forced renewal may take before the caller stops waiting.
 const RENEW_WAIT: Duration = Duration::from_secs(120);
+/// How long the fleet's store may not answer before that is reported.
+const FLEET_PATIENCE: Duration = Duration::from_secs(10);
 
 impl Manager {
-    pub fn new(config: murakumo_config::Acme, challenges: Challenges) -> Manager {
+    /// The ACME client; with a `fleet`, one of several edges that share
+    /// the orders and the certificates.
+    pub fn new(
+        config: murakumo_config::Acme,
+        challenges: Challenges,
+        fleet: Option<Arc<dyn Fleet>>,
+    ) -> Manager {
         Manager {
             shared: Arc::new(Shared {
                 config,
                 challenges,
                 account: tokio::sync::Mutex::new(None),
+                fleet,
             }),
             sites: Mutex::new(HashMap::new()),
         }
@@ -114,6 +134,28 @@ impl Manager {
 
     pub fn challenges(&self) -> &Challenges {
         &self.shared.challenges
+    }
+
+    /// The answer for an HTTP-01 token: this edge's own, else one another
+    /// edge of the fleet published.
+    pub async fn answer(&self, token: &str) -> Option<String> {
+        if let Some(a) = self.shared.challenges.answer(token) {
+            return Some(a);
+        }
+        // Tokens are base64url (RFC 8555 §8.3); anything else is not asked.
+        let plausible = !token.is_empty()
+            && token.len() <= 128
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let fleet = self.shared.fleet.as_ref().filter(|_| plausible)?;
+        match fleet.get(&fleet::challenge_key(token)).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(error = %e, "ACME: the fleet's challenges could not be read");
+                None
+            }
+        }
     }
 
     /// Makes the running tasks match `sites` (name, hosts): a site whose
@@ -238,13 +280,21 @@ async fn run_site(
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut retry_at: Option<SystemTime> = None;
+    // Due, but another edge leads: look again soon for its certificate.
+    let mut following = false;
+    // Since when the fleet's store has not answered.
+    let mut waiting_since: Option<std::time::Instant> = None;
+    let lead = fleet::lead_key(&name);
     loop {
         let due = retry_at
             .or_else(|| slot.get().map(|l| l.lifetime.renew_at()))
             .unwrap_or_else(SystemTime::now);
-        let wait = due
+        let mut wait = due
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
+        if shared.fleet.is_some() {
+            wait = wait.min(if following { FOLLOW_POLL } else { FLEET_POLL });
+        }
         let reply = tokio::select! {
             _ = tokio::time::sleep(wait) => None,
             r = force.recv() => match r {
@@ -252,6 +302,63 @@ async fn run_site(
                 None => return,
             },
         };
+        following = false;
+        if let Some(fleet) = &shared.fleet {
+            // A newer certificate another edge obtained serves here too.
+            if reply.is_none() {
+                if let Some(loaded) = shared.adopt(fleet.as_ref(), &name, &hosts, &slot).await {
+                    record_lifetime(&status, &loaded);
+                    {
+                        let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+                        s.adopted += 1;
+                        s.last_error = None;
+                    }
+                    tracing::info!(site = %name, "ACME: serving the certificate another edge obtained");
+                    slot.set(loaded);
+                    backoff = FIRST_BACKOFF;
+                    retry_at = None;
+                    continue;
+                }
+                if SystemTime::now() < due {
+                    continue;
+                }
+            }
+            let led = fleet.lead(&lead, LEAD_HOLD).await;
+            if led.is_ok() {
+                waiting_since = None;
+            }
+            match led {
+                Ok(true) => {}
+                Ok(false) => {
+                    following = true;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err("another edge is ordering this certificate now; every edge serves it once it is issued".into()));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    // Never order alone (every edge would): wait for the
+                    // fleet, looking again soon. Reported once it lasts
+                    // (at start the link to Redis is still coming up).
+                    let e = format!("waiting for the other edges' store: {e}");
+                    let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= FLEET_PATIENCE {
+                        let first = {
+                            let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+                            s.last_error.replace(e.clone()).is_none()
+                        };
+                        if first {
+                            tracing::warn!(site = %name, error = %e, "ACME: renewal due, but the lead among the edges cannot be taken; looking again every {}s", FOLLOW_POLL.as_secs());
+                        }
+                    }
+                    following = true;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e));
+                    }
+                    continue;
+                }
+            }
+        }
         tracing::info!(site = %name, hosts = ?hosts, "ACME: ordering a certificate");
         let outcome = shared.obtain(&name, &hosts).await;
         let result = match outcome {
@@ -266,21 +373,21 @@ async fn run_site(
                 slot.set(loaded);
                 backoff = FIRST_BACKOFF;
                 retry_at = None;
+                if let Some(fleet) = &shared.fleet {
+                    fleet.release(&lead).await;
+                }
                 Ok(())
             }
             Err(e) => {
-                {
-                    let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
-                    s.last_error = Some(e.clone());
-                    s.failures += 1;
-                }
-                let serving = if slot.get().is_some() {
-                    "the current certificate keeps serving"
-                } else {
-                    "no certificate yet: HTTPS handshakes for this site fail"
-                };
-                tracing::error!(site = %name, error = %e, retry_in_s = backoff.as_secs(), "ACME: renewal failed; {serving}");
+                failed(&name, &slot, &status, &e, backoff);
                 retry_at = Some(SystemTime::now() + backoff);
+                // The fleet's next attempt is this edge's: the lead is kept
+                // until then, so the edges do not take turns at the CA.
+                if let Some(fleet) = &shared.fleet {
+                    if let Err(e) = fleet.lead(&lead, backoff).await {
+                        tracing::warn!(site = %name, error = %e, "ACME: the fleet's lead could not be kept until the retry");
+                    }
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 Err(e)
             }
@@ -289,6 +396,21 @@ async fn run_site(
             let _ = reply.send(result);
         }
     }
+}
+
+/// Records and logs a failed attempt.
+fn failed(name: &str, slot: &Slot, status: &Mutex<Status>, e: &str, retry_in: Duration) {
+    {
+        let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+        s.last_error = Some(e.to_string());
+        s.failures += 1;
+    }
+    let serving = if slot.get().is_some() {
+        "the current certificate keeps serving"
+    } else {
+        "no certificate yet: HTTPS handshakes for this site fail"
+    };
+    tracing::error!(site = %name, error = %e, retry_in_s = retry_in.as_secs(), "ACME: renewal failed; {serving}");
 }
 
 impl Shared {
@@ -305,19 +427,54 @@ impl Shared {
                 return None;
             }
         };
-        let names = loaded
-            .key
-            .end_entity_cert()
-            .map(keypair::dns_names)
-            .unwrap_or_default();
-        let covers = hosts
-            .iter()
-            .all(|h| names.contains(&h.to_ascii_lowercase()));
-        if !covers || loaded.lifetime.not_after <= SystemTime::now() {
+        if !serves(&loaded, hosts) {
             tracing::info!(site = %name, "ACME: stored certificate expired or does not name every host; ordering a new one");
             return None;
         }
         Some(loaded)
+    }
+
+    /// The fleet's certificate for `name`, if it is newer than the one in
+    /// `slot`, still fresh (not due for renewal) and names every host; it
+    /// is kept in this edge's storage too, for a restart without the fleet.
+    async fn adopt(
+        &self,
+        fleet: &dyn Fleet,
+        name: &str,
+        hosts: &[String],
+        slot: &Slot,
+    ) -> Option<Loaded> {
+        let doc = match fleet.get(&fleet::certificate_key(name)).await {
+            Ok(doc) => doc?,
+            Err(e) => {
+                tracing::debug!(site = %name, error = %e, "ACME: the fleet's certificate could not be read");
+                return None;
+            }
+        };
+        let (chain_pem, key_pem) = fleet::decode_certificate(&doc)?;
+        let loaded = keypair::from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), "the fleet's ACME certificate")
+            .inspect_err(|e| tracing::warn!(site = %name, error = %e, "ACME: the fleet's certificate is unusable"))
+            .ok()?;
+        let newer = slot
+            .get()
+            .is_none_or(|current| loaded.lifetime.not_after > current.lifetime.not_after);
+        if !newer || !serves(&loaded, hosts) || loaded.lifetime.renew_at() <= SystemTime::now() {
+            return None;
+        }
+        if let Err(e) = self.store(name, &chain_pem, &key_pem) {
+            tracing::warn!(site = %name, error = %e, "ACME: the fleet's certificate serves but could not be stored here");
+        }
+        Some(loaded)
+    }
+
+    /// Writes a site's certificate and key to this edge's storage.
+    fn store(&self, name: &str, chain_pem: &str, key_pem: &str) -> Result<(), String> {
+        let (chain_file, key_file) = site_files(&self.config.storage, name);
+        if let Some(dir) = chain_file.parent() {
+            storage::private_dir(dir).map_err(|e| e.to_string())?;
+        }
+        storage::write_private(&key_file, key_pem.as_bytes()).map_err(|e| e.to_string())?;
+        storage::write_private(&chain_file, chain_pem.as_bytes()).map_err(|e| e.to_string())
     }
 
     async fn account(&self) -> Result<Account, String> {
@@ -332,7 +489,19 @@ impl Shared {
                 .map_err(|e| format!("{}: cannot use as the ACME CA root: {e}", root.display())),
             None => Account::builder().map_err(|e| format!("ACME HTTP client: {e}")),
         };
-        let stored = storage::read_optional(&path).map_err(|e| e.to_string())?;
+        let mut stored = storage::read_optional(&path).map_err(|e| e.to_string())?;
+        let from_fleet = match (&stored, &self.fleet) {
+            (None, Some(fleet)) => fleet
+                .get(fleet::ACCOUNT_KEY)
+                .await
+                .map_err(|e| format!("the fleet's ACME account: {e}"))?
+                .filter(|doc| parse_account(doc.as_bytes(), &self.config.directory).is_some()),
+            _ => None,
+        };
+        if let Some(doc) = &from_fleet {
+            storage::write_private(&path, doc.as_bytes()).map_err(|e| e.to_string())?;
+            stored = Some(doc.as_bytes().to_vec());
+        }
         if let Some(bytes) = stored {
             match parse_account(&bytes, &self.config.directory) {
                 Some(creds) => {
@@ -365,6 +534,11 @@ impl Shared {
         let doc = serde_json::json!({ "directory": self.config.directory, "credentials": creds });
         storage::write_private(&path, doc.to_string().as_bytes()).map_err(|e| e.to_string())?;
         tracing::info!(directory = %self.config.directory, "ACME: account created");
+        if let Some(fleet) = &self.fleet {
+            if let Err(e) = fleet.put(fleet::ACCOUNT_KEY, &doc.to_string(), None).await {
+                tracing::warn!(error = %e, "ACME: the account could not be shared with the other edges");
+            }
+        }
         *guard = Some(account.clone());
         Ok(account)
     }
@@ -395,12 +569,13 @@ impl Shared {
         let loaded =
             keypair::from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), "ACME certificate")
                 .map_err(|e| e.to_string())?;
-        let (chain_file, key_file) = site_files(&self.config.storage, name);
-        if let Some(dir) = chain_file.parent() {
-            storage::private_dir(dir).map_err(|e| e.to_string())?;
+        self.store(name, &chain_pem, &key_pem)?;
+        if let Some(fleet) = &self.fleet {
+            let doc = fleet::encode_certificate(&chain_pem, &key_pem);
+            if let Err(e) = fleet.put(&fleet::certificate_key(name), &doc, None).await {
+                tracing::warn!(site = %name, error = %e, "ACME: the certificate serves here but could not be shared with the other edges");
+            }
         }
-        storage::write_private(&key_file, key_pem.as_bytes()).map_err(|e| e.to_string())?;
-        storage::write_private(&chain_file, chain_pem.as_bytes()).map_err(|e| e.to_string())?;
         Ok(loaded)
     }
 
@@ -423,6 +598,17 @@ impl Shared {
             let answer = challenge.key_authorization();
             self.challenges.insert(&challenge.token, answer.as_str());
             tokens.push(challenge.token.clone());
+            // The CA may ask any edge: every one must know the answer.
+            if let Some(fleet) = &self.fleet {
+                fleet
+                    .put(
+                        &fleet::challenge_key(&challenge.token),
+                        answer.as_str(),
+                        Some(fleet::CHALLENGE_TTL),
+                    )
+                    .await
+                    .map_err(|e| format!("publishing the challenge to the other edges: {e}"))?;
+            }
             challenge
                 .set_ready()
                 .await
@@ -454,6 +640,19 @@ impl Shared {
             }
         ))
     }
+}
+
+/// Whether `loaded` names every one of `hosts` and has not expired.
+fn serves(loaded: &Loaded, hosts: &[String]) -> bool {
+    let names = loaded
+        .key
+        .end_entity_cert()
+        .map(keypair::dns_names)
+        .unwrap_or_default();
+    hosts
+        .iter()
+        .all(|h| names.contains(&h.to_ascii_lowercase()))
+        && loaded.lifetime.not_after > SystemTime::now()
 }
 
 fn parse_account(bytes: &[u8], directory: &str) -> Option<AccountCredentials> {
