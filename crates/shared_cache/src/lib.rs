@@ -463,11 +463,16 @@ impl SharedCache {
     }
 
     async fn release(&self, key: &CacheKey) {
+        self.release_key(self.inner.keys.lease(key)).await
+    }
+
+    /// Ends this edge's lease or lead held in `redis_key`, if it still has it.
+    async fn release_key(&self, redis_key: String) {
         let i = &self.inner;
         let Some(mut conn) = i.link.connection() else {
             return;
         };
-        let mut call = i.scripts.release.key(i.keys.lease(key));
+        let mut call = i.scripts.release.key(redis_key);
         call.arg(&i.owner);
         let _: Option<Value> = self.timed(call.invoke_async(&mut conn)).await;
     }

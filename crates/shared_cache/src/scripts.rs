@@ -124,15 +124,10 @@ end
 return 0
 "#;
 
-/// KEYS: lead. ARGV: owner, hold ms. Takes the lead, or keeps it if it is
-/// the owner's: 1, else 0 (another edge has it).
+/// KEYS: lead. ARGV: owner, hold ms. Takes the lead, or (going on with
+/// [`RENEW`]) keeps it if it is the owner's: 1, else 0 (another edge has it).
 const LEAD: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
 "#;
 
 /// KEYS: lease. ARGV: owner. Ends the lease if it is still the owner's.
@@ -213,7 +208,7 @@ impl Scripts {
             store: with_prelude(STORE),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
-            lead: Script::new(LEAD),
+            lead: Script::new(&format!("{LEAD}{RENEW}")),
             purge: with_prelude(PURGE),
             purged: Script::new(PURGED),
         }

@@ -64,12 +64,6 @@ impl SharedCache {
 
     /// Gives back the lead named `name`, if this edge has it.
     pub async fn give_back(&self, name: &str) {
-        let i = &self.inner;
-        let Some(mut conn) = i.link.connection() else {
-            return;
-        };
-        let mut call = i.scripts.release.key(i.keys.value(name));
-        call.arg(&i.owner);
-        let _: Option<Value> = self.timed(call.invoke_async(&mut conn)).await;
+        self.release_key(self.inner.keys.value(name)).await
     }
 }
