@@ -629,6 +629,40 @@ fn two_edges_behind_one_name_order_one_certificate_and_both_serve_it() {
             "Redis's password reached the log"
         );
     }
+    // Redis restarts empty (it saves nothing): the edges put the
+    // certificate and the account back instead of ordering again.
+    let mut redis = redis;
+    redis.kill();
+    redis.boot();
+    let stored = |key: &str| {
+        redis
+            .cli(&["EXISTS", &format!("murakumo:v:acme:{key}")])
+            .trim()
+            == "1"
+    };
+    wait_until(
+        "the edges to put the certificate back",
+        Duration::from_secs(40),
+        || stored("shop:certificate") && stored("account"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        count(&a, "issued") + count(&b, "issued"),
+        2.0,
+        "an edge ordered again"
+    );
+    assert_eq!(served_fingerprint(b_tls, "fleet.test"), renewed);
+
+    // A renewal while Redis does not answer: refused at once, nobody orders
+    // alone, and the certificate keeps serving.
+    redis.kill();
+    let r = curl(&b.ops("/acme/renew?site=shop"), &["-X", "POST"]);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("keeps serving"), "{}", r.text());
+    assert_eq!(count(&a, "issued") + count(&b, "issued"), 2.0);
+    let r = curl(&b.ops("/acme/renew?site=nope"), &["-X", "POST"]);
+    assert_eq!(r.status, 404, "{}", r.text());
+
     // A restart of B with Redis gone: it serves the renewed certificate from
     // its own storage.
     drop(redis);

@@ -1,8 +1,10 @@
 //! `POST /acme/renew?site=NAME`: renews a site's ACME certificate now and
-//! answers with the outcome.
+//! answers with the outcome: 200 renewed, 404 not an ACME site, 409 another
+//! edge of the fleet is ordering it now, 502 the order failed.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use murakumo_tls::acme::RenewError;
 use percent_encoding::percent_decode_str;
 
 use crate::response::{plain, Body};
@@ -23,11 +25,25 @@ pub async fn renew(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     let Some(site) = site else {
         return plain(StatusCode::BAD_REQUEST, "say which site: ?site=NAME");
     };
+    let serving = || {
+        acme.statuses()
+            .iter()
+            .any(|(name, s)| *name == site && s.not_after.is_some())
+    };
     match acme.renew(&site).await {
         Ok(()) => plain(StatusCode::OK, &format!("site {site}: certificate renewed")),
-        Err(e) => plain(
+        Err(e @ RenewError::NotAcme(_)) => plain(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ RenewError::Busy) => plain(StatusCode::CONFLICT, &format!("site {site}: {e}")),
+        Err(RenewError::Failed(e)) => plain(
             StatusCode::BAD_GATEWAY,
-            &format!("site {site}: renewal failed: {e}; the current certificate keeps serving"),
+            &format!(
+                "site {site}: renewal failed: {e}; {}",
+                if serving() {
+                    "the current certificate keeps serving"
+                } else {
+                    "no certificate yet: HTTPS for this site fails"
+                }
+            ),
         ),
     }
 }

@@ -63,7 +63,7 @@ pub async fn readyz(edge: &Edge) -> Response<Body> {
                     httpdate::fmt_http_date(status.not_after.unwrap_or(SystemTime::UNIX_EPOCH))
                 )),
                 (Some(e), None) => notes.push(format!("site {site}: no certificate, HTTPS fails: {e}")),
-                (None, None) => notes.push(format!("site {site}: no certificate yet (ACME order under way)")),
+                (None, None) => notes.push(format!("site {site}: no certificate yet (being ordered, or coming from another edge)")),
                 (None, Some(_)) => {}
             }
         }

@@ -10,12 +10,15 @@
 //!   ([`challenge_key`]); an edge asked for a token it does not hold looks
 //!   there;
 //! - one edge at a time orders a site's certificate: the one holding the
-//!   site's lead ([`lead_key`]), which lasts while it orders and, after a
-//!   failure, until the next attempt is due, so the fleet retries at the
-//!   pace of one edge;
+//!   site's lead ([`lead_key`]) while it orders; after a failure the fleet
+//!   waits for the next attempt ([`retry_key`], expiring then), so it
+//!   retries at the pace of one edge (a forced renewal does not wait);
 //! - the certificate and its key are stored for every edge
 //!   ([`certificate_key`]): an edge adopts a newer one within
-//!   [`FLEET_POLL`], and one that starts without its own takes it at once;
+//!   [`FLEET_POLL`], and one that starts without its own takes it at once.
+//!   If the store loses it (Redis restarted without saving, or evicted it),
+//!   the edges that have it put it back; an edge that has none waits a
+//!   poll for them before it orders;
 //! - the ACME account is shared too ([`ACCOUNT_KEY`]), so restarted or new
 //!   edges do not each make one.
 //!
@@ -68,6 +71,10 @@ pub fn challenge_key(token: &str) -> String {
 
 pub fn lead_key(site: &str) -> String {
     format!("acme:{site}:lead")
+}
+
+pub fn retry_key(site: &str) -> String {
+    format!("acme:{site}:retry")
 }
 
 pub fn certificate_key(site: &str) -> String {

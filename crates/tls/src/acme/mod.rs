@@ -79,7 +79,21 @@ pub struct Status {
     pub adopted: u64,
 }
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// Why a forced renewal did not give a new certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenewError {
+    #[error("{0:?} is not a site with tls = {{ acme = true }}")]
+    NotAcme(String),
+    /// Another edge of the fleet is ordering the certificate now.
+    #[error(
+        "another edge is ordering this certificate now; every edge serves it once it is issued"
+    )]
+    Busy,
+    #[error("{0}")]
+    Failed(String),
+}
+
+type Reply = oneshot::Sender<Result<(), RenewError>>;
 
 struct SiteTask {
     hosts: Vec<String>,
@@ -222,30 +236,24 @@ impl Manager {
     }
 
     /// Renews `site`'s certificate now and waits for the outcome.
-    pub async fn renew(&self, site: &str) -> Result<(), String> {
+    pub async fn renew(&self, site: &str) -> Result<(), RenewError> {
         let force = {
             let running = self.sites.lock().unwrap_or_else(|e| e.into_inner());
             match running.get(site) {
                 Some(t) => t.force.clone(),
-                None => {
-                    return Err(format!(
-                        "{site:?} is not a site with tls = {{ acme = true }}"
-                    ))
-                }
+                None => return Err(RenewError::NotAcme(site.to_string())),
             }
         };
+        let stopped = || RenewError::Failed("the renewal task has stopped".into());
         let (tx, rx) = oneshot::channel();
-        force
-            .send(tx)
-            .await
-            .map_err(|_| "the renewal task has stopped".to_string())?;
+        force.send(tx).await.map_err(|_| stopped())?;
         match tokio::time::timeout(RENEW_WAIT, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err("the renewal task has stopped".into()),
-            Err(_) => Err(format!(
+            Ok(Err(_)) => Err(stopped()),
+            Err(_) => Err(RenewError::Failed(format!(
                 "no outcome within {}s; still trying",
                 RENEW_WAIT.as_secs()
-            )),
+            ))),
         }
     }
 
@@ -284,7 +292,11 @@ async fn run_site(
     let mut following = false;
     // Since when the fleet's store has not answered.
     let mut waiting_since: Option<std::time::Instant> = None;
+    // Since when this edge, having no certificate, has found none in the
+    // fleet's store.
+    let mut missing_since: Option<std::time::Instant> = None;
     let lead = fleet::lead_key(&name);
+    let retry = fleet::retry_key(&name);
     loop {
         let due = retry_at
             .or_else(|| slot.get().map(|l| l.lifetime.renew_at()))
@@ -304,22 +316,46 @@ async fn run_site(
         };
         following = false;
         if let Some(fleet) = &shared.fleet {
-            // A newer certificate another edge obtained serves here too.
             if reply.is_none() {
-                if let Some(loaded) = shared.adopt(fleet.as_ref(), &name, &hosts, &slot).await {
-                    record_lifetime(&status, &loaded);
-                    {
-                        let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
-                        s.adopted += 1;
-                        s.last_error = None;
+                match shared.adopt(fleet.as_ref(), &name, &hosts, &slot).await {
+                    // A newer certificate another edge obtained serves here
+                    // too.
+                    FleetCopy::Newer(loaded) => {
+                        record_lifetime(&status, &loaded);
+                        {
+                            let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+                            s.adopted += 1;
+                            s.last_error = None;
+                        }
+                        tracing::info!(site = %name, "ACME: serving the certificate another edge obtained");
+                        slot.set(loaded);
+                        backoff = FIRST_BACKOFF;
+                        retry_at = None;
+                        missing_since = None;
+                        continue;
                     }
-                    tracing::info!(site = %name, "ACME: serving the certificate another edge obtained");
-                    slot.set(loaded);
-                    backoff = FIRST_BACKOFF;
-                    retry_at = None;
-                    continue;
+                    // The store lost it (Redis restarted or evicted it): the
+                    // edges that have one put it back, so that none orders
+                    // again; one that has none waits for them a while.
+                    FleetCopy::Missing => match slot.get() {
+                        Some(_) => shared.share_back(fleet.as_ref(), &name).await,
+                        None => {
+                            let since = *missing_since.get_or_insert_with(std::time::Instant::now);
+                            if since.elapsed() < FLEET_POLL + FOLLOW_POLL {
+                                following = true;
+                                continue;
+                            }
+                        }
+                    },
+                    FleetCopy::NotNewer | FleetCopy::Unreadable => {}
                 }
                 if SystemTime::now() < due {
+                    continue;
+                }
+                // After a failed order the fleet waits for its next attempt
+                // (whichever edge makes it), not each edge in turn.
+                if let Ok(Some(_)) = fleet.get(&retry).await {
+                    following = true;
                     continue;
                 }
             }
@@ -332,7 +368,7 @@ async fn run_site(
                 Ok(false) => {
                     following = true;
                     if let Some(reply) = reply {
-                        let _ = reply.send(Err("another edge is ordering this certificate now; every edge serves it once it is issued".into()));
+                        let _ = reply.send(Err(RenewError::Busy));
                     }
                     continue;
                 }
@@ -342,7 +378,7 @@ async fn run_site(
                     // (at start the link to Redis is still coming up).
                     let e = format!("waiting for the other edges' store: {e}");
                     let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() >= FLEET_PATIENCE {
+                    if since.elapsed() >= FLEET_PATIENCE || reply.is_some() {
                         let first = {
                             let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
                             s.last_error.replace(e.clone()).is_none()
@@ -353,7 +389,7 @@ async fn run_site(
                     }
                     following = true;
                     if let Some(reply) = reply {
-                        let _ = reply.send(Err(e));
+                        let _ = reply.send(Err(RenewError::Failed(e)));
                     }
                     continue;
                 }
@@ -376,20 +412,23 @@ async fn run_site(
                 if let Some(fleet) = &shared.fleet {
                     fleet.release(&lead).await;
                 }
+                missing_since = None;
                 Ok(())
             }
             Err(e) => {
                 failed(&name, &slot, &status, &e, backoff);
                 retry_at = Some(SystemTime::now() + backoff);
-                // The fleet's next attempt is this edge's: the lead is kept
-                // until then, so the edges do not take turns at the CA.
+                // The fleet's next attempt waits as this edge's does, so the
+                // edges do not take turns at the CA; a forced renewal on
+                // any edge may still go ahead.
                 if let Some(fleet) = &shared.fleet {
-                    if let Err(e) = fleet.lead(&lead, backoff).await {
-                        tracing::warn!(site = %name, error = %e, "ACME: the fleet's lead could not be kept until the retry");
+                    if let Err(e) = fleet.put(&retry, "1", Some(backoff)).await {
+                        tracing::warn!(site = %name, error = %e, "ACME: the other edges could not be told to wait for the retry");
                     }
+                    fleet.release(&lead).await;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                Err(e)
+                Err(RenewError::Failed(e))
             }
         };
         if let Some(reply) = reply {
@@ -434,37 +473,78 @@ impl Shared {
         Some(loaded)
     }
 
-    /// The fleet's certificate for `name`, if it is newer than the one in
-    /// `slot`, still fresh (not due for renewal) and names every host; it
-    /// is kept in this edge's storage too, for a restart without the fleet.
+    /// The fleet's certificate for `name`: newer than the one in `slot`,
+    /// still fresh (not due for renewal) and naming every host, it is kept
+    /// in this edge's storage too, for a restart without the fleet.
     async fn adopt(
         &self,
         fleet: &dyn Fleet,
         name: &str,
         hosts: &[String],
         slot: &Slot,
-    ) -> Option<Loaded> {
+    ) -> FleetCopy {
         let doc = match fleet.get(&fleet::certificate_key(name)).await {
-            Ok(doc) => doc?,
+            Ok(Some(doc)) => doc,
+            Ok(None) => return FleetCopy::Missing,
             Err(e) => {
                 tracing::debug!(site = %name, error = %e, "ACME: the fleet's certificate could not be read");
-                return None;
+                return FleetCopy::Unreadable;
             }
         };
-        let (chain_pem, key_pem) = fleet::decode_certificate(&doc)?;
-        let loaded = keypair::from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), "the fleet's ACME certificate")
-            .inspect_err(|e| tracing::warn!(site = %name, error = %e, "ACME: the fleet's certificate is unusable"))
-            .ok()?;
+        let Some((chain_pem, key_pem)) = fleet::decode_certificate(&doc) else {
+            return FleetCopy::Unreadable;
+        };
+        let loaded = match keypair::from_pem(
+            chain_pem.as_bytes(),
+            key_pem.as_bytes(),
+            "the fleet's ACME certificate",
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(site = %name, error = %e, "ACME: the fleet's certificate is unusable");
+                return FleetCopy::Unreadable;
+            }
+        };
         let newer = slot
             .get()
             .is_none_or(|current| loaded.lifetime.not_after > current.lifetime.not_after);
         if !newer || !serves(&loaded, hosts) || loaded.lifetime.renew_at() <= SystemTime::now() {
-            return None;
+            return FleetCopy::NotNewer;
         }
         if let Err(e) = self.store(name, &chain_pem, &key_pem) {
             tracing::warn!(site = %name, error = %e, "ACME: the fleet's certificate serves but could not be stored here");
         }
-        Some(loaded)
+        FleetCopy::Newer(loaded)
+    }
+
+    /// Puts this edge's certificate for `name` (and its ACME account) back
+    /// into the fleet's store, which has lost them.
+    async fn share_back(&self, fleet: &dyn Fleet, name: &str) {
+        let (chain_file, key_file) = site_files(&self.config.storage, name);
+        let (Ok(chain_pem), Ok(key_pem)) = (
+            std::fs::read_to_string(&chain_file),
+            std::fs::read_to_string(&key_file),
+        ) else {
+            return;
+        };
+        let doc = fleet::encode_certificate(&chain_pem, &key_pem);
+        if fleet
+            .put(&fleet::certificate_key(name), &doc, None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tracing::info!(site = %name, "ACME: the other edges' store had lost the certificate; put this edge's back");
+        let account = self.config.storage.join("account.json");
+        if let (Ok(None), Ok(Some(doc))) = (
+            fleet.get(fleet::ACCOUNT_KEY).await,
+            storage::read_optional(&account),
+        ) {
+            if let Ok(doc) = String::from_utf8(doc) {
+                let _ = fleet.put(fleet::ACCOUNT_KEY, &doc, None).await;
+            }
+        }
     }
 
     /// Writes a site's certificate and key to this edge's storage.
@@ -653,6 +733,18 @@ fn serves(loaded: &Loaded, hosts: &[String]) -> bool {
         .iter()
         .all(|h| names.contains(&h.to_ascii_lowercase()))
         && loaded.lifetime.not_after > SystemTime::now()
+}
+
+/// What the fleet's store has of a site's certificate, next to this edge's.
+enum FleetCopy {
+    /// Newer than this edge's, and fresh: serve it.
+    Newer(Loaded),
+    /// No newer one (the same, or one this edge should not take).
+    NotNewer,
+    /// None at all.
+    Missing,
+    /// The store did not answer, or holds something unusable.
+    Unreadable,
 }
 
 fn parse_account(bytes: &[u8], directory: &str) -> Option<AccountCredentials> {
