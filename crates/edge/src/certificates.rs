@@ -41,6 +41,30 @@ pub enum CertError {
     Site { site: String, source: TlsError },
     #[error("TLS settings: {0}")]
     Settings(#[from] rustls::Error),
+    #[error("`acme.ca_root`: {path}: {reason}; give the PEM root certificate of the ACME CA's HTTPS")]
+    AcmeRoot { path: String, reason: String },
+}
+
+/// `acme.ca_root`, when ACME is used, must be a PEM certificate: said at
+/// start (and by `murakumo check`), not at the first order.
+fn check_acme_root(config: &Config) -> Result<(), CertError> {
+    let Some(root) = config
+        .acme
+        .as_ref()
+        .filter(|_| config.wants_acme())
+        .and_then(|a| a.ca_root.as_ref())
+    else {
+        return Ok(());
+    };
+    let bad = |reason: String| CertError::AcmeRoot {
+        path: root.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(root).map_err(|e| bad(e.to_string()))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    Ok(())
 }
 
 impl Certificates {
@@ -48,6 +72,7 @@ impl Certificates {
     /// have empty slots until [`Certificates::apply`] starts the ACME
     /// manager (within the runtime).
     pub fn new(config: &Config) -> Result<Certificates, CertError> {
+        check_acme_root(config)?;
         let resolver = Arc::new(Resolver::default());
         let certs = Certificates {
             server_config: settings::server_config(resolver.clone())?,
@@ -124,6 +149,7 @@ impl Certificates {
     /// `tls = { acme = true }`, and rebuilds the table with their slots.
     /// Must run within the tokio runtime.
     pub fn apply(&self, config: &Config, shared: Option<&SharedCache>) -> Result<(), CertError> {
+        check_acme_root(config)?;
         let manager = {
             let mut acme = self.acme.lock().unwrap_or_else(|e| e.into_inner());
             let same = match (acme.as_ref(), &config.acme) {
