@@ -629,6 +629,29 @@ fn two_edges_behind_one_name_order_one_certificate_and_both_serve_it() {
             "Redis's password reached the log"
         );
     }
+    // Two renewals asked of one edge at once: one order answers both.
+    let issued_before = count(&a, "issued");
+    let renew = a.ops("/acme/renew?site=shop");
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            let url = renew.clone();
+            std::thread::spawn(move || curl(&url, &["-X", "POST"]).status)
+        })
+        .collect();
+    let statuses: Vec<u16> = both.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200, 200]);
+    assert_eq!(
+        count(&a, "issued"),
+        issued_before + 1.0,
+        "two orders for one renewal"
+    );
+    let renewed = served_fingerprint(a_tls, "fleet.test");
+    wait_until(
+        "B to serve that certificate too",
+        Duration::from_secs(40),
+        || served_fingerprint(b_tls, "fleet.test") == renewed,
+    );
+
     // Redis restarts empty (it saves nothing): the edges put the
     // certificate and the account back instead of ordering again.
     let mut redis = redis;
@@ -648,7 +671,7 @@ fn two_edges_behind_one_name_order_one_certificate_and_both_serve_it() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         count(&a, "issued") + count(&b, "issued"),
-        2.0,
+        3.0,
         "an edge ordered again"
     );
     assert_eq!(served_fingerprint(b_tls, "fleet.test"), renewed);
@@ -659,7 +682,7 @@ fn two_edges_behind_one_name_order_one_certificate_and_both_serve_it() {
     let r = curl(&b.ops("/acme/renew?site=shop"), &["-X", "POST"]);
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("keeps serving"), "{}", r.text());
-    assert_eq!(count(&a, "issued") + count(&b, "issued"), 2.0);
+    assert_eq!(count(&a, "issued") + count(&b, "issued"), 3.0);
     let r = curl(&b.ops("/acme/renew?site=nope"), &["-X", "POST"]);
     assert_eq!(r.status, 404, "{}", r.text());
 

@@ -20,6 +20,8 @@ use murakumo_tls::acme::fleet::Pending;
 use murakumo_tls::acme::{Challenges, Fleet, Manager};
 use murakumo_tls::sni::{Resolver, Slot, Table, WeakSlot};
 use murakumo_tls::{keypair, ocsp, self_signed, settings, TlsError};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 
 pub struct Certificates {
@@ -41,7 +43,9 @@ pub enum CertError {
     Site { site: String, source: TlsError },
     #[error("TLS settings: {0}")]
     Settings(#[from] rustls::Error),
-    #[error("`acme.ca_root`: {path}: {reason}; give the PEM root certificate of the ACME CA's HTTPS")]
+    #[error(
+        "`acme.ca_root`: {path}: {reason}; give the PEM root certificate of the ACME CA's HTTPS"
+    )]
     AcmeRoot { path: String, reason: String },
 }
 
@@ -60,8 +64,15 @@ fn check_acme_root(config: &Config) -> Result<(), CertError> {
         path: root.display().to_string(),
         reason,
     };
-    let text = std::fs::read_to_string(root).map_err(|e| bad(e.to_string()))?;
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
+    let bytes = std::fs::read(root).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
+    }
+    if roots.is_empty() {
         return Err(bad("holds no PEM certificate".into()));
     }
     Ok(())

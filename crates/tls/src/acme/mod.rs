@@ -347,8 +347,10 @@ async fn run_site(
                             }
                         }
                     },
-                    FleetCopy::NotNewer | FleetCopy::Unreadable => {}
+                    FleetCopy::NotNewer => {}
+                    FleetCopy::Unreadable => {}
                 }
+                shared.share_account_back(fleet.as_ref()).await;
                 if SystemTime::now() < due {
                     continue;
                 }
@@ -376,7 +378,7 @@ async fn run_site(
                     // Never order alone (every edge would): wait for the
                     // fleet, looking again soon. Reported once it lasts
                     // (at start the link to Redis is still coming up).
-                    let e = format!("waiting for the other edges' store: {e}");
+                    let e = format!("waiting for Redis, which the edges share: {e}");
                     let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
                     if since.elapsed() >= FLEET_PATIENCE || reply.is_some() {
                         let first = {
@@ -432,7 +434,12 @@ async fn run_site(
             }
         };
         if let Some(reply) = reply {
-            let _ = reply.send(result);
+            let _ = reply.send(result.clone());
+        }
+        // Renewals asked for while this one ran are answered by it: a
+        // second order right after would only spend the CA's rate limits.
+        while let Ok(queued) = force.try_recv() {
+            let _ = queued.send(result.clone());
         }
     }
 }
@@ -535,14 +542,28 @@ impl Shared {
         {
             return;
         }
-        tracing::info!(site = %name, "ACME: the other edges' store had lost the certificate; put this edge's back");
-        let account = self.config.storage.join("account.json");
-        if let (Ok(None), Ok(Some(doc))) = (
-            fleet.get(fleet::ACCOUNT_KEY).await,
-            storage::read_optional(&account),
-        ) {
-            if let Ok(doc) = String::from_utf8(doc) {
-                let _ = fleet.put(fleet::ACCOUNT_KEY, &doc, None).await;
+        tracing::info!(site = %name, "ACME: Redis had lost the certificate the edges share; put this edge's back");
+    }
+
+    /// Puts this edge's ACME account back into the fleet's store if the
+    /// store has lost it (and this edge has one), so that no edge makes a
+    /// new one.
+    async fn share_account_back(&self, fleet: &dyn Fleet) {
+        let path = self.config.storage.join("account.json");
+        let Ok(Some(doc)) = storage::read_optional(&path) else {
+            return;
+        };
+        let Ok(doc) = String::from_utf8(doc) else {
+            return;
+        };
+        if parse_account(doc.as_bytes(), &self.config.directory).is_none() {
+            return;
+        }
+        if let Ok(None) = fleet.get(fleet::ACCOUNT_KEY).await {
+            if fleet.put(fleet::ACCOUNT_KEY, &doc, None).await.is_ok() {
+                tracing::info!(
+                    "ACME: Redis had lost the account the edges share; put this edge's back"
+                );
             }
         }
     }
@@ -550,7 +571,11 @@ impl Shared {
     /// Writes a site's certificate and key to this edge's storage.
     fn store(&self, name: &str, chain_pem: &str, key_pem: &str) -> Result<(), String> {
         let (chain_file, key_file) = site_files(&self.config.storage, name);
-        if let Some(dir) = chain_file.parent() {
+        let sites = self.config.storage.join("sites");
+        for dir in [self.config.storage.as_path(), sites.as_path()]
+            .into_iter()
+            .chain(chain_file.parent())
+        {
             storage::private_dir(dir).map_err(|e| e.to_string())?;
         }
         storage::write_private(&key_file, key_pem.as_bytes()).map_err(|e| e.to_string())?;
