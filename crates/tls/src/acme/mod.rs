@@ -166,7 +166,9 @@ impl Manager {
         match fleet.get(&fleet::challenge_key(token)).await {
             Ok(answer) => answer,
             Err(e) => {
-                tracing::warn!(error = %e, "ACME: the fleet's challenges could not be read");
+                // Debug: anyone can ask for tokens, and Redis being down
+                // is reported by the shared cache already.
+                tracing::debug!(error = %e, "ACME: the fleet's challenges could not be read");
                 None
             }
         }
