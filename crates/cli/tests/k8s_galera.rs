@@ -92,6 +92,9 @@ fn start_pod(pod: &str, script: &str, env: &[(String, String)], secrets: &Path) 
     let mut args: Vec<String> = [
         "run",
         "-d",
+        // The image was built here; no registry is ever asked.
+        "--pull",
+        "never",
         "--name",
         pod,
         "--hostname",
