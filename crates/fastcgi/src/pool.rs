@@ -404,12 +404,6 @@ impl PooledConnection {
         }
     }
 
-    /// Whether this connection served an earlier request (a stale kept
-    /// connection may fail on first use; the caller may then retry fresh).
-    pub fn reused(&self) -> bool {
-        self.reused
-    }
-
     pub fn address(&self) -> &Address {
         &self.member.0.addr
     }

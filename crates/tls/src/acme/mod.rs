@@ -349,8 +349,7 @@ async fn run_site(
                             }
                         }
                     },
-                    FleetCopy::NotNewer => {}
-                    FleetCopy::Unreadable => {}
+                    FleetCopy::NotNewer | FleetCopy::Unreadable => {}
                 }
                 shared.share_account_back(fleet.as_ref()).await;
                 if SystemTime::now() < due {
@@ -536,12 +535,7 @@ impl Shared {
         ) else {
             return;
         };
-        let doc = fleet::encode_certificate(&chain_pem, &key_pem);
-        if fleet
-            .put(&fleet::certificate_key(name), &doc, None)
-            .await
-            .is_err()
-        {
+        if publish(fleet, name, &chain_pem, &key_pem).await.is_err() {
             return;
         }
         tracing::info!(site = %name, "ACME: Redis had lost the certificate the edges share; put this edge's back");
@@ -678,8 +672,7 @@ impl Shared {
                 .map_err(|e| e.to_string())?;
         self.store(name, &chain_pem, &key_pem)?;
         if let Some(fleet) = &self.fleet {
-            let doc = fleet::encode_certificate(&chain_pem, &key_pem);
-            if let Err(e) = fleet.put(&fleet::certificate_key(name), &doc, None).await {
+            if let Err(e) = publish(fleet.as_ref(), name, &chain_pem, &key_pem).await {
                 tracing::warn!(site = %name, error = %e, "ACME: the certificate serves here but could not be shared with the other edges");
             }
         }
@@ -747,6 +740,17 @@ impl Shared {
             }
         ))
     }
+}
+
+/// Stores a site's certificate in the fleet's store, for every edge.
+async fn publish(
+    fleet: &dyn Fleet,
+    name: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<(), String> {
+    let doc = fleet::encode_certificate(chain_pem, key_pem);
+    fleet.put(&fleet::certificate_key(name), &doc, None).await
 }
 
 /// Whether `loaded` names every one of `hosts` and has not expired.
