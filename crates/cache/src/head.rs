@@ -89,13 +89,14 @@ pub fn form_head(
     let mut h = HeaderMap::with_capacity(
         stored.len() + 3 + decoration.set.len() + decoration.defaults.len(),
     );
+    // First: a hit sets it in place without looking it up ([`set_age`]).
+    h.insert(header::AGE, age_value(0));
     h.extend(stored.clone());
     if let Some(token) = enc.token() {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
         weaken_etag(&mut h);
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::AGE, age_value(0));
     for (name, value) in &decoration.set {
         h.insert(name.clone(), value.clone());
     }
@@ -103,6 +104,17 @@ pub fn form_head(
         h.entry(name.clone()).or_insert_with(|| value.clone());
     }
     h
+}
+
+/// Sets a ready head's `Age`: its first header, so no lookup by name (a
+/// head without one, stored by an older build, gets it looked up).
+pub fn set_age(head: &mut HeaderMap, age: HeaderValue) {
+    match head.iter_mut().next() {
+        Some((name, value)) if name == header::AGE => *value = age,
+        _ => {
+            head.insert(header::AGE, age);
+        }
+    }
 }
 
 /// Bytes a header map holds, roughly: names, values and per-entry overhead.
@@ -200,10 +212,15 @@ mod tests {
         let heads = Heads::build(&stored(), 10, None, None, &Decoration::default());
         let mut h = heads.get(Encoding::Identity).clone();
         let cap = h.capacity();
-        if let Some(v) = h.get_mut(header::AGE) {
-            *v = age_value(42);
-        }
-        assert_eq!(h.capacity(), cap);
+        let len = h.len();
+        set_age(&mut h, age_value(42));
+        assert_eq!((h.capacity(), h.len()), (cap, len));
         assert_eq!(h[header::AGE], "42");
+        assert_eq!(h.iter().next().map(|(n, _)| n), Some(&header::AGE));
+        // A head without the slot gets one.
+        let mut bare = HeaderMap::new();
+        bare.insert(header::ETAG, HeaderValue::from_static("\"x\""));
+        set_age(&mut bare, age_value(7));
+        assert_eq!((&bare[header::AGE], bare.len()), (&age_value(7), 2));
     }
 }

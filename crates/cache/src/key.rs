@@ -14,9 +14,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     pub site: Arc<str>,
     pub https: bool,
@@ -30,6 +31,126 @@ pub struct CacheKey {
     pub target: String,
 }
 
+/// A request's key as the request spells it, borrowed where it can be:
+/// what a cache hit looks up with, so that a hit allocates nothing for
+/// its key (a host already in lowercase, a path with nothing to escape and
+/// no query are the common case). [`KeyView::to_key`] makes the
+/// [`CacheKey`] a miss stores under; both hash and compare alike
+/// ([`Equivalent`](equivalent::Equivalent)).
+#[derive(Debug)]
+pub struct KeyView<'a> {
+    site: &'a Arc<str>,
+    https: bool,
+    host: Cow<'a, str>,
+    port: Option<u16>,
+    /// The encoded path, no query.
+    path: Cow<'a, str>,
+    /// The query without tracking parameters, when any is left.
+    query: Option<String>,
+}
+
+impl<'a> KeyView<'a> {
+    /// `host` is the Host header as sent, `path` the normalised (decoded)
+    /// path, `query` the raw query.
+    pub fn new(
+        site: &'a Arc<str>,
+        https: bool,
+        host: &'a str,
+        path: &'a str,
+        query: Option<&str>,
+    ) -> KeyView<'a> {
+        let (name, port) = split_host(host);
+        let default_port = if https { 443 } else { 80 };
+        // `example.com.` is `example.com` (the router agrees).
+        let name = name.trim_end_matches('.');
+        let host = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(name.to_ascii_lowercase()),
+            false => Cow::Borrowed(name),
+        };
+        KeyView {
+            site,
+            https,
+            host,
+            port: port.filter(|p| *p != default_port),
+            path: encode_path(path),
+            query: query.map(strip_tracking).filter(|q| !q.is_empty()),
+        }
+    }
+
+    /// The key this view stands for.
+    pub fn to_key(&self) -> CacheKey {
+        let mut target =
+            String::with_capacity(self.path.len() + self.query.as_ref().map_or(0, |q| q.len() + 1));
+        target.push_str(&self.path);
+        if let Some(q) = &self.query {
+            target.push('?');
+            target.push_str(q);
+        }
+        CacheKey {
+            site: self.site.clone(),
+            https: self.https,
+            host: self.host.clone().into_owned(),
+            port: self.port,
+            target,
+        }
+    }
+}
+
+/// How a key is hashed, owned or viewed: the path and the query apart (an
+/// encoded path holds no `?`, so a target splits at its first one).
+fn hash_parts<H: Hasher>(
+    state: &mut H,
+    (site, https, host, port): (&str, bool, &str, Option<u16>),
+    path: &str,
+    query: Option<&str>,
+) {
+    site.hash(state);
+    https.hash(state);
+    host.hash(state);
+    port.hash(state);
+    path.hash(state);
+    query.hash(state);
+}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (path, query) = match self.target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (&self.target[..], None),
+        };
+        let head = (&self.site[..], self.https, &self.host[..], self.port);
+        hash_parts(state, head, path, query);
+    }
+}
+
+impl Hash for KeyView<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let head = (&self.site[..], self.https, &self.host[..], self.port);
+        hash_parts(state, head, &self.path, self.query.as_deref());
+    }
+}
+
+impl equivalent::Equivalent<CacheKey> for KeyView<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        let target = key.target.as_bytes();
+        let path = self.path.as_bytes();
+        let target_matches = match &self.query {
+            None => target == path,
+            Some(q) => {
+                target.len() == path.len() + 1 + q.len()
+                    && target.starts_with(path)
+                    && target[path.len()] == b'?'
+                    && target.ends_with(q.as_bytes())
+            }
+        };
+        target_matches
+            && self.https == key.https
+            && self.port == key.port
+            && *self.host == key.host
+            && **self.site == *key.site
+    }
+}
+
 impl CacheKey {
     /// `host` is the Host header as sent, `path` the normalised (decoded)
     /// path, `query` the raw query.
@@ -40,21 +161,7 @@ impl CacheKey {
         path: &str,
         query: Option<&str>,
     ) -> CacheKey {
-        let (name, port) = split_host(host);
-        let default_port = if https { 443 } else { 80 };
-        let mut target = encode_path(path).into_owned();
-        if let Some(q) = query.map(strip_tracking).filter(|q| !q.is_empty()) {
-            target.push('?');
-            target.push_str(&q);
-        }
-        CacheKey {
-            site,
-            https,
-            // `example.com.` is `example.com` (the router agrees).
-            host: name.trim_end_matches('.').to_ascii_lowercase(),
-            port: port.filter(|p| *p != default_port),
-            target,
-        }
+        KeyView::new(&site, https, host, path, query).to_key()
     }
 
     /// The `Host` header PHP is given for this key.
@@ -251,6 +358,38 @@ mod tests {
             key(false, "a", "/x?p=1", None),
             key(false, "a", "/x", Some("p=1"))
         );
+    }
+
+    #[test]
+    fn a_view_finds_the_key_it_stands_for_and_no_other() {
+        use equivalent::Equivalent;
+        use std::hash::BuildHasher;
+        let hasher = foldhash::quality::RandomState::default();
+        let site: Arc<str> = "blog".into();
+        let cases = [
+            (false, "wp.test", "/", None),
+            (true, "WP.test.:8443", "/café/", Some("utm_source=x&p=1&b=")),
+            (false, "wp.test:80", "/a/", Some("q=1")),
+            (true, "[::1]:443", "/x?y/", None),
+            (false, "wp.test", "/", Some("fbclid=1")),
+        ];
+        for (https, host, path, query) in cases {
+            let view = KeyView::new(&site, https, host, path, query);
+            let key = CacheKey::new(site.clone(), https, host, path, query);
+            assert!(view.equivalent(&key), "{key}");
+            assert_eq!(view.to_key(), key);
+            assert_eq!(hasher.hash_one(&view), hasher.hash_one(&key), "{key}");
+            for (h2, host2, path2, query2) in cases {
+                let other = CacheKey::new(site.clone(), h2, host2, path2, query2);
+                assert_eq!(view.equivalent(&other), key == other, "{key} / {other}");
+            }
+            let elsewhere = CacheKey::new("shop".into(), https, host, path, query);
+            assert!(!view.equivalent(&elsewhere));
+        }
+        // A decoded `?` in the path is not a query.
+        let view = KeyView::new(&site, false, "a", "/x?p=1", None);
+        let key = CacheKey::new(site.clone(), false, "a", "/x", Some("p=1"));
+        assert!(!view.equivalent(&key));
     }
 
     #[test]

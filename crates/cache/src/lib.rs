@@ -25,7 +25,7 @@ pub mod wire;
 pub use coalesce::{Coalescer, Turn};
 pub use encoding::Encoding;
 pub use head::{Decoration, Heads};
-pub use key::CacheKey;
+pub use key::{CacheKey, KeyView};
 pub use policy::{Bypass, Policy};
 pub use store::{Entry, Lookup, PageCache, Reach, Stats};
 pub use tags::Tags;

@@ -135,7 +135,7 @@ impl Policy {
         if path.starts_with("/wp-admin/") || path == "/wp-admin" {
             return Some(Bypass::AdminPath);
         }
-        let file = path.rsplit('/').next().unwrap_or("");
+        let file = path.rfind('/').map_or(path, |i| &path[i + 1..]);
         if (file.starts_with("wp-") && file.ends_with(".php")) || file == "xmlrpc.php" {
             return Some(Bypass::WpScript);
         }
@@ -232,7 +232,8 @@ impl Policy {
 /// `/category/x/feed/rss/`), or a `/feed/` segment anywhere.
 fn is_feed_path(path: &str) -> bool {
     const FEEDS: [&str; 5] = ["feed", "rdf", "rss", "rss2", "atom"];
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let dir = path.trim_end_matches('/');
+    let last = dir.rfind('/').map_or(dir, |i| &dir[i + 1..]);
     FEEDS.contains(&last) || path.as_bytes().windows(6).any(|w| w == b"/feed/")
 }
 

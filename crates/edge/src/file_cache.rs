@@ -181,7 +181,7 @@ impl FileInfo {
         self
     }
 
-    fn weight(&self) -> u32 {
+    fn weight(&self) -> u64 {
         let data = |v: &Variant| v.data.as_ref().map_or(0, Bytes::len);
         // Each form's two heads: some 300 bytes each.
         let total = data(&self.identity)
@@ -189,7 +189,7 @@ impl FileInfo {
             + self.gz.as_ref().map_or(0, data)
             + 512
             + 3 * 600;
-        u32::try_from(total).unwrap_or(u32::MAX)
+        total as u64
     }
 }
 
@@ -216,10 +216,27 @@ fn same_siblings(path: &Path, previous: &FileInfo) -> bool {
 /// Paths come from clients: a seeded hasher, much cheaper than SipHash.
 type PathHasher = foldhash::quality::RandomState;
 
+/// A file weighs the bytes it keeps in memory ([`FileInfo::weight`]).
+#[derive(Clone)]
+struct FileWeight;
+
+impl quick_cache::Weighter<Box<[u8]>, Arc<FileInfo>> for FileWeight {
+    fn weight(&self, _path: &Box<[u8]>, info: &Arc<FileInfo>) -> u64 {
+        info.weight()
+    }
+}
+
+/// What is known of the files, by path. `quick_cache`, as the page cache:
+/// a lookup (one per static answer) is a hash, a read lock and a probe.
+type Files = quick_cache::sync::Cache<Box<[u8]>, Arc<FileInfo>, FileWeight, PathHasher>;
+
+/// Assets are some KB: the table is sized for this many bytes a file.
+const BYTES_PER_FILE: u64 = 8 * 1024;
+
 /// Static file information and small file bodies, bounded in bytes.
 pub struct FileCache {
     /// By the path's bytes: hashing a `Path` walks its components.
-    files: moka::sync::Cache<Box<[u8]>, Arc<FileInfo>, PathHasher>,
+    files: Arc<Files>,
     /// Files whose compressed forms are being made.
     compressing: Arc<Mutex<HashSet<PathBuf>>>,
 }
@@ -227,10 +244,15 @@ pub struct FileCache {
 impl FileCache {
     pub fn new(max_bytes: u64) -> FileCache {
         FileCache {
-            files: moka::sync::Cache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|_k, v: &Arc<FileInfo>| v.weight())
-                .build_with_hasher(PathHasher::default()),
+            files: Arc::new(Files::with(
+                usize::try_from(max_bytes / BYTES_PER_FILE)
+                    .unwrap_or(usize::MAX)
+                    .max(32),
+                max_bytes,
+                FileWeight,
+                PathHasher::default(),
+                Default::default(),
+            )),
             compressing: Arc::default(),
         }
     }
@@ -278,7 +300,7 @@ impl FileCache {
                 Some(info)
             }
             None => {
-                self.files.invalidate(key(path));
+                self.files.remove(key(path));
                 None
             }
         }

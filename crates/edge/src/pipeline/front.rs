@@ -137,15 +137,23 @@ fn is_authority(host: &[u8]) -> bool {
                     .iter()
                     .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
         }
-        None => {
-            !name.is_empty()
-                && name
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
-        }
+        // Every request's Host: a table, not a chain of tests per byte.
+        None => !name.is_empty() && name.iter().all(|&b| NAME_BYTES[b as usize]),
     };
     port_ok && name_ok
 }
+
+/// The bytes a host name may hold: letters, digits, `-`, `_` and `.`.
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
+        b += 1;
+    }
+    table
+};
 
 /// The key authorization for an HTTP-01 token, if an order of this edge,
 /// or of another edge of the fleet, waits on it; any other path goes on.

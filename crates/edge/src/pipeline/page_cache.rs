@@ -20,8 +20,8 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response, StatusCode, Uri};
 use murakumo_cache::coalesce::Lead;
 use murakumo_cache::encoding;
-use murakumo_cache::head::{age_value, form_head};
-use murakumo_cache::{CacheKey, Decoration, Entry, Lookup, Tags, Turn};
+use murakumo_cache::head::{age_value, form_head, set_age};
+use murakumo_cache::{CacheKey, Decoration, Entry, KeyView, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 use murakumo_shared_cache::{Found, Lease, Refresh};
 
@@ -33,14 +33,17 @@ use crate::response::headers::X_CACHE;
 use crate::response::{etag_matches, Body, Early, Step};
 use crate::site::{Site, SiteCache};
 
-/// What of a request decides how a stored entry is answered.
+/// What of a request decides how a stored entry is answered, and when
+/// (an entry's `Age`).
 struct Wants {
     accept: encoding::AcceptSet,
     if_none_match: Option<HeaderValue>,
+    now: Instant,
 }
 
-fn wants(headers: &HeaderMap) -> Wants {
+fn wants(headers: &HeaderMap, now: Instant) -> Wants {
     Wants {
+        now,
         accept: encoding::accepted(
             headers
                 .get(header::ACCEPT_ENCODING)
@@ -86,16 +89,19 @@ pub fn consult<'a>(
     {
         return Ok(None);
     }
-    let key = CacheKey::new(
-        site.name.clone(),
+    // Looked up as the request spells it: a hit builds no key.
+    let view = KeyView::new(
+        &site.name,
         ctx.conn.https,
         ctx.host().unwrap_or(""),
         path,
         req.uri.query(),
     );
-    let pending = match cache.store.lookup(&key) {
+    // The request's start is the time it is answered for: the clock is
+    // read once a request.
+    let pending = match cache.store.lookup(&view, ctx.started) {
         Lookup::Fresh(e) => {
-            let wants = wants(&req.headers);
+            let wants = wants(&req.headers, ctx.started);
             return Err(Early(hit(&e, &wants, "HIT", &mut ctx.outcome)));
         }
         Lookup::Stale(e) => Pending::Stale(e),
@@ -104,7 +110,7 @@ pub fn consult<'a>(
     Ok(Some(Cacheable {
         site,
         cache,
-        key,
+        key: view.to_key(),
         pending,
     }))
 }
@@ -123,7 +129,9 @@ pub async fn serve(
         key,
         pending,
     } = cacheable;
-    let wants = wants(&req.headers);
+    // Ages are counted to now (a page filled while this request waited is
+    // 0 s old: it was stored after now).
+    let wants = wants(&req.headers, Instant::now());
     // Fills always GET (a HEAD miss fills the entry for later GETs too).
     let params = || target.fill_params(&key);
     // The client's own request, for keys whose pages are not shared.
@@ -142,7 +150,7 @@ pub async fn serve(
     match cache.coalescer.turn(&key) {
         Turn::Wait(waiter) => {
             waiter.wait().await;
-            match cache.store.lookup(&key) {
+            match cache.store.lookup(&key, Instant::now()) {
                 Lookup::Fresh(e) | Lookup::Stale(e) => hit(&e, &wants, "HIT", outcome),
                 // The leader's answer was not shared: ask PHP ourselves.
                 Lookup::Miss => {
@@ -466,7 +474,12 @@ fn respond(
     outcome: &mut Outcome,
 ) -> Response<Body> {
     outcome.cache = Some(label);
-    let age = age_value(entry.stored_at.elapsed().as_secs());
+    let age = age_value(
+        wants
+            .now
+            .saturating_duration_since(entry.stored_at)
+            .as_secs(),
+    );
     let inm = wants.if_none_match.as_ref().and_then(|v| v.to_str().ok());
     let etag = || {
         entry
@@ -492,9 +505,7 @@ fn respond(
     if entry.heads.decoration != 0 && entry.heads.decoration == outcome.decoration {
         // The ready head: set in place, it never grows.
         let mut h = entry.heads.get(enc).clone();
-        if let Some(v) = h.get_mut(header::AGE) {
-            *v = age;
-        }
+        set_age(&mut h, age);
         if label != "HIT" {
             if let Some(v) = h.get_mut(X_CACHE) {
                 *v = HeaderValue::from_static(label);
