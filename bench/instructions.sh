@@ -14,7 +14,8 @@
 #
 # Usage: bench/instructions.sh [BINARY, default target/release/murakumo]
 #                              [requests, default 10000]
-# Prints one line per path, e.g.  cached page (plain)   16735
+# Prints one line per path, e.g.  cached page (plain)   15523, then the
+# ceiling's (bench/ceiling, the same bytes from bare hyper) for both pages.
 # Set KEEP=1 to keep the callgrind files (the directory is printed) for
 # `callgrind_annotate --inclusive=yes --tree=calling FILE`.
 set -euo pipefail
@@ -28,7 +29,7 @@ host="localhost:$port_up"
 site="$dir/site"
 
 "$repo/scripts/install-deps"
-for tool in valgrind:valgrind h2load:nghttp2-client; do
+for tool in valgrind:valgrind h2load:nghttp2-client curl:curl; do
     command -v "${tool%%:*}" >/dev/null || {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null
@@ -56,24 +57,19 @@ root = "$site/wordpress"
 php = ["unix:$site/run/php-public/php.sock"]
 php_max_conns = 8
 TOML
-valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
-    "$bin" serve --config "$dir/edge.toml" 2> "$dir/edge.log" &
-pid=$!
-for _ in $(seq 1 120); do
-    curl -s -o /dev/null "http://127.0.0.1:$ops/livez" && break
-    sleep 0.5
-done
+(cd "$repo" && cargo build --release --locked -q --bin ceiling)
+ceiling_bin="$repo/target/release/ceiling"
 
-browser_ae="Accept-Encoding: gzip, deflate, br, zstd"
-paths=(
-    "cached page (plain)|/|"
-    "cached page (browser AE, br)|/|$browser_ae"
-    "static jquery.min.js (87 KB)|/wp-includes/js/jquery/jquery.min.js|"
-    "static simple-smile.png (1 KB)|/wp-includes/images/smilies/simple-smile.png|"
-)
-for entry in "${paths[@]}"; do
-    IFS='|' read -r name path hdr <<<"$entry"
-    url="http://127.0.0.1:$port$path"
+# under_callgrind NAME COMMAND...: starts COMMAND under callgrind; sets $pid.
+under_callgrind() {
+    local name="$1"; shift
+    valgrind --tool=callgrind --callgrind-out-file="$dir/$name.out" "$@" 2> "$dir/$name.log" &
+    pid=$!
+}
+# count NAME URL [HEADER]: instructions per request of the edge under
+# callgrind as $pid, for h2load's requests to URL.
+count() {
+    local name="$1" url="$2" hdr="${3:-}" out file runs
     # Warm: the page stored, every thread's arenas and caches set up.
     for _ in 1 2 3; do curl -sf -o /dev/null -H "Host: $host" ${hdr:+-H "$hdr"} "$url"; done
     h2load --h1 -n 2000 -c 4 -H ":authority: $host" ${hdr:+-H "$hdr"} "$url" >/dev/null
@@ -82,8 +78,37 @@ for entry in "${paths[@]}"; do
     grep -q "0 failed, 0 errored" <<<"$out" || { echo "$name: h2load failed:" >&2; echo "$out" >&2; exit 1; }
     grep -q "status codes: $n 2xx" <<<"$out" || { echo "$name: not every answer was 2xx:" >&2; grep "status codes" <<<"$out" >&2; exit 1; }
     callgrind_control -d "$pid" >/dev/null 2>&1
-    file="$(ls -t "$dir"/cg.out.* | head -1)"
+    file="$(ls -t "$dir"/*.out.* | head -1)"
     runs="$(callgrind_annotate --inclusive=yes "$file" 2>/dev/null \
         | grep -E 'multi_thread::worker::Context::run_task' | head -1 | awk '{gsub(",", "", $1); print $1}')"
-    printf "%-32s %8d\n" "$name" "$((runs / n))"
+    printf "%-40s %8d\n" "$name" "$((runs / n))"
+}
+wait_up() { for _ in $(seq 1 120); do curl -s -o /dev/null "$1" && return; sleep 0.5; done; }
+
+under_callgrind edge "$bin" serve --config "$dir/edge.toml"
+edge_pid=$pid
+wait_up "http://127.0.0.1:$ops/livez"
+
+browser_ae="Accept-Encoding: gzip, deflate, br, zstd"
+edge="http://127.0.0.1:$port"
+count "cached page (plain)" "$edge/"
+count "cached page (browser AE, br)" "$edge/" "$browser_ae"
+count "static jquery.min.js (87 KB)" "$edge/wp-includes/js/jquery/jquery.min.js"
+count "static simple-smile.png (1 KB)" "$edge/wp-includes/images/smilies/simple-smile.png"
+
+# The ceiling (bench/ceiling) sending the very bytes of the two pages.
+mkdir -p "$dir/canned"
+curl -s -D "$dir/canned/plain.head" -o "$dir/canned/plain.body" -H "Host: $host" "$edge/"
+curl -s -D "$dir/canned/br.head" -o "$dir/canned/br.body" -H "Host: $host" -H "$browser_ae" "$edge/"
+kill -TERM "$edge_pid"; wait "$edge_pid" 2>/dev/null || true
+for form in plain br; do
+    under_callgrind "ceiling-$form" "$ceiling_bin" --listen "127.0.0.1:$port" \
+        --head "$dir/canned/$form.head" --body "$dir/canned/$form.body"
+    wait_up "$edge/"
+    case $form in
+        plain) count "ceiling: cached page (plain)" "$edge/" ;;
+        br) count "ceiling: cached page (br)" "$edge/" "$browser_ae" ;;
+    esac
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 done
+pid=""

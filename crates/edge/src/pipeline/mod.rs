@@ -92,11 +92,14 @@ async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Respons
         None => resolve::php_script(edge, ctx, &site, &path).await?,
     };
     let target = site.php_target(ctx.conn, &script.name, &script.path_info, admin);
+    // Both ways to PHP are boxed: their futures are large (a fill, a
+    // spooled body), and unboxed they would make every request's future as
+    // large, moved (copied) by hyper on every request, hits included.
     match cached {
         // A shared page: stale, a fill coalesced per key (sent as the
         // key's canonical request), or a pass.
-        Some(c) => Ok(page_cache::serve(c, &target, ctx).await),
+        Some(c) => Ok(Box::pin(page_cache::serve(c, &target, ctx)).await),
         // Anything else: the client's own request, its body read first.
-        None => uncached::serve(ctx, &target, site.config.max_body, body).await,
+        None => Box::pin(uncached::serve(ctx, &target, site.config.max_body, body)).await,
     }
 }
