@@ -97,14 +97,15 @@ impl<'a> KeyView<'a> {
 }
 
 /// How a key is hashed, owned or viewed: the path and the query apart (an
-/// encoded path holds no `?`, so a target splits at its first one).
+/// encoded path holds no `?`, so a target splits at its first one). The
+/// site is left out: each site has a page cache of its own, where every
+/// key has the same one (equality still compares it).
 fn hash_parts<H: Hasher>(
     state: &mut H,
-    (site, https, host, port): (&str, bool, &str, Option<u16>),
+    (https, host, port): (bool, &str, Option<u16>),
     path: &str,
     query: Option<&str>,
 ) {
-    site.hash(state);
     https.hash(state);
     host.hash(state);
     port.hash(state);
@@ -118,14 +119,14 @@ impl Hash for CacheKey {
             Some((path, query)) => (path, Some(query)),
             None => (&self.target[..], None),
         };
-        let head = (&self.site[..], self.https, &self.host[..], self.port);
+        let head = (self.https, &self.host[..], self.port);
         hash_parts(state, head, path, query);
     }
 }
 
 impl Hash for KeyView<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let head = (&self.site[..], self.https, &self.host[..], self.port);
+        let head = (self.https, &self.host[..], self.port);
         hash_parts(state, head, &self.path, self.query.as_deref());
     }
 }
@@ -233,9 +234,21 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
+/// [`is_path_byte`] as a table: every cacheable request's path is checked
+/// byte by byte.
+const PATH_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_path_byte(b as u8);
+        b += 1;
+    }
+    table
+};
+
 /// Bytes a path keeps as they are: RFC 3986's unreserved characters,
 /// sub-delimiters, `:`, `@` and `/`. Everything else is `%xx`.
-fn is_path_byte(b: u8) -> bool {
+const fn is_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -264,7 +277,7 @@ fn is_path_byte(b: u8) -> bool {
 /// WordPress writes its own permalinks (`/caf%c3%a9/`). `?` and `#` in a
 /// decoded path are escaped, so a path can never pose as a query.
 pub fn encode_path(path: &str) -> Cow<'_, str> {
-    if path.bytes().all(is_path_byte) {
+    if path.bytes().all(|b| PATH_BYTES[b as usize]) {
         return Cow::Borrowed(path);
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";

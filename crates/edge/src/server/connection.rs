@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::{http1, http2};
@@ -20,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 
+use super::gate::Gate;
 use super::watchdog::{Activity, Tracked, Watchdog};
 use crate::conn::ConnInfo;
 use crate::pipeline;
@@ -77,6 +79,12 @@ fn http2() -> http2::Builder<TokioExecutor> {
     b
 }
 
+/// What woke a connection's loop besides the connection.
+enum Woke {
+    Stop,
+    Timer,
+}
+
 /// Drives one connection to its end, closing it gracefully when it idles
 /// past `idle_timeout` or when the edge stops, and at once when a request
 /// head (or, on a new connection, the first one) takes longer than
@@ -92,6 +100,9 @@ async fn drive<C: GracefulConnection>(
     let mut conn = pin!(conn);
     let mut stopping: Option<Instant> = (*stop.borrow()).then(Instant::now);
     let mut closing = false;
+    // The timer and the stop signal are polled only on the wakes they
+    // cause; the connection on every one ([`Gate`]).
+    let gate = Gate::new();
     loop {
         // A head may start at any moment, and nothing wakes this loop when
         // it does: it looks again every quarter of `header_timeout`, so a
@@ -107,10 +118,27 @@ async fn drive<C: GracefulConnection>(
                 .min(head_left)
                 .max(Duration::from_millis(100))
         };
-        tokio::select! {
-            r = conn.as_mut() => return r,
-            _ = stop.changed(), if stopping.is_none() => stopping = Some(Instant::now()),
-            _ = tokio::time::sleep(wait) => {}
+        let watching = stopping.is_none();
+        let side = async {
+            tokio::select! {
+                biased;
+                _ = stop.changed(), if watching => Woke::Stop,
+                _ = tokio::time::sleep(wait) => Woke::Timer,
+            }
+        };
+        let mut side = pin!(side);
+        gate.arm();
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Err(r));
+            }
+            gate.poll(side.as_mut(), cx).map(Ok)
+        })
+        .await;
+        match woke {
+            Err(ended) => return ended,
+            Ok(Woke::Stop) => stopping = Some(Instant::now()),
+            Ok(Woke::Timer) => {}
         }
         if activity.head_for().is_some_and(|d| d >= header_timeout) {
             // Slowloris: the head is not whole in time. Dropped, as hyper

@@ -8,10 +8,13 @@
 //! - [`serve`](serve()): serving and draining;
 //! - [`lifecycle`]: binding, signals, reload;
 //! - [`watchdog`], [`proxy_protocol`] (and [`crate::admission`]): what a
-//!   connection is checked against.
+//!   connection is checked against;
+//! - [`gate`]: the connection's timer and stop signal, polled only when
+//!   they woke its task.
 
 mod connection;
 mod error;
+mod gate;
 mod handoff;
 mod lifecycle;
 mod listen;
