@@ -3,9 +3,9 @@
 //!
 //! Eviction is `quick_cache`'s (S3-FIFO-like: scan-resistant, bounded by
 //! bytes), chosen over `moka` for the hit path: a lookup is a hash, a shard's
-//! read lock and a table probe, about 300 instructions where moka's read
-//! bookkeeping (a read buffer, an epoch pin, its own clock) cost 1,200, a
-//! tenth of a whole hit. Freshness and the end of the stale window are
+//! read lock and a table probe, about 500 instructions where moka's, with its
+//! read bookkeeping (a read buffer, an epoch pin, its own clock), cost 1,200:
+//! a tenth of a whole hit. Freshness and the end of the stale window are
 //! decided here at lookup (an entry past its stale window is removed then,
 //! or evicted like any other). A lookup takes a [`KeyView`](crate::KeyView), so a hit
 //! allocates nothing for its key. Entries are indexed by their tags
