@@ -89,9 +89,12 @@ pub fn form_head(
     let mut h = HeaderMap::with_capacity(
         stored.len() + 3 + decoration.set.len() + decoration.defaults.len(),
     );
-    // First: a hit sets it in place without looking it up ([`set_age`]).
+    // First: a hit sets it in place without looking it up ([`set_age`]);
+    // an `Age` PHP sent is not kept (it would be a second value).
     h.insert(header::AGE, age_value(0));
-    h.extend(stored.clone());
+    let mut stored = stored.clone();
+    stored.remove(header::AGE);
+    h.extend(stored);
     if let Some(token) = enc.token() {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
         weaken_etag(&mut h);
@@ -205,6 +208,18 @@ mod tests {
         assert_eq!(br[header::ETAG], "W/\"abc\"");
         // A form not held answers with the identity head.
         assert_eq!(heads.get(Encoding::Gzip)[header::CONTENT_LENGTH], "1000");
+    }
+
+    #[test]
+    fn an_age_php_sent_leaves_one_age_the_hit_sets() {
+        let mut from_php = stored();
+        from_php.append(header::AGE, HeaderValue::from_static("100"));
+        from_php.append(header::AGE, HeaderValue::from_static("200"));
+        let heads = Heads::build(&from_php, 10, None, None, &Decoration::default());
+        let mut h = heads.get(Encoding::Identity).clone();
+        set_age(&mut h, age_value(3));
+        let ages: Vec<_> = h.get_all(header::AGE).iter().collect();
+        assert_eq!(ages, [&age_value(3)]);
     }
 
     #[test]

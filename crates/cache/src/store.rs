@@ -256,6 +256,24 @@ const BYTES_PER_ENTRY: u64 = 16 * 1024;
 /// The most keys held as passes at once.
 const MAX_PASSES: usize = 100_000;
 
+/// How many shards a quick_cache of `capacity` bytes gets so that an item
+/// of `largest` bytes fits in one: quick_cache splits its capacity evenly
+/// over its shards and refuses, without a word, an item heavier than
+/// nearly a shard's share. Up to 8 shards (reads take a shard's read lock:
+/// more shards, less sharing of one lock's cache line), at least 1.
+pub fn shards_for(capacity: u64, largest: u64) -> usize {
+    let mut shards = 8;
+    // A tenth of each shard left over: its hot and cold queues' split.
+    while shards > 1 && capacity / shards * 9 / 10 < largest {
+        shards /= 2;
+    }
+    shards as usize
+}
+
+/// An entry weighs at most its body three times (identity, gzip, brotli,
+/// each compressed form smaller than the body) and this much more.
+const ENTRY_OVERHEAD: u64 = 64 * 1024;
+
 /// One site's page cache.
 pub struct PageCache {
     entries: Entries,
@@ -269,9 +287,15 @@ pub struct PageCache {
 }
 
 impl PageCache {
-    pub fn new(max_memory: u64) -> PageCache {
+    /// A cache of `max_memory` bytes that stores pages of up to
+    /// `max_entry_size` bytes (`[site.cache]`).
+    pub fn new(max_memory: u64, max_entry_size: u64) -> PageCache {
         let tags = Arc::new(TagIndex::default());
+        let largest = max_entry_size
+            .saturating_mul(3)
+            .saturating_add(ENTRY_OVERHEAD);
         let options = quick_cache::OptionsBuilder::new()
+            .shards(shards_for(max_memory, largest))
             .weight_capacity(max_memory)
             .estimated_items_capacity(
                 usize::try_from(max_memory / BYTES_PER_ENTRY)
@@ -570,7 +594,7 @@ mod tests {
 
     #[test]
     fn purge_by_url_prefix_and_all() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         for t in ["/", "/a/", "/a/b/", "/b/"] {
             c.insert(key("wp.test", t), Arc::new(html("x")));
         }
@@ -596,7 +620,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_began_before_a_purge_is_not_kept() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         let since = c.generation();
         // The edit's purge arrives while PHP renders the old page.
         assert_eq!(c.purge_url("/a/"), 0);
@@ -642,7 +666,7 @@ mod tests {
 
     #[test]
     fn purge_by_tag_removes_exactly_the_tagged_and_the_untagged() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         c.insert(key("wp.test", "/"), Arc::new(tagged("q:post p:1 p:2")));
         c.insert(key("wp.test", "/page/2/"), Arc::new(tagged("q:post p:3")));
         c.insert(key("wp.test", "/one/"), Arc::new(tagged("p:1 p:2")));
@@ -676,7 +700,7 @@ mod tests {
 
     #[test]
     fn a_replaced_entry_keeps_the_tags_of_the_new_one() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         c.insert(key("a", "/"), Arc::new(tagged("p:1 p:2")));
         c.insert(key("a", "/"), Arc::new(tagged("p:2 p:3")));
         assert_eq!(c.tag_usage(), (2, 2));
@@ -687,7 +711,7 @@ mod tests {
 
     #[test]
     fn evicted_entries_leave_the_tag_index() {
-        let c = PageCache::new(64 * 1024);
+        let c = PageCache::new(64 * 1024, 8 * 1024);
         for i in 0..200 {
             let mut e = tagged(&format!("p:{i} q:post"));
             e.identity = Bytes::from("y".repeat(4000));
@@ -705,7 +729,7 @@ mod tests {
 
     #[test]
     fn stale_window() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         let mut e = html("x");
         let now = Instant::now();
         e.fresh_until = now;
@@ -719,7 +743,7 @@ mod tests {
 
     #[test]
     fn an_entry_past_its_stale_window_is_gone_at_lookup_and_from_the_index() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         let mut e = tagged("p:1");
         let now = Instant::now();
         e.fresh_until = now;
@@ -735,7 +759,7 @@ mod tests {
 
     #[test]
     fn a_view_of_the_request_finds_the_entry_its_key_stored() {
-        let c = PageCache::new(1 << 20);
+        let c = PageCache::new(1 << 20, 1 << 18);
         c.insert(key("wp.test", "/a/"), Arc::new(html("x")));
         let site: Arc<str> = "s".into();
         let view = KeyView::new(&site, false, "WP.test:80", "/a/", Some("utm_source=x"));
@@ -745,8 +769,36 @@ mod tests {
     }
 
     #[test]
+    fn a_page_as_large_as_the_entry_limit_is_stored() {
+        // 4 MiB of memory, entries up to 1 MiB: a 300 KB page that does
+        // not compress goes in whole (three forms would be 900 KB).
+        let c = PageCache::new(4 << 20, 1 << 20);
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let body: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let e = Entry::build(
+            StatusCode::OK,
+            h,
+            Bytes::from(body),
+            Duration::from_secs(60),
+            Duration::ZERO,
+            None,
+        );
+        c.insert(key("a", "/big"), Arc::new(e));
+        assert!(matches!(
+            c.lookup(&key("a", "/big"), Instant::now()),
+            Lookup::Fresh(_)
+        ));
+        assert_eq!(shards_for(256 << 20, 3 * (8 << 20) + ENTRY_OVERHEAD), 8);
+        assert_eq!(shards_for(4 << 20, 3 << 20), 1);
+        assert_eq!(shards_for(0, 1), 1);
+    }
+
+    #[test]
     fn memory_bound_evicts() {
-        let c = PageCache::new(64 * 1024);
+        let c = PageCache::new(64 * 1024, 8 * 1024);
         for i in 0..100 {
             c.insert(
                 key("a", &format!("/{i}")),

@@ -232,6 +232,9 @@ type Files = quick_cache::sync::Cache<Box<[u8]>, Arc<FileInfo>, FileWeight, Path
 
 /// Assets are some KB: the table is sized for this many bytes a file.
 const BYTES_PER_FILE: u64 = 8 * 1024;
+/// The most a file's information weighs: its bytes (a small file) or its
+/// brotli and gzip forms (a text file up to [`COMPRESS_MAX`]), and heads.
+const LARGEST_FILE_INFO: u64 = 2 * COMPRESS_MAX + MEMORY_FILE_MAX + 64 * 1024;
 
 /// Static file information and small file bodies, bounded in bytes.
 pub struct FileCache {
@@ -239,20 +242,38 @@ pub struct FileCache {
     files: Arc<Files>,
     /// Files whose compressed forms are being made.
     compressing: Arc<Mutex<HashSet<PathBuf>>>,
+    /// The heaviest information a shard of `files` takes: compressed forms
+    /// that would not fit are not made (they would be made again and
+    /// thrown away on every request).
+    largest: u64,
 }
 
 impl FileCache {
     pub fn new(max_bytes: u64) -> FileCache {
         FileCache {
-            files: Arc::new(Files::with(
-                usize::try_from(max_bytes / BYTES_PER_FILE)
-                    .unwrap_or(usize::MAX)
-                    .max(32),
-                max_bytes,
+            files: Arc::new(Files::with_options(
+                quick_cache::OptionsBuilder::new()
+                    .shards(murakumo_cache::store::shards_for(
+                        max_bytes,
+                        LARGEST_FILE_INFO,
+                    ))
+                    .weight_capacity(max_bytes)
+                    .estimated_items_capacity(
+                        usize::try_from(max_bytes / BYTES_PER_FILE)
+                            .unwrap_or(usize::MAX)
+                            .max(32),
+                    )
+                    .build()
+                    // The builder refuses only missing capacities, and both are set.
+                    .unwrap_or_else(|e| unreachable!("file cache options: {e}")),
                 FileWeight,
                 PathHasher::default(),
                 Default::default(),
             )),
+            largest: max_bytes
+                / murakumo_cache::store::shards_for(max_bytes, LARGEST_FILE_INFO) as u64
+                * 9
+                / 10,
             compressing: Arc::default(),
         }
     }
@@ -315,6 +336,7 @@ impl FileCache {
     fn compress_later(&self, path: &Path, info: &Arc<FileInfo>) {
         let wanted = (info.br.is_none() || info.gz.is_none())
             && (COMPRESS_MIN..=COMPRESS_MAX).contains(&info.identity.len)
+            && info.weight() + 2 * info.identity.len <= self.largest
             && info
                 .content_type
                 .to_str()

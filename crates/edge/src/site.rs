@@ -215,7 +215,7 @@ impl Sites {
                     .and_then(|o| o.cache.as_ref());
                 Arc::new(SiteCache {
                     store: kept.map_or_else(
-                        || Arc::new(PageCache::new(c.max_memory)),
+                        || Arc::new(PageCache::new(c.max_memory, c.max_entry_size)),
                         |k| k.store.clone(),
                     ),
                     coalescer: kept
