@@ -250,13 +250,11 @@ pub struct FileCache {
 
 impl FileCache {
     pub fn new(max_bytes: u64) -> FileCache {
+        let shards = murakumo_cache::store::shards_for(max_bytes, LARGEST_FILE_INFO);
         FileCache {
             files: Arc::new(Files::with_options(
                 quick_cache::OptionsBuilder::new()
-                    .shards(murakumo_cache::store::shards_for(
-                        max_bytes,
-                        LARGEST_FILE_INFO,
-                    ))
+                    .shards(shards)
                     .weight_capacity(max_bytes)
                     .estimated_items_capacity(
                         usize::try_from(max_bytes / BYTES_PER_FILE)
@@ -270,10 +268,8 @@ impl FileCache {
                 PathHasher::default(),
                 Default::default(),
             )),
-            largest: max_bytes
-                / murakumo_cache::store::shards_for(max_bytes, LARGEST_FILE_INFO) as u64
-                * 9
-                / 10,
+            // quick_cache may use fewer shards (each bigger) than asked for.
+            largest: max_bytes / shards as u64 * 9 / 10,
             compressing: Arc::default(),
         }
     }

@@ -3,9 +3,9 @@
 //!
 //! A connection's task wakes for every request (its socket is readable,
 //! its response written). `tokio::select!` over the connection, a `Sleep`
-//! and a `watch::changed` polls all three on every wake: some 600
-//! instructions a request for futures that fire once in seconds (a twelfth
-//! of what a cache hit costs in user space). A [`Gate`] gives the watchers
+//! and a `watch::changed` polls all three on every wake: some 400
+//! instructions a request (measured, `bench/instructions.sh`) for futures
+//! that fire once in seconds. A [`Gate`] gives the watchers
 //! a waker of their own, which notes that it fired and wakes the task; the
 //! watchers are polled on the wakes they caused, and once when armed.
 //!
