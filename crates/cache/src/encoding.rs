@@ -37,14 +37,11 @@ pub fn accepted(header: Option<&str>) -> AcceptSet {
     use std::cell::RefCell;
     thread_local! {
         static LAST: RefCell<(String, AcceptSet)> = const {
-            RefCell::new((String::new(), AcceptSet { br: false, gzip: false }))
+            RefCell::new((String::new(), AcceptSet::NONE))
         };
     }
     let Some(header) = header else {
-        return AcceptSet {
-            br: false,
-            gzip: false,
-        };
+        return AcceptSet::NONE;
     };
     // Only headers of a usual size are kept (a long one is read each time).
     if header.len() > 128 {
@@ -62,10 +59,6 @@ pub fn accepted(header: Option<&str>) -> AcceptSet {
 
 /// [`accepted`]'s reading of a header.
 fn read_accepted(header: &str) -> AcceptSet {
-    let mut set = AcceptSet {
-        br: false,
-        gzip: false,
-    };
     let mut star = None;
     let (mut br, mut gzip) = (None, None);
     let bytes = header.as_bytes();
@@ -89,9 +82,10 @@ fn read_accepted(header: &str) -> AcceptSet {
         };
         *slot = Some(params.is_none_or(q_allows));
     }
-    set.br = br.or(star).unwrap_or(false);
-    set.gzip = gzip.or(star).unwrap_or(false);
-    set
+    AcceptSet {
+        br: br.or(star).unwrap_or(false),
+        gzip: gzip.or(star).unwrap_or(false),
+    }
 }
 
 /// Whether an item's parameters (`q=0.5`, `;`-separated) leave its
@@ -117,6 +111,12 @@ pub struct AcceptSet {
 }
 
 impl AcceptSet {
+    /// No encoding but identity.
+    pub const NONE: AcceptSet = AcceptSet {
+        br: false,
+        gzip: false,
+    };
+
     /// The best encoding among those available.
     pub fn choose(self, have_br: bool, have_gzip: bool) -> Encoding {
         if self.br && have_br {

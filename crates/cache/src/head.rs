@@ -109,8 +109,8 @@ pub fn form_head(
     h
 }
 
-/// Sets a ready head's `Age`: its first header, so no lookup by name (a
-/// head without one, stored by an older build, gets it looked up).
+/// Sets a ready head's `Age`: its first header ([`form_head`] puts it
+/// there), so no lookup by name; a head made otherwise gets it by name.
 pub fn set_age(head: &mut HeaderMap, age: HeaderValue) {
     match head.iter_mut().next() {
         Some((name, value)) if name == header::AGE => *value = age,

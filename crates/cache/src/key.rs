@@ -61,16 +61,10 @@ impl<'a> KeyView<'a> {
     ) -> KeyView<'a> {
         let (name, port) = split_host(host);
         let default_port = if https { 443 } else { 80 };
-        // `example.com.` is `example.com` (the router agrees).
-        let name = name.trim_end_matches('.');
-        let host = match name.bytes().any(|b| b.is_ascii_uppercase()) {
-            true => Cow::Owned(name.to_ascii_lowercase()),
-            false => Cow::Borrowed(name),
-        };
         KeyView {
             site,
             https,
-            host,
+            host: canonical_name(name),
             port: port.filter(|p| *p != default_port),
             path: encode_path(path),
             query: query.map(strip_tracking).filter(|q| !q.is_empty()),
@@ -216,6 +210,22 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
     (name, port)
 }
 
+/// The name a Host header names, as keys, routes and redirects compare it:
+/// no port, no trailing dot (`example.com.` is `example.com`), lowercase.
+pub fn host_name(host: &str) -> Cow<'_, str> {
+    canonical_name(host_without_port(host))
+}
+
+/// A host name (its port split off) without trailing dots, in lowercase;
+/// borrowed when it already is.
+fn canonical_name(name: &str) -> Cow<'_, str> {
+    let name = name.trim_end_matches('.');
+    match name.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(name.to_ascii_lowercase()),
+        false => Cow::Borrowed(name),
+    }
+}
+
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
 pub fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -283,7 +293,7 @@ pub fn encode_path(path: &str) -> Cow<'_, str> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(path.len() + 16);
     for b in path.bytes() {
-        if is_path_byte(b) {
+        if PATH_BYTES[b as usize] {
             out.push(b as char);
         } else {
             out.push('%');

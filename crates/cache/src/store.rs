@@ -350,19 +350,23 @@ impl PageCache {
         }
     }
 
-    /// Removes the entry under `key` if it is still the one `id` names,
-    /// and unindexes it; whether it did.
-    fn remove_entry<Q>(&self, key: &Q, id: u64) -> bool
+    /// Removes the entry under `key` if it is still the one `id` names.
+    fn remove_entry<Q>(&self, key: &Q, id: u64)
     where
         Q: Hash + equivalent::Equivalent<CacheKey> + ?Sized,
     {
-        match self.entries.remove_if(key, |e| e.id == id) {
-            Some((k, e)) => {
-                self.tags.remove(&k, e.id, e.tags.as_ref());
-                true
-            }
-            None => false,
-        }
+        self.unindex(self.entries.remove_if(key, |e| e.id == id));
+    }
+
+    /// Takes an entry removed from the store out of the tag index (an
+    /// evicted or replaced one leaves it in [`Unindex`]); whether there
+    /// was one.
+    fn unindex(&self, removed: Option<(CacheKey, Arc<Entry>)>) -> bool {
+        let Some((key, entry)) = removed else {
+            return false;
+        };
+        self.tags.remove(&key, entry.id, entry.tags.as_ref());
+        true
     }
 
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>) {
@@ -415,8 +419,7 @@ impl PageCache {
         }
         let mut purged = 0;
         for k in &doomed {
-            if let Some((k, e)) = self.entries.remove(k) {
-                self.tags.remove(&k, e.id, e.tags.as_ref());
+            if self.unindex(self.entries.remove(k)) {
                 purged += 1;
             }
         }
@@ -474,9 +477,7 @@ impl PageCache {
 
     /// Removes one entry (not counted as a purge).
     pub fn remove(&self, key: &CacheKey) {
-        if let Some((k, e)) = self.entries.remove(key) {
-            self.tags.remove(&k, e.id, e.tags.as_ref());
-        }
+        self.unindex(self.entries.remove(key));
     }
 
     /// Purges one path and query (`target` as in [`CacheKey::target`]) on

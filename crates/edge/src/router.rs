@@ -34,14 +34,8 @@ impl<T> Router<T> {
 
     /// The site for a Host header value (`name` or `name:port`).
     pub fn route(&self, host: &str) -> Option<&Arc<T>> {
-        let name = murakumo_cache::key::host_without_port(host).trim_end_matches('.');
-        let lowered;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lowered = name.to_ascii_lowercase();
-            lowered.as_str()
-        } else {
-            name
-        };
+        let name = murakumo_cache::key::host_name(host);
+        let name = &*name;
         if let Some(site) = self.exact.get(name) {
             return Some(site);
         }

@@ -189,9 +189,7 @@ pub fn require_https(ctx: &Context) -> Step<()> {
     }
     let host = ctx.host().ok_or(Refused::BadHost)?;
     // The name as the site knows it: lowercase, no trailing dot.
-    let name = murakumo_cache::key::host_without_port(host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let name = murakumo_cache::key::host_name(host);
     let port = server.tls_listen.first().map_or(443, |a| a.port());
     let authority = if port == 443 {
         name.to_string()

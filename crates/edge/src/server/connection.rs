@@ -79,8 +79,10 @@ fn http2() -> http2::Builder<TokioExecutor> {
     b
 }
 
-/// What woke a connection's loop besides the connection.
-enum Woke {
+/// What woke a connection's loop.
+enum Woke<R> {
+    /// The connection ended, with this result.
+    Ended(R),
     Stop,
     Timer,
 }
@@ -130,15 +132,15 @@ async fn drive<C: GracefulConnection>(
         gate.arm();
         let woke = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Err(r));
+                return Poll::Ready(Woke::Ended(r));
             }
-            gate.poll(side.as_mut(), cx).map(Ok)
+            gate.poll(side.as_mut(), cx)
         })
         .await;
         match woke {
-            Err(ended) => return ended,
-            Ok(Woke::Stop) => stopping = Some(Instant::now()),
-            Ok(Woke::Timer) => {}
+            Woke::Ended(result) => return result,
+            Woke::Stop => stopping = Some(Instant::now()),
+            Woke::Timer => {}
         }
         if activity.head_for().is_some_and(|d| d >= header_timeout) {
             // Slowloris: the head is not whole in time. Dropped, as hyper
