@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One request: when it started, and what failed (`None`: a 2xx/3xx).
+/// One request: when it ended, and what failed (`None`: a 2xx/3xx). A
+/// request counts in the phase it ended in: one still in flight when the
+/// next phase's action begins (a kill) is that action's to answer for.
 struct Record {
     at: Instant,
     failure: Option<String>,
@@ -77,10 +79,11 @@ impl Probe {
                     while !stop.load(Ordering::Relaxed) {
                         let n = counter.fetch_add(1, Ordering::Relaxed);
                         let path = paths[n as usize % paths.len()].replace("{n}", &n.to_string());
-                        let at = Instant::now();
+                        let started = Instant::now();
                         let failure = request(addr, &host, &path).err();
+                        let at = Instant::now();
                         records.lock().unwrap().push(Record { at, failure });
-                        if let Some(rest) = period.checked_sub(at.elapsed()) {
+                        if let Some(rest) = period.checked_sub(started.elapsed()) {
                             std::thread::sleep(rest);
                         }
                     }
