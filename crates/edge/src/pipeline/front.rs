@@ -155,12 +155,17 @@ const NAME_BYTES: [bool; 256] = {
     table
 };
 
+/// The request asks for an HTTP-01 answer: [`acme_challenge`] answers it,
+/// before anything a site decides.
+pub fn is_acme_challenge(ctx: &Context) -> bool {
+    ctx.req.uri.path().starts_with(ACME_CHALLENGE)
+}
+
 /// The key authorization for an HTTP-01 token, if an order of this edge,
-/// or of another edge of the fleet, waits on it; any other path goes on.
-pub async fn acme_challenge(edge: &Edge, ctx: &Context) -> Step<()> {
-    let Some(token) = ctx.req.uri.path().strip_prefix(ACME_CHALLENGE) else {
-        return Ok(());
-    };
+/// or of another edge of the fleet, waits on it; else 404.
+pub async fn acme_challenge(edge: &Edge, ctx: &Context) -> Response<Body> {
+    let path = ctx.req.uri.path();
+    let token = path.strip_prefix(ACME_CHALLENGE).unwrap_or_default();
     let answer = match edge.certs.acme() {
         Some(acme) => acme.answer(token).await,
         None => edge.certs.challenges.answer(token),
@@ -176,7 +181,7 @@ pub async fn acme_challenge(edge: &Edge, ctx: &Context) -> Step<()> {
         }
         None => plain(StatusCode::NOT_FOUND, "no such ACME challenge"),
     };
-    Err(Early(answer))
+    answer
 }
 
 /// With `redirect_https`, plain HTTP gets a 308 to the same URL over HTTPS

@@ -1,5 +1,8 @@
 //! The request pipeline: every public request goes through [`handle`],
-//! whose steps are listed in order in [`respond`], one call each. A step is
+//! whose steps are listed in order in [`ahead`] and [`to_php`] (those that
+//! need no waiting: a cache hit, a file kept in memory and every refusal
+//! are answered there, at once) and [`behind`] (those that wait: ACME, a
+//! large file's bytes, PHP), one call each. A step is
 //! a module of its own; one that can refuse a request has its own error
 //! type, which says what the client is answered
 //! ([`crate::response::Refusal`]), and `?` ends the request there. Whatever
@@ -33,33 +36,68 @@ mod route;
 mod static_files;
 mod uncached;
 
-use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use self::context::Context;
+use self::page_cache::Cacheable;
+use self::resolve::{Resolved, Script};
+use self::static_files::FromDisk;
 use crate::conn::ConnInfo;
 use crate::response::{Body, Early, Step};
+use crate::site::Site;
 use crate::state::Edge;
 
-/// Answers one request; never fails (every error is a response).
-pub async fn handle(
-    edge: Arc<Edge>,
-    conn: ConnInfo,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    let (head, body) = req.into_parts();
-    let mut ctx = Context::new(edge.config(), conn, head);
-    let resp = match respond(&edge, &mut ctx, body).await {
-        Ok(r) | Err(Early(r)) => r,
-    };
-    Ok(finish::finish(&edge, &ctx, resp))
+/// A request's answer: made at once when no step had to wait (a hit, a
+/// refusal), else a future for the steps that wait (ACME, the disk, PHP).
+///
+/// Answered at once, the request is done with before hyper looks for the
+/// next one: its head, which shares hyper's read buffer, is dropped first,
+/// so the buffer is reused instead of made anew for every request (two
+/// allocations and two frees a hit, measured with `bench/instructions.sh`),
+/// and a hit runs no async state machine.
+pub enum Answer {
+    Now(Option<Response<Body>>),
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
 }
 
-/// The steps, in order.
-async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Response<Body>> {
+impl Future for Answer {
+    type Output = Response<Body>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Response<Body>> {
+        match self.get_mut() {
+            Answer::Now(r) => Poll::Ready(r.take().expect("an answer polled after it was given")),
+            Answer::Later(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Answers one request; never fails (every error is a response).
+pub fn handle(edge: &Arc<Edge>, conn: ConnInfo, req: Request<Incoming>) -> Answer {
+    let (head, body) = req.into_parts();
+    let mut ctx = Context::new(edge.config(), conn, head);
+    let ahead = match ahead(edge, &mut ctx) {
+        Ok(ahead) => ahead,
+        Err(Early(r)) => return Answer::Now(Some(finish::finish(edge, &ctx, r))),
+    };
+    let edge = edge.clone();
+    Answer::Later(Box::pin(async move {
+        let resp = match behind(&edge, &mut ctx, body, ahead).await {
+            Ok(r) | Err(Early(r)) => r,
+        };
+        finish::finish(&edge, &ctx, resp)
+    }))
+}
+
+/// The steps, in order, as far as they go without waiting: a fresh page
+/// and every refusal answer here (as [`Early`]); what is left is for
+/// [`behind`].
+fn ahead(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
     // HTTP/2 names the host in `:authority`; every later step reads `Host`.
     front::host_from_authority(ctx);
     front::client_behind_proxies(ctx);
@@ -68,7 +106,32 @@ async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Respons
     front::unambiguous(ctx)?;
     // ACME answers come before anything a site decides: CAs ask over
     // plain HTTP, for a host whose certificate is still coming.
-    front::acme_challenge(edge, ctx).await?;
+    if front::is_acme_challenge(ctx) {
+        return Ok(Ahead::AcmeChallenge);
+    }
+    to_php(edge, ctx)
+}
+
+/// What [`ahead`] left to steps that wait.
+enum Ahead {
+    /// An ACME challenge's answer (it may ask the fleet).
+    AcmeChallenge,
+    /// A static file too large to be kept in memory: its bytes, read from
+    /// the disk.
+    FromDisk(FromDisk),
+    /// PHP, for a request the cache did not answer: a shared page (a stale
+    /// answer, a fill or a pass) or the client's own request.
+    /// `admin`: the admin pool runs it.
+    Php {
+        site: Arc<Site>,
+        admin: bool,
+        cached: Option<Cacheable>,
+        script: Script,
+    },
+}
+
+/// The steps after the ACME challenge, up to PHP.
+fn to_php(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
     let site = route::site(edge, ctx)?;
     // After routing: only a host a site serves is redirected to.
     front::require_https(ctx)?;
@@ -79,27 +142,50 @@ async fn respond(edge: &Edge, ctx: &mut Context, body: Incoming) -> Step<Respons
     // which pool (public or admin) runs the request.
     let admin = guard::admit(ctx, &site, &path)?;
     limits::check(edge, ctx, &site, &path)?;
-    // An asset (`.css`, `.png`, …) is a file: the disk first.
-    let asset_script = match asset::is_asset(&path) {
-        true => Some(resolve::php_script(edge, ctx, &site, &path).await?),
-        false => None,
+    // An asset (`.css`, `.png`, …) is a file: the disk first; then the
+    // page cache, consulted once (a fresh page answers here); then the
+    // front-controller rule: a file answers as itself, else a script.
+    let (cached, resolved) = if asset::is_asset(&path) {
+        let resolved = resolve::php_script(edge, ctx, &site, &path)?;
+        (page_cache::consult(ctx, &site, &path)?, resolved)
+    } else {
+        let cached = page_cache::consult(ctx, &site, &path)?;
+        (cached, resolve::php_script(edge, ctx, &site, &path)?)
     };
-    // The page cache, consulted once: a fresh page answers here.
-    let cached = page_cache::consult(ctx, &site, &path)?;
-    // The front-controller rule: a file answers as itself; else a script.
-    let script = match asset_script {
-        Some(script) => script,
-        None => resolve::php_script(edge, ctx, &site, &path).await?,
+    Ok(match resolved {
+        Resolved::FromDisk(d) => Ahead::FromDisk(d),
+        Resolved::Script(script) => Ahead::Php {
+            site,
+            admin,
+            cached,
+            script,
+        },
+    })
+}
+
+/// The steps that wait, in order, from where [`ahead`] stopped.
+async fn behind(
+    edge: &Edge,
+    ctx: &mut Context,
+    body: Incoming,
+    ahead: Ahead,
+) -> Step<Response<Body>> {
+    let (site, admin, cached, script) = match ahead {
+        Ahead::AcmeChallenge => return Ok(front::acme_challenge(edge, ctx).await),
+        Ahead::FromDisk(d) => return Ok(d.send().await),
+        Ahead::Php {
+            site,
+            admin,
+            cached,
+            script,
+        } => (site, admin, cached, script),
     };
     let target = site.php_target(ctx.conn, &script.name, &script.path_info, admin);
-    // Both ways to PHP are boxed: their futures are large (a fill, a
-    // spooled body), and unboxed they would make every request's future as
-    // large, moved (copied) by hyper on every request, hits included.
     match cached {
         // A shared page: stale, a fill coalesced per key (sent as the
         // key's canonical request), or a pass.
-        Some(c) => Ok(Box::pin(page_cache::serve(c, &target, ctx)).await),
+        Some(c) => Ok(page_cache::serve(c, &target, ctx).await),
         // Anything else: the client's own request, its body read first.
-        None => Box::pin(uncached::serve(ctx, &target, site.config.max_body, body)).await,
+        None => uncached::serve(ctx, &target, site.config.max_body, body).await,
     }
 }

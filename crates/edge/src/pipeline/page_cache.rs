@@ -61,9 +61,9 @@ enum Pending {
 
 /// A request the page cache may answer, looked up once: its site, its key
 /// and what the store had for it when the pipeline asked.
-pub struct Cacheable<'a> {
-    site: &'a Arc<Site>,
-    cache: &'a Arc<SiteCache>,
+pub struct Cacheable {
+    site: Arc<Site>,
+    cache: Arc<SiteCache>,
     key: CacheKey,
     pending: Pending,
 }
@@ -72,11 +72,7 @@ pub struct Cacheable<'a> {
 /// the bypass rules, the key, the lookup. A fresh entry answers here
 /// (needing neither the disk nor PHP); `None` when the request bypasses
 /// the cache. `path` is the normalised path.
-pub fn consult<'a>(
-    ctx: &mut Context,
-    site: &'a Arc<Site>,
-    path: &str,
-) -> Step<Option<Cacheable<'a>>> {
+pub fn consult(ctx: &mut Context, site: &Arc<Site>, path: &str) -> Step<Option<Cacheable>> {
     let Some(cache) = site.cache.as_ref() else {
         return Ok(None);
     };
@@ -108,8 +104,8 @@ pub fn consult<'a>(
         Lookup::Miss => Pending::Miss,
     };
     Ok(Some(Cacheable {
-        site,
-        cache,
+        site: site.clone(),
+        cache: cache.clone(),
         key: view.to_key(),
         pending,
     }))
@@ -118,7 +114,7 @@ pub fn consult<'a>(
 /// Answers a cacheable request for a PHP page: a stale entry (refreshed in
 /// the background), a pass, or a fill coalesced with others for its key.
 pub async fn serve(
-    cacheable: Cacheable<'_>,
+    cacheable: Cacheable,
     target: &PhpTarget<'_>,
     ctx: &mut Context,
 ) -> Response<Body> {
@@ -139,7 +135,7 @@ pub async fn serve(
 
     if let Pending::Stale(e) = pending {
         if let Some(lead) = cache.coalescer.try_lead(&key) {
-            spawn_refresh(site, cache, target, &key, lead);
+            spawn_refresh(&site, &cache, target, &key, lead);
         }
         return hit(&e, &wants, "STALE", outcome);
     }
@@ -175,7 +171,7 @@ pub async fn serve(
                                 drop(lead);
                                 return hit(&entry, &wants, "HIT", outcome);
                             }
-                            spawn_refresh(site, cache, target, &key, lead);
+                            spawn_refresh(&site, &cache, target, &key, lead);
                             return hit(&entry, &wants, "STALE", outcome);
                         }
                     }

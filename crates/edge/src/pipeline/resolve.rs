@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::context::Context;
-use super::static_files;
+use super::static_files::{self, FromDisk, Served};
 use crate::response::{plain, Body, Early, Refusal, Step};
 use crate::site::Site;
 use crate::state::Edge;
@@ -50,15 +50,23 @@ impl Refusal for NotServed {
     }
 }
 
-/// The resolve step: a file answers as itself ([`static_files`]), early;
+/// What the resolve step left to do: run a script, or send a file's bytes
+/// from the disk.
+pub enum Resolved {
+    Script(Script),
+    FromDisk(FromDisk),
+}
+
+/// The resolve step: a file answers as itself ([`static_files`]), early
+/// (or, too large to be kept in memory, as [`Resolved::FromDisk`]);
 /// otherwise the script [`resolve`] chose. A file checked within the last
 /// second answers without touching the disk.
-pub async fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str) -> Step<Script> {
+pub fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str) -> Step<Resolved> {
     let root = &site.config.root;
     let file = match edge.files.fresh_at(root, &path[1..]) {
         Some(hot) => hot,
         None => match resolve(root, path) {
-            Target::Php(script) => return Ok(script),
+            Target::Php(script) => return Ok(Resolved::Script(script)),
             Target::Static(file) if !stays_in_uploads(root, path, &file) => {
                 return Err(NotServed::NotFound.into())
             }
@@ -74,11 +82,14 @@ pub async fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str)
         },
     };
     let outcome = &mut ctx.outcome;
-    let (answer, from_head) = static_files::serve(&file, &ctx.req, outcome.security_headers).await;
+    let (served, from_head) = static_files::serve(&file, &ctx.req, outcome.security_headers);
     // A file's ready head is final unless the file is to be compressed on
     // the fly, or it is an admin screen's (`finish` adds the framing rule).
     outcome.decorated = from_head && file.settled && !outcome.admin;
-    Err(Early(answer))
+    match served {
+        Served::Ready(answer) => Err(Early(answer)),
+        Served::FromDisk(d) => Ok(Resolved::FromDisk(d)),
+    }
 }
 
 /// Whether a file asked for under `wp-content/uploads/` is really there:

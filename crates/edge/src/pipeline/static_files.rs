@@ -4,6 +4,7 @@
 //! [`crate::file_cache`] knows of them.
 
 use std::io::SeekFrom;
+use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
@@ -70,28 +71,48 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some(range))
 }
 
+/// A static file's answer: made whole, or its head made and its bytes
+/// still to be read from the disk (a file too large to be kept in memory).
+pub enum Served {
+    Ready(Response<Body>),
+    FromDisk(FromDisk),
+}
+
+/// The bytes `start..start + count` of the file at `path`, to be sent with
+/// `resp`'s head.
+pub struct FromDisk {
+    resp: Response<Body>,
+    path: PathBuf,
+    start: u64,
+    count: u64,
+}
+
 /// Serves a static file for a GET or HEAD (405 for anything else), with
 /// the security headers when `security_headers`. The flag says whether the
 /// answer was made from the file's ready head (200, 206, 304), which has
 /// them; other answers (405, 416, an error) are decorated by `finish`.
-pub async fn serve(info: &FileInfo, req: &Parts, security_headers: bool) -> (Response<Body>, bool) {
-    let resp = answer(info, req, security_headers).await;
+pub fn serve(info: &FileInfo, req: &Parts, security_headers: bool) -> (Served, bool) {
+    let served = answer(info, req, security_headers);
+    let status = match &served {
+        Served::Ready(r) => r.status(),
+        Served::FromDisk(d) => d.resp.status(),
+    };
     // Only these are made from the head; the others are short answers of
     // their own.
     let from_head = matches!(
-        resp.status(),
+        status,
         StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
     );
-    (resp, from_head)
+    (served, from_head)
 }
 
-async fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Response<Body> {
+fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Served {
     let (method, headers) = (&req.method, &req.headers);
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+        return Served::Ready(r);
     }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let accept = encoding::accepted(
@@ -143,7 +164,7 @@ async fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Respons
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         resp.headers_mut().remove(header::CONTENT_TYPE);
         resp.headers_mut().remove(header::CONTENT_LENGTH);
-        return resp;
+        return Served::Ready(resp);
     }
 
     let len = variant.len;
@@ -161,7 +182,7 @@ async fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Respons
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                         r.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
-                    return r;
+                    return Served::Ready(r);
                 }
             }
         }
@@ -177,46 +198,65 @@ async fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Respons
             .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     }
     if method == Method::HEAD || count == 0 {
-        return resp;
+        return Served::Ready(resp);
     }
     if let Some(data) = &variant.data {
         *resp.body_mut() = Body::full(data.slice(start as usize..=end as usize));
-        return resp;
+        return Served::Ready(resp);
     }
-    let Ok(mut file) = tokio::fs::File::open(&variant.path).await else {
-        return status_only(StatusCode::NOT_FOUND);
-    };
-    if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
-        return status_only(StatusCode::INTERNAL_SERVER_ERROR);
-    }
-    let (tx, body) = Body::channel();
-    tokio::spawn(async move {
-        let mut left = count;
-        while left > 0 {
-            let mut buf = vec![0u8; CHUNK.min(left as usize)];
-            match file.read(&mut buf).await {
-                Ok(0) => {
-                    let _ = tx
-                        .send(Err(std::io::Error::other("file shrank while being sent")))
-                        .await;
-                    return;
-                }
-                Ok(n) => {
-                    buf.truncate(n);
-                    left -= n as u64;
-                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+    Served::FromDisk(FromDisk {
+        resp,
+        path: variant.path.clone(),
+        start,
+        count,
+    })
+}
+
+impl FromDisk {
+    /// The answer, its body streamed from the file (404 if it has gone
+    /// since it was looked at).
+    pub async fn send(self) -> Response<Body> {
+        let FromDisk {
+            mut resp,
+            path,
+            start,
+            count,
+        } = self;
+        let Ok(mut file) = tokio::fs::File::open(&path).await else {
+            return status_only(StatusCode::NOT_FOUND);
+        };
+        if start > 0 && file.seek(SeekFrom::Start(start)).await.is_err() {
+            return status_only(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let (tx, body) = Body::channel();
+        tokio::spawn(async move {
+            let mut left = count;
+            while left > 0 {
+                let mut buf = vec![0u8; CHUNK.min(left as usize)];
+                match file.read(&mut buf).await {
+                    Ok(0) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("file shrank while being sent")))
+                            .await;
+                        return;
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        left -= n as u64;
+                        if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
             }
-        }
-    });
-    *resp.body_mut() = body;
-    resp
+        });
+        *resp.body_mut() = body;
+        resp
+    }
 }
 
 #[cfg(test)]

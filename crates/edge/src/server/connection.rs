@@ -182,9 +182,10 @@ async fn serve_connection<I>(
         let (edge, activity) = (edge.clone(), activity.clone());
         service_fn(move |req| {
             let in_flight = activity.request();
-            let edge = edge.clone();
+            // A hit is answered here, before hyper reads on.
+            let answer = pipeline::handle(&edge, info, req);
             async move {
-                let resp = pipeline::handle(edge, info, req).await?;
+                let resp = answer.await;
                 Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, in_flight)))
             }
         })
