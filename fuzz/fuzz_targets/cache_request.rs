@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         let target_path = key.target.split('?').next().unwrap_or("");
         assert_eq!(
             path::normalise(target_path).as_deref(),
-            Ok(p.as_str()),
+            Ok(&*p),
             "{raw_path:?} -> {p:?} -> {:?}",
             key.target
         );

@@ -6,6 +6,8 @@
 //! and purge orders use it, and its fuzz target builds it alone (not the
 //! whole edge with sanitizers).
 
+use std::borrow::Cow;
+
 /// Why a path was refused (always answered with 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -24,15 +26,16 @@ pub enum PathError {
 }
 
 /// Decodes and normalises the path of a request target: percent-decoded,
-/// `.` and empty segments removed, `..` resolved, a trailing `/` kept.
-pub fn normalise(raw: &str) -> Result<String, PathError> {
+/// `.` and empty segments removed, `..` resolved, a trailing `/` kept;
+/// borrowed when `raw` is already all that (most requests' paths).
+pub fn normalise(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
     if is_canonical(raw) {
-        return Ok(raw.to_string());
+        return Ok(Cow::Borrowed(raw));
     }
-    normalise_slow(raw)
+    normalise_slow(raw).map(Cow::Owned)
 }
 
 /// The full decode-and-resolve path.

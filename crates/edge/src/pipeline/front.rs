@@ -4,8 +4,12 @@
 //! HTTPS (for a host a site serves), and the path, decoded and normalised
 //! once.
 
+use std::borrow::Cow;
+use std::ops::Deref;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Response, StatusCode};
 use murakumo_path::PathError;
 
@@ -72,8 +76,32 @@ pub fn client_behind_proxies(ctx: &mut Context) {
 
 /// The path, percent-decoded and normalised: the one every later step
 /// reads.
-pub fn path(ctx: &Context) -> Result<String, PathError> {
-    murakumo_path::normalise(ctx.req.uri.path())
+pub fn path(ctx: &Context) -> Result<NormalPath, PathError> {
+    let uri = &ctx.req.uri;
+    Ok(
+        match (murakumo_path::normalise(uri.path())?, uri.path_and_query()) {
+            (Cow::Borrowed(_), Some(sent)) => NormalPath::AsSent(sent.clone()),
+            (normal, _) => NormalPath::Normalised(normal.into_owned()),
+        },
+    )
+}
+
+/// A normalised path: the request's own when it already was one (its
+/// bytes shared, not copied), else the normalised copy.
+pub enum NormalPath {
+    AsSent(PathAndQuery),
+    Normalised(String),
+}
+
+impl Deref for NormalPath {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            NormalPath::AsSent(sent) => sent.path(),
+            NormalPath::Normalised(path) => path,
+        }
+    }
 }
 
 /// Requests whose target two parties could read differently (routing or

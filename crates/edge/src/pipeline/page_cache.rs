@@ -41,15 +41,21 @@ struct Wants {
     now: Instant,
 }
 
+/// Read in one pass over the request's headers (the first of each name
+/// counts), not a lookup by name for each: every hit comes through here.
 fn wants(headers: &HeaderMap, now: Instant) -> Wants {
+    let (mut accept, mut if_none_match) = (None, None);
+    for (name, value) in headers {
+        if name == header::ACCEPT_ENCODING {
+            accept = accept.or(Some(value));
+        } else if name == header::IF_NONE_MATCH {
+            if_none_match = if_none_match.or(Some(value));
+        }
+    }
     Wants {
         now,
-        accept: encoding::accepted(
-            headers
-                .get(header::ACCEPT_ENCODING)
-                .and_then(|v| v.to_str().ok()),
-        ),
-        if_none_match: headers.get(header::IF_NONE_MATCH).cloned(),
+        accept: encoding::accepted(accept.and_then(|v| v.to_str().ok())),
+        if_none_match: if_none_match.cloned(),
     }
 }
 

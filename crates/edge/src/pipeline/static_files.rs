@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use murakumo_cache::encoding::{self, Encoding};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -71,6 +71,42 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some(range))
 }
 
+/// The request headers a static answer depends on, as text (a value that
+/// is not text counts as absent, as before), read in one pass over the
+/// request's headers rather than a lookup by name for each; the first of
+/// each name counts.
+#[derive(Default)]
+struct Asked<'a> {
+    range: Option<&'a str>,
+    accept_encoding: Option<&'a str>,
+    if_none_match: Option<&'a str>,
+    if_modified_since: Option<&'a str>,
+    if_range: Option<&'a str>,
+}
+
+impl<'a> Asked<'a> {
+    fn read(headers: &'a HeaderMap) -> Asked<'a> {
+        let mut asked = Asked::default();
+        // The names already met: only the first value of each is read.
+        let mut met = 0u8;
+        for (name, value) in headers {
+            let (slot, bit) = match *name {
+                header::RANGE => (&mut asked.range, 1),
+                header::ACCEPT_ENCODING => (&mut asked.accept_encoding, 2),
+                header::IF_NONE_MATCH => (&mut asked.if_none_match, 4),
+                header::IF_MODIFIED_SINCE => (&mut asked.if_modified_since, 8),
+                header::IF_RANGE => (&mut asked.if_range, 16),
+                _ => continue,
+            };
+            if met & bit == 0 {
+                met |= bit;
+                *slot = value.to_str().ok();
+            }
+        }
+        asked
+    }
+}
+
 /// A static file's answer: made whole, or its head made and its bytes
 /// still to be read from the disk (a file too large to be kept in memory).
 pub enum Served {
@@ -114,12 +150,9 @@ fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Served {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Served::Ready(r);
     }
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let accept = encoding::accepted(
-        headers
-            .get(header::ACCEPT_ENCODING)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let asked = Asked::read(headers);
+    let range_header = asked.range;
+    let accept = encoding::accepted(asked.accept_encoding);
     let chosen = if range_header.is_some() {
         Encoding::Identity
     } else {
@@ -141,19 +174,15 @@ fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Served {
     }
 
     // Conditional requests: If-None-Match wins over If-Modified-Since.
-    let not_modified = match headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
+    let not_modified = match asked.if_none_match {
         Some(inm) => etag_matches(inm, &variant.etag),
         None => {
             let secs = info
                 .mtime
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            headers
-                .get(header::IF_MODIFIED_SINCE)
-                .and_then(|v| v.to_str().ok())
+            asked
+                .if_modified_since
                 .and_then(|v| httpdate::parse_http_date(v).ok())
                 .is_some_and(|since| {
                     since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) >= secs
@@ -170,10 +199,7 @@ fn answer(info: &FileInfo, req: &Parts, security_headers: bool) -> Served {
     let len = variant.len;
     let mut range = None;
     if let Some(r) = range_header {
-        let if_range_ok = headers
-            .get(header::IF_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.trim() == variant.etag);
+        let if_range_ok = asked.if_range.is_none_or(|v| v.trim() == variant.etag);
         if if_range_ok {
             match parse_range(r, len) {
                 Ok(found) => range = found,
@@ -262,6 +288,28 @@ impl FromDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_headers_asked_are_the_first_of_each_name_as_text() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::RANGE,
+            HeaderValue::from_bytes(b"bytes=\xff").unwrap(),
+        );
+        h.append(header::RANGE, HeaderValue::from_static("bytes=0-1"));
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\""));
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"b\""));
+        h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        h.append(header::HOST, HeaderValue::from_static("example.com"));
+        let asked = Asked::read(&h);
+        // Not text: absent, as `get(…).to_str().ok()` read it; the later
+        // value does not stand in.
+        assert_eq!(asked.range, None);
+        assert_eq!(asked.if_none_match, Some("\"a\""));
+        assert_eq!(asked.accept_encoding, Some("br"));
+        assert_eq!(asked.if_modified_since, None);
+        assert_eq!(asked.if_range, None);
+    }
 
     #[test]
     fn ranges() {
