@@ -274,10 +274,11 @@ impl FileCache {
         }
     }
 
-    /// [`FileCache::fresh`] for `root.join(relative)`, without making that
+    /// [`FileCache::fresh`] for `root.join(relative)` as of `now` (the
+    /// request's start: no clock read of its own), without making that
     /// path: its bytes are put together in a buffer of the thread's (this
     /// runs for every static file and asset request).
-    pub fn fresh_at(&self, root: &Path, relative: &str) -> Option<Arc<FileInfo>> {
+    pub fn fresh_at(&self, root: &Path, relative: &str, now: Instant) -> Option<Arc<FileInfo>> {
         use std::cell::RefCell;
         thread_local! {
             static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -291,7 +292,7 @@ impl FileCache {
             buf.extend_from_slice(relative.as_bytes());
             self.files
                 .get(&buf[..])
-                .filter(|i| i.checked.elapsed() < REVALIDATE)
+                .filter(|i| now.saturating_duration_since(i.checked) < REVALIDATE)
         })
     }
 
@@ -434,15 +435,15 @@ mod tests {
         std::fs::write(dir.join("index.html"), "i").unwrap();
         let cache = FileCache::new(1 << 20);
         for (root, relative) in [(dir.clone(), "css/a.css"), (dir.clone(), "index.html")] {
-            assert!(cache.fresh_at(&root, relative).is_none());
+            assert!(cache.fresh_at(&root, relative, Instant::now()).is_none());
             let info = cache.info(&root.join(relative)).unwrap();
             let found = cache
-                .fresh_at(&root, relative)
+                .fresh_at(&root, relative, Instant::now())
                 .expect("found by root and path");
             assert!(Arc::ptr_eq(&info, &found));
             // A root written with a trailing slash names the same files.
             let slashed = PathBuf::from(format!("{}/", root.display()));
-            assert!(cache.fresh_at(&slashed, relative).is_some());
+            assert!(cache.fresh_at(&slashed, relative, Instant::now()).is_some());
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -63,7 +63,7 @@ pub enum Resolved {
 /// second answers without touching the disk.
 pub fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str) -> Step<Resolved> {
     let root = &site.config.root;
-    let file = match edge.files.fresh_at(root, &path[1..]) {
+    let file = match edge.files.fresh_at(root, &path[1..], ctx.started) {
         Some(hot) => hot,
         None => match resolve(root, path) {
             Target::Php(script) => return Ok(Resolved::Script(script)),
