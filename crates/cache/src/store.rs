@@ -29,8 +29,10 @@ use crate::purge_log::PurgeLog;
 pub use crate::purge_log::Reach;
 use crate::tags::{TagIndex, Tags};
 
-/// Bodies smaller than this are not worth compressing.
-const MIN_COMPRESS: usize = 256;
+/// Bodies smaller than this are not worth compressing: the same bound as
+/// for files and for answers compressed on the fly (the README's "under
+/// 1 KiB").
+const MIN_COMPRESS: usize = 1024;
 /// Pages are compressed once, when stored: a good level is worth it.
 const STORED_LEVEL: encoding::Level = encoding::Level::Stored;
 
@@ -580,6 +582,12 @@ mod tests {
     #[test]
     fn small_or_binary_bodies_are_not_compressed() {
         assert!(html("tiny").gzip.is_none());
+        // Under 1 KiB, as the README says; from 1 KiB on, both forms.
+        let under = html(&"a".repeat(1023));
+        assert!(under.gzip.is_none() && under.br.is_none());
+        assert!(under.headers.get(header::VARY).is_none());
+        let at = html(&"a".repeat(1024));
+        assert!(at.gzip.is_some() && at.br.is_some());
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
         let e = Entry::build(

@@ -61,13 +61,20 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials of an `Authorization: Bearer …` value; the scheme's
+/// name is read in any case, as HTTP reads it (RFC 9110 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
 fn authorised(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> bool {
     match edge.purge_token() {
         Some(token) => req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())),
         None => remote.ip().is_loopback() || remote.ip().to_canonical().is_loopback(),
     }
@@ -76,6 +83,16 @@ fn authorised(edge: &Edge, remote: SocketAddr, req: &Request<Incoming>) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc"), Some(" abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+        assert_eq!(bearer(""), None);
+    }
 
     #[test]
     fn secrets_compare() {

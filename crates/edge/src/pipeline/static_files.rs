@@ -37,10 +37,17 @@ fn status_only(status: StatusCode) -> Response<Body> {
     r
 }
 
-/// Parses a single `bytes=` range against a length. `Ok(None)`: serve all.
-/// `Err(())`: unsatisfiable (416).
+/// Parses a single `bytes=` range against a length (the unit in any case,
+/// as HTTP reads it). `Ok(None)`: serve all. `Err(())`: unsatisfiable
+/// (416). A last position past the end, however many digits it has, means
+/// the end (RFC 9110 14.1.2), as does a suffix longer than the file.
 fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+    let value = value.trim();
+    let Some(spec) = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &value[6..])
+    else {
         return Ok(None);
     };
     if spec.contains(',') {
@@ -49,19 +56,17 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     let (start, end) = spec.split_once('-').ok_or(())?;
     let (start, end) = (start.trim(), end.trim());
     let range = if start.is_empty() {
-        let n: u64 = end.parse().map_err(|_| ())?;
+        let n = position(end)?;
         if n == 0 {
             return Err(());
         }
         (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
     } else {
-        let s: u64 = start.parse().map_err(|_| ())?;
-        let e: u64 = if end.is_empty() {
+        let s = position(start)?;
+        let e = if end.is_empty() {
             len.saturating_sub(1)
         } else {
-            end.parse::<u64>()
-                .map_err(|_| ())?
-                .min(len.saturating_sub(1))
+            position(end)?.min(len.saturating_sub(1))
         };
         (s, e)
     };
@@ -69,6 +74,15 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
         return Err(());
     }
     Ok(Some(range))
+}
+
+/// A byte position (`1*DIGIT`), `u64::MAX` when it has more digits than
+/// a `u64` holds: past the end of any file.
+fn position(digits: &str) -> Result<u64, ()> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    Ok(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// The request headers a static answer depends on, as text (a value that
@@ -309,6 +323,25 @@ mod tests {
         assert_eq!(asked.accept_encoding, Some("br"));
         assert_eq!(asked.if_modified_since, None);
         assert_eq!(asked.if_range, None);
+    }
+
+    #[test]
+    fn range_positions_past_any_file_and_units_in_any_case() {
+        let huge = "9".repeat(40);
+        assert_eq!(
+            parse_range(&format!("bytes=0-{huge}"), 100),
+            Ok(Some((0, 99)))
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=-{huge}"), 100),
+            Ok(Some((0, 99)))
+        );
+        assert_eq!(parse_range(&format!("bytes={huge}-"), 100), Err(()));
+        assert_eq!(parse_range("BYTES=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range("Bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=+1-2", 100), Err(()));
+        assert_eq!(parse_range("items=0-9", 100), Ok(None));
+        assert_eq!(parse_range("bytés=0-9", 100), Ok(None));
     }
 
     #[test]
