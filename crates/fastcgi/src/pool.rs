@@ -47,7 +47,11 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// How long a member that refused a connection is skipped.
     pub down_for: Duration,
-    /// Idle connections older than this are closed instead of reused.
+    /// Idle connections older than this are closed instead of reused, and
+    /// by [`Pool::close_expired`], which the edge calls every few seconds.
+    /// Below php-fpm's `request_terminate_timeout` (65 s as `murakumo up`
+    /// and the image run it): php-fpm times a kept connection waiting for
+    /// its next request as a request, and kills its worker past that.
     pub idle_timeout: Duration,
     /// How long a request waits for a free connection before giving up.
     pub queue_timeout: Duration,
@@ -66,7 +70,7 @@ impl Default for PoolConfig {
             max_conns: 16,
             connect_timeout: Duration::from_secs(2),
             down_for: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
             queue_timeout: Duration::from_secs(30),
             max_queue: 128,
             restart_wait: Duration::from_secs(10),
@@ -346,15 +350,31 @@ impl Pool {
         self.last_accepted.fetch_max(since, Ordering::Relaxed);
     }
 
-    fn take_idle(&self, member: &Member) -> Option<Connection> {
-        let mut idle = lock(&member.idle);
+    /// Closes every member's idle connections older than `idle_timeout`:
+    /// with no request to take them, they would stay open until php-fpm
+    /// kills their workers. Returns how many were closed.
+    pub fn close_expired(&self) -> usize {
         let now = Instant::now();
-        // Oldest connections are at the front; drop the expired ones.
+        self.members
+            .iter()
+            .map(|m| self.drop_expired(&mut lock(&m.idle), now))
+            .sum()
+    }
+
+    /// Drops the idle connections older than `idle_timeout` (the oldest
+    /// are at the front); how many.
+    fn drop_expired(&self, idle: &mut Vec<(Connection, Instant)>, now: Instant) -> usize {
         let expired = idle
             .iter()
             .take_while(|(_, t)| now.duration_since(*t) > self.config.idle_timeout)
             .count();
         idle.drain(..expired);
+        expired
+    }
+
+    fn take_idle(&self, member: &Member) -> Option<Connection> {
+        let mut idle = lock(&member.idle);
+        self.drop_expired(&mut idle, Instant::now());
         // Newest first; skip those php-fpm has closed (max_requests, idle kill).
         while let Some((conn, _)) = idle.pop() {
             if !conn.is_closed() {
@@ -520,6 +540,72 @@ mod tests {
         });
         assert!(p.checkout(true).await.is_ok(), "waited for the member");
         server.abort();
+    }
+
+    /// A responder of one request on a Unix socket (our own record codec: a
+    /// test double where php-fpm is not the point, only what the pool does
+    /// with the connection after): it answers, keeps the connection, and
+    /// reports when the pool closes it.
+    async fn answer_once_then_wait_for_close(
+        listener: tokio::net::UnixListener,
+        closed: tokio::sync::oneshot::Sender<()>,
+    ) {
+        use crate::record;
+        use bytes::BytesMut;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        loop {
+            s.read_buf(&mut buf).await.unwrap();
+            let mut stdin_done = false;
+            while let Some(r) = record::decode(&mut buf).unwrap() {
+                stdin_done |= r.kind == record::STDIN && r.content.is_empty();
+            }
+            if stdin_done {
+                break;
+            }
+        }
+        let mut out = BytesMut::new();
+        record::put_stream(&mut out, record::STDOUT, 1, b"Status: 200 OK\r\n\r\nok");
+        record::put_stream(&mut out, record::STDOUT, 1, b"");
+        record::put_end_request(&mut out, 1, 0, record::REQUEST_COMPLETE);
+        s.write_all(&out).await.unwrap();
+        let mut rest = [0u8; 64];
+        while s.read(&mut rest).await.unwrap_or(0) > 0 {}
+        let _ = closed.send(());
+    }
+
+    #[tokio::test]
+    async fn idle_connections_past_their_time_are_closed_without_a_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("php.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(answer_once_then_wait_for_close(listener, closed_tx));
+        let p = Pool::new(
+            vec![Address::Unix(path.clone())],
+            PoolConfig {
+                idle_timeout: Duration::from_millis(200),
+                ..PoolConfig::default()
+            },
+        );
+        let mut conn = p.checkout(false).await.unwrap();
+        let mut params = Params::new();
+        params.insert("REQUEST_METHOD", "GET");
+        conn.begin(&params).await.unwrap();
+        conn.end_stdin().await.unwrap();
+        while !matches!(conn.next_event().await.unwrap(), Event::End { .. }) {}
+        conn.release();
+        assert_eq!(p.status()[0].idle, 1, "kept for the next request");
+        assert_eq!(p.close_expired(), 0, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(p.close_expired(), 1);
+        assert_eq!(p.status()[0].idle, 0);
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .expect("php saw its connection closed")
+            .unwrap();
+        server.await.unwrap();
     }
 
     #[tokio::test]

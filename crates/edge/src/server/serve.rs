@@ -67,6 +67,7 @@ pub async fn serve(
         .apply(&config, shared.as_ref())
         .map_err(ServeError::Certificates)?;
     crate::wp_cron::spawn(edge.clone());
+    crate::php::spawn_idle_closer(edge.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let public = listeners
         .http
