@@ -82,6 +82,23 @@ pub struct Sites {
     pub list: Vec<Arc<Site>>,
 }
 
+impl Sites {
+    /// Closes every site's idle FastCGI connections past their pool's
+    /// `idle_timeout` ([`murakumo_fastcgi::Pool::close_expired`]); how many.
+    /// A pool drops them itself when a request comes, but when requests
+    /// stop they would stay open, and php-fpm times a kept connection that
+    /// waits for its next request as a request running: past its
+    /// `request_terminate_timeout` it kills the worker ("execution timed
+    /// out"). The server calls this every few seconds.
+    pub fn close_idle_php(&self) -> usize {
+        self.list
+            .iter()
+            .flat_map(|site| [&site.public, &site.admin])
+            .map(|php| php.pool.close_expired())
+            .sum()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
     #[error("site {site}: database URL: {message}")]

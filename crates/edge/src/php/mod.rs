@@ -46,38 +46,6 @@ pub const RESENDS: u32 = 2;
 /// The pause before each resend after the first (times the resends so far).
 const RESEND_PAUSE: Duration = Duration::from_millis(100);
 
-/// How often idle connections past their pool's `idle_timeout` are closed
-/// ([`spawn_idle_closer`]).
-const CLOSE_IDLE_EVERY: Duration = Duration::from_secs(5);
-
-/// Closes every site's idle FastCGI connections past their pool's
-/// `idle_timeout`, every [`CLOSE_IDLE_EVERY`] (following reloads). A pool
-/// drops them itself when a request comes, but when requests stop they
-/// would stay open, and php-fpm times a kept connection that waits for its
-/// next request as a request running: past `request_terminate_timeout` it
-/// kills the worker (and logs "execution timed out"). Stops when the edge
-/// starts draining.
-pub fn spawn_idle_closer(edge: Arc<crate::state::Edge>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CLOSE_IDLE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if edge.is_draining() {
-                return;
-            }
-            for site in &edge.sites().list {
-                for php in [&site.public, &site.admin] {
-                    let closed = php.pool.close_expired();
-                    if closed > 0 {
-                        tracing::debug!(site = %site.name, role = php.role, closed, "closed idle php-fpm connections");
-                    }
-                }
-            }
-        }
-    });
-}
-
 /// A php-fpm pool of one role ("public" or "admin") of one site.
 pub struct PhpPool {
     pub role: &'static str,

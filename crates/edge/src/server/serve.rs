@@ -52,6 +52,27 @@ impl Listeners {
 }
 
 /// Serves `listeners` until `shutdown` resolves, then drains and returns.
+/// How often idle FastCGI connections past their time are closed
+/// ([`crate::site::Sites::close_idle_php`]).
+const CLOSE_IDLE_PHP_EVERY: Duration = Duration::from_secs(5);
+
+/// Closes idle FastCGI connections past their time, every
+/// [`CLOSE_IDLE_PHP_EVERY`], for the sites of the moment (reloads
+/// followed), until the edge drains.
+fn spawn_idle_php_closer(edge: Arc<Edge>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CLOSE_IDLE_PHP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !edge.is_draining() {
+            tick.tick().await;
+            let closed = edge.sites().close_idle_php();
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle php-fpm connections");
+            }
+        }
+    });
+}
+
 pub async fn serve(
     edge: Arc<Edge>,
     listeners: Listeners,
@@ -67,7 +88,7 @@ pub async fn serve(
         .apply(&config, shared.as_ref())
         .map_err(ServeError::Certificates)?;
     crate::wp_cron::spawn(edge.clone());
-    crate::php::spawn_idle_closer(edge.clone());
+    spawn_idle_php_closer(edge.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let public = listeners
         .http
