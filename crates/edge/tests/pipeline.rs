@@ -1068,3 +1068,35 @@ async fn cached_pages_keep_no_transform_and_their_encoded_forms_have_weak_etags(
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.contains("vary: accept-encoding"), "{head}");
 }
+
+/// An asset's path asks the disk before the page cache, whatever the
+/// file's size: a 404 WordPress rendered for the URL before the file was
+/// put there (stored for `not_found_ttl`) does not hide a file too large to
+/// be kept in memory, which is read from the disk as it is sent.
+#[tokio::test]
+async fn a_cached_404_never_hides_a_large_file_put_at_its_url() {
+    let php = Responder::start(|_| Reply::status("404 Not Found", "no such page", &[])).await;
+    let edge = TestEdge::start(php.addr, "", "").await;
+    for name in ["big.css", "small.css"] {
+        let path = format!("/{name}");
+        let missing = edge.get(&path, &[]).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            edge.get(&path, &[]).await.header("x-cache"),
+            Some("HIT"),
+            "the 404 is stored"
+        );
+    }
+    // 2 MiB: over what the file cache keeps in memory (512 KiB).
+    let big = "a{}\n".repeat(512 << 10);
+    std::fs::write(edge.root.path().join("big.css"), &big).unwrap();
+    std::fs::write(edge.root.path().join("small.css"), "b{}\n").unwrap();
+    let got = edge.get("/big.css", &[]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body.len(), big.len());
+    assert_eq!(got.header("x-cache"), None);
+    let got = edge.get("/small.css", &[]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.text(), "b{}\n");
+    edge.stop().await.unwrap();
+}

@@ -146,8 +146,13 @@ fn to_php(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
     // page cache, consulted once (a fresh page answers here); then the
     // front-controller rule: a file answers as itself, else a script.
     let (cached, resolved) = if asset::is_asset(&path) {
-        let resolved = resolve::php_script(edge, ctx, &site, &path)?;
-        (page_cache::consult(ctx, &site, &path)?, resolved)
+        match resolve::php_script(edge, ctx, &site, &path)? {
+            // A file too large to be kept in memory is a file too: a page
+            // the cache holds for its URL (WordPress's 404 from before
+            // the file was there) does not hide it.
+            Resolved::FromDisk(d) => return Ok(Ahead::FromDisk(d)),
+            script => (page_cache::consult(ctx, &site, &path)?, script),
+        }
     } else {
         let cached = page_cache::consult(ctx, &site, &path)?;
         (cached, resolve::php_script(edge, ctx, &site, &path)?)
