@@ -897,3 +897,68 @@ fn ocsp_responses_are_stapled() {
     let r = https_get("ocsp.test", tls_port, "/index.html", &pki.ca(), &[]);
     assert_eq!((r.status, r.text().as_str()), (200, "stapled"));
 }
+
+/// A download over HTTP/2 in progress when the edge is told to stop is
+/// finished within `grace`: the edge's last bytes are still in its socket
+/// when hyper is done with the connection, and the client, reading them
+/// slowly, keeps sending HTTP/2 frames (window updates) the edge no longer
+/// reads; closing then would reset the connection and drop the bytes not
+/// yet sent. The edge reads on until the client closes (bounded).
+#[test]
+fn an_h2_download_in_flight_when_the_edge_stops_is_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    // 8 MB that no compression shrinks (a `.bin` is never compressed).
+    let mut data = Vec::with_capacity(20 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while data.len() < 20 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let fpm = support::PhpFpm::start(d, "drain", &[]);
+    let tls_port = free_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{{port}}\"]\ntls_listen = [\"127.0.0.1:{tls_port}\"]\nops_listen = \"127.0.0.1:{{ops_port}}\"\ndrain_delay = \"0s\"\ngrace = \"20s\"\n\n[[site]]\nname = \"drain\"\nhosts = [\"drain.test\"]\nroot = \"{root}\"\nphp = [\"unix:{sock}\"]\ntls = {{ self_signed = true }}\n",
+        root = root.display(),
+        sock = fpm.socket.display(),
+    );
+    let mut edge = support::Edge::start(d, &config);
+    let out = d.join("got.bin");
+    let out2 = out.clone();
+    let port = tls_port;
+    let reader = std::thread::spawn(move || {
+        Command::new("curl")
+            .args(["-sk", "--http2", "--limit-rate", "5M", "--max-time", "30"])
+            .args(["--resolve", &format!("drain.test:{port}:127.0.0.1")])
+            .args([
+                "-o",
+                &out2.display().to_string(),
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .arg(format!("https://drain.test:{port}/big.bin"))
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    edge.proc.signal("TERM");
+    let got = reader.join().unwrap();
+    assert!(
+        got.status.success(),
+        "curl: {:?} {} (got {} of {} bytes); edge log: {}",
+        got.status,
+        String::from_utf8_lossy(&got.stdout),
+        std::fs::metadata(&out).map_or(0, |m| m.len()),
+        data.len(),
+        edge.log_text()
+    );
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "2 200");
+    assert!(std::fs::read(&out).unwrap() == data, "the bytes differ");
+    let status = edge.proc.wait_exit(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -286,6 +287,8 @@ pub async fn client_connection(
     ) else {
         return;
     };
+    // The socket once more, for the lingering close below.
+    let linger = stream.as_fd().try_clone_to_owned().ok();
     let activity = Activity::new();
     let io = Watchdog::new(stream, activity.clone(), limits.send_timeout);
     let info = ConnInfo {
@@ -297,4 +300,41 @@ pub async fn client_connection(
         Protocol::Http => serve_connection(edge, io, info, false, activity, stop).await,
         Protocol::Https => serve_tls(edge, io, info, activity, stop).await,
     }
+    if let Some(socket) = linger {
+        close_lingering(socket).await;
+    }
+}
+
+/// How long a closed connection's socket is read on for the client to
+/// close its side ([`close_lingering`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes a connection hyper is done with, its last bytes still in the
+/// socket's send buffer, without losing them: closing a socket with unread
+/// bytes in its receive buffer sends a reset, and the kernel drops what it
+/// had not sent yet. A client reading an HTTP/2 answer keeps sending
+/// frames (window updates, pings) to the end, so a large download was cut
+/// when the edge closed it while draining. So: our side is shut down for
+/// writing (the client gets everything, then the end), and what the
+/// client still sends is read and dropped until it closes, for at most
+/// [`LINGER`] (nginx's `lingering_close`). The connection's slot is held
+/// meanwhile: a draining edge waits for it too, within `grace`.
+async fn close_lingering(socket: std::os::fd::OwnedFd) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let std = std::net::TcpStream::from(socket);
+    if std.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(mut stream) = TcpStream::from_std(std) else {
+        return;
+    };
+    // A connection the client reset: nothing to wait for.
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
