@@ -51,7 +51,8 @@ impl PhpSite {
             .tempdir()
             .unwrap();
         let root = dir.path().join("root");
-        write(&root, "index.php", "<?php header('Content-Type: text/html'); echo 'front controller: ', $_SERVER['REQUEST_URI'], str_repeat(' pad', 200);");
+        // Over 1 KiB: cached pages from 1 KiB on are stored compressed.
+        write(&root, "index.php", "<?php header('Content-Type: text/html'); echo 'front controller: ', $_SERVER['REQUEST_URI'], str_repeat(' pad', 300);");
         write(&root, "info.php", "<?php header('Content-Type: application/json'); header('Cache-Control: no-store'); echo json_encode($_SERVER + ['BODY_LEN' => strlen(file_get_contents('php://input'))]);");
         write(&root, "slow.php", "<?php usleep(500000); header('Content-Type: text/html'); echo 'slow page ', microtime(true);");
         write(
