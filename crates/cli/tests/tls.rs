@@ -910,7 +910,8 @@ fn an_h2_download_in_flight_when_the_edge_stops_is_finished() {
     let d = tmp.path();
     let root = d.join("root");
     std::fs::create_dir_all(&root).unwrap();
-    // 8 MB that no compression shrinks (a `.bin` is never compressed).
+    // 20 MB that nothing compresses (xorshift bytes, an octet stream),
+    // read at 5 MB/s: the edge is stopped 0.7 s in, with most to send.
     let mut data = Vec::with_capacity(20 << 20);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     while data.len() < 20 << 20 {
@@ -929,8 +930,7 @@ fn an_h2_download_in_flight_when_the_edge_stops_is_finished() {
     );
     let mut edge = support::Edge::start(d, &config);
     let out = d.join("got.bin");
-    let out2 = out.clone();
-    let port = tls_port;
+    let (out2, port) = (out.clone(), tls_port);
     let reader = std::thread::spawn(move || {
         Command::new("curl")
             .args(["-sk", "--http2", "--limit-rate", "5M", "--max-time", "30"])

@@ -2,7 +2,8 @@
 //! the caps of [`crate::admission`], the slow-read cut and idle close of
 //! [`super::watchdog`], TLS with h2 or http/1.1 by ALPN, hyper's header
 //! timeout (slowloris) and the HTTP/2 flood limits. While the edge stops, a
-//! connection is closed gracefully after its request in progress.
+//! connection is closed gracefully after its request in progress; every
+//! close lingers until the client has read all ([`close_lingering`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
