@@ -151,7 +151,7 @@ fn to_php(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
             // the cache holds for its URL (WordPress's 404 from before
             // the file was there) does not hide it.
             Resolved::FromDisk(d) => return Ok(Ahead::FromDisk(d)),
-            script => (page_cache::consult(ctx, &site, &path)?, script),
+            to_run => (page_cache::consult(ctx, &site, &path)?, to_run),
         }
     } else {
         let cached = page_cache::consult(ctx, &site, &path)?;
