@@ -24,7 +24,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 
 use super::gate::Gate;
-use super::watchdog::{Activity, Tracked, Watchdog};
+use super::watchdog::{Activity, Seen, Tracked, Watchdog};
 use crate::conn::ConnInfo;
 use crate::pipeline;
 use crate::state::Edge;
@@ -107,18 +107,22 @@ async fn drive<C: GracefulConnection>(
     // The timer and the stop signal are polled only on the wakes they
     // cause; the connection on every one ([`Gate`]).
     let gate = Gate::new();
+    // The clock is read once a wake of this loop, not per request.
+    let mut now = Instant::now();
+    let mut seen = Seen::new(activity, now);
+    seen.look(activity, now);
     loop {
         // A head may start at any moment, and nothing wakes this loop when
         // it does: it looks again every quarter of `header_timeout`, so a
         // head is dropped at most a quarter late.
-        let head_left = activity
-            .head_for()
+        let head_left = seen
+            .head_for(now)
             .map_or(header_timeout / 4, |d| header_timeout.saturating_sub(d));
         let wait = if stopping.is_some() {
             Duration::from_millis(100)
         } else {
             idle_timeout
-                .saturating_sub(activity.idle_for())
+                .saturating_sub(seen.idle_for(activity, now))
                 .min(head_left)
                 .max(Duration::from_millis(100))
         };
@@ -139,12 +143,15 @@ async fn drive<C: GracefulConnection>(
             gate.poll(side.as_mut(), cx)
         })
         .await;
-        match woke {
-            Woke::Ended(result) => return result,
-            Woke::Stop => stopping = Some(Instant::now()),
-            Woke::Timer => {}
+        if let Woke::Ended(result) = woke {
+            return result;
         }
-        if activity.head_for().is_some_and(|d| d >= header_timeout) {
+        now = Instant::now();
+        seen.look(activity, now);
+        if matches!(woke, Woke::Stop) {
+            stopping = Some(now);
+        }
+        if seen.head_for(now).is_some_and(|d| d >= header_timeout) {
             // Slowloris: the head is not whole in time. Dropped, as hyper
             // would drop it.
             edge.metrics.header_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -154,8 +161,10 @@ async fn drive<C: GracefulConnection>(
             continue;
         }
         let close = match stopping {
-            Some(since) => activity.requests() > 0 || since.elapsed() >= FIRST_REQUEST_GRACE,
-            None if activity.idle_for() >= idle_timeout => {
+            Some(since) => {
+                activity.requests() > 0 || now.duration_since(since) >= FIRST_REQUEST_GRACE
+            }
+            None if seen.idle_for(activity, now) >= idle_timeout => {
                 edge.metrics.idle_closed.fetch_add(1, Ordering::Relaxed);
                 true
             }

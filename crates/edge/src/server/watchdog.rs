@@ -2,14 +2,23 @@
 //! - [`Watchdog`] wraps the socket (under TLS) and cuts a client that
 //!   leaves a response unread for `send_timeout` (slow read: a write that
 //!   makes no progress that long fails the connection);
-//! - [`Activity`] records when the connection last moved bytes, how many
-//!   requests are in progress and, on HTTP/1, since when the request head
-//!   being read has been arriving, so the server can close connections idle
+//! - [`Activity`] records that the connection moved bytes, how many
+//!   requests are in progress and, on HTTP/1, whether a request head is
+//!   being read; [`Seen`], the connection loop's own view of it, tells when
+//!   it saw each of these change, so the server can close connections idle
 //!   longer than `idle_timeout` or whose head takes longer than
 //!   `header_timeout` (slowloris, however slowly it trickles), and can tell
 //!   a fresh connection (no request yet) from an idle one when draining.
-//!   This costs a clock read per read; hyper's own header timeout would
-//!   arm and clear a timer for every request.
+//!
+//! No clock is read per read, write or request (three clock reads a
+//! request were 360 instructions of a cache hit's, `bench/instructions.sh`):
+//! bytes moving bump a counter, and the loop, which wakes at least every
+//! quarter of `header_timeout`, reads the clock once a wake and dates what
+//! changed since its last look by that wake. A change is so dated late by at
+//! most one wake: an idle connection is closed, and a slow head dropped, at
+//! most a quarter of `header_timeout` after their time, never before it.
+//! hyper's own header timeout would arm and clear a timer for every
+//! request.
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -22,84 +31,60 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// What a connection has been doing.
+/// What a connection has been doing, as its socket and its requests
+/// record it (no clock: [`Seen`] dates it).
 pub struct Activity {
-    epoch: Instant,
-    /// Milliseconds after `epoch` when bytes last moved.
-    last: AtomicU64,
+    /// Bumped whenever bytes move or a request ends; only its changes
+    /// count. A plain load and store, not an atomic add: the connection's
+    /// task moves its bytes, and two bumps racing still change it.
+    moved: AtomicU64,
     in_flight: AtomicUsize,
     requests: AtomicU64,
     cut: AtomicBool,
     /// Whether request heads are timed (HTTP/1; an HTTP/2 connection's
     /// control frames are no request heads).
     heads: AtomicBool,
-    /// Milliseconds after `epoch`, plus one, when bytes of the request head
-    /// being read first came; 0 while none is being read.
-    head_since: AtomicU64,
+    /// Bytes of a request head have come and its request has not started.
+    head: AtomicBool,
 }
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
         Arc::new(Activity {
-            epoch: Instant::now(),
-            last: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             cut: AtomicBool::new(false),
             heads: AtomicBool::new(false),
-            head_since: AtomicU64::new(0),
+            head: AtomicBool::new(false),
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
-    }
-
-    fn touch(&self) {
-        self.last.store(self.now_ms(), Ordering::Relaxed);
+    fn bump(&self) {
+        let n = self.moved.load(Ordering::Relaxed);
+        self.moved.store(n.wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Bytes came in: with no request in progress, they are a request
-    /// head's, whose clock starts with its first bytes.
+    /// head's.
     fn received(&self) {
-        let now = self.now_ms();
-        self.last.store(now, Ordering::Relaxed);
+        self.bump();
         if self.heads.load(Ordering::Relaxed)
             && self.in_flight.load(Ordering::Acquire) == 0
-            && self.head_since.load(Ordering::Relaxed) == 0
+            && !self.head.load(Ordering::Relaxed)
         {
-            self.head_since.store(now + 1, Ordering::Relaxed);
+            self.head.store(true, Ordering::Relaxed);
         }
     }
 
     /// Times request heads from now on (HTTP/1 connections): the first
-    /// one is awaited from now (a connection that sends nothing is timed
-    /// like a slow head).
+    /// one is awaited from the loop's first look (a connection that sends
+    /// nothing is timed like a slow head).
     pub fn time_heads(&self) {
         self.heads.store(true, Ordering::Relaxed);
         if self.in_flight.load(Ordering::Acquire) == 0 {
-            self.head_since.store(self.now_ms() + 1, Ordering::Relaxed);
+            self.head.store(true, Ordering::Relaxed);
         }
-    }
-
-    /// How long the request head being read has been arriving, if one is.
-    pub fn head_for(&self) -> Option<Duration> {
-        match self.head_since.load(Ordering::Relaxed) {
-            0 => None,
-            since => Some(Duration::from_millis(
-                self.now_ms().saturating_sub(since - 1),
-            )),
-        }
-    }
-
-    /// How long no bytes moved and no request was in progress (zero while
-    /// one is).
-    pub fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Duration::ZERO;
-        }
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
     }
 
     /// Whether the connection was cut for leaving a response unread.
@@ -118,8 +103,64 @@ impl Activity {
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         // Its head is whole.
-        self.head_since.store(0, Ordering::Relaxed);
+        self.head.store(false, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+}
+
+/// The connection loop's view of its [`Activity`]: when it last saw bytes
+/// move, and since when it has seen the request head now being read. Each
+/// [`Seen::look`] dates what changed since the last one by its `now`.
+pub struct Seen {
+    moved: u64,
+    moved_at: Instant,
+    /// The requests started when the head being read was first seen (a
+    /// later head has a higher count), and when.
+    head: Option<(u64, Instant)>,
+}
+
+impl Seen {
+    /// A view that has seen nothing move before `now`.
+    pub fn new(activity: &Activity, now: Instant) -> Seen {
+        Seen {
+            moved: activity.moved.load(Ordering::Relaxed),
+            moved_at: now,
+            head: None,
+        }
+    }
+
+    /// Takes in what changed since the last look, as of `now`.
+    pub fn look(&mut self, activity: &Activity, now: Instant) {
+        let moved = activity.moved.load(Ordering::Relaxed);
+        if moved != self.moved {
+            self.moved = moved;
+            self.moved_at = now;
+        }
+        self.head = if activity.head.load(Ordering::Relaxed) {
+            let requests = activity.requests();
+            match self.head {
+                Some((seen, since)) if seen == requests => Some((seen, since)),
+                _ => Some((requests, now)),
+            }
+        } else {
+            None
+        };
+    }
+
+    /// How long the request head being read has been seen arriving, if
+    /// one is.
+    pub fn head_for(&self, now: Instant) -> Option<Duration> {
+        self.head
+            .map(|(_, since)| now.saturating_duration_since(since))
+    }
+
+    /// How long no bytes were seen moving and no request was in progress
+    /// (zero while one is).
+    pub fn idle_for(&self, activity: &Activity, now: Instant) -> Duration {
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        now.saturating_duration_since(self.moved_at)
     }
 }
 
@@ -127,7 +168,7 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.bump();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -178,7 +219,6 @@ pub struct Watchdog<IO> {
 
 impl<IO> Watchdog<IO> {
     pub fn new(io: IO, activity: Arc<Activity>, send_timeout: Duration) -> Self {
-        activity.touch();
         Watchdog {
             io,
             activity,
@@ -198,7 +238,7 @@ impl<IO> Watchdog<IO> {
             Poll::Ready(Ok(n)) => {
                 self.stalled = None;
                 if n > 0 {
-                    self.activity.touch();
+                    self.activity.bump();
                 }
                 Poll::Ready(Ok(n))
             }
@@ -311,37 +351,72 @@ mod tests {
     }
 
     #[test]
-    fn a_head_is_timed_from_its_first_bytes_until_its_request_starts() {
+    fn a_head_is_timed_from_when_it_is_first_seen_until_its_request_starts() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
         let a = Activity::new();
+        let mut seen = Seen::new(&a, t0);
         a.received();
-        assert_eq!(a.head_for(), None, "heads are timed on HTTP/1 only");
-        // The first head is awaited from the start.
+        seen.look(&a, t0);
+        assert_eq!(seen.head_for(t0), None, "heads are timed on HTTP/1 only");
+        // The first head is awaited from the first look.
         a.time_heads();
-        assert!(a.head_for().is_some());
-        a.received();
-        std::thread::sleep(Duration::from_millis(30));
+        seen.look(&a, t0);
+        assert_eq!(seen.head_for(t0 + ms(10)), Some(ms(10)));
         // More bytes of the same head do not restart its clock.
         a.received();
-        assert!(a.head_for().unwrap() >= Duration::from_millis(30));
+        seen.look(&a, t0 + ms(30));
+        assert_eq!(seen.head_for(t0 + ms(30)), Some(ms(30)));
         let guard = a.request();
-        assert_eq!(a.head_for(), None);
+        seen.look(&a, t0 + ms(40));
+        assert_eq!(seen.head_for(t0 + ms(40)), None);
         // A body's bytes, while the request is in progress, are no head.
         a.received();
-        assert_eq!(a.head_for(), None);
+        seen.look(&a, t0 + ms(50));
+        assert_eq!(seen.head_for(t0 + ms(50)), None);
+        drop(guard);
+        // The next head is timed from when it is seen.
+        a.received();
+        seen.look(&a, t0 + ms(60));
+        assert_eq!(seen.head_for(t0 + ms(70)), Some(ms(10)));
+        // Heads that came and went between two looks (a busy keep-alive
+        // connection) are not one slow head: a later head is timed anew.
+        let guard = a.request();
         drop(guard);
         a.received();
-        assert!(a.head_for().unwrap() < Duration::from_millis(30));
+        seen.look(&a, t0 + ms(100));
+        assert_eq!(seen.head_for(t0 + ms(100)), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn idle_time_counts_from_the_look_that_saw_bytes_last_move() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let a = Activity::new();
+        let mut seen = Seen::new(&a, t0);
+        seen.look(&a, t0 + ms(20));
+        assert_eq!(seen.idle_for(&a, t0 + ms(20)), ms(20));
+        a.received();
+        seen.look(&a, t0 + ms(30));
+        assert_eq!(seen.idle_for(&a, t0 + ms(50)), ms(20));
+        // Nothing moved: the time is not reset.
+        seen.look(&a, t0 + ms(60));
+        assert_eq!(seen.idle_for(&a, t0 + ms(60)), ms(30));
     }
 
     #[test]
     fn in_flight_requests_are_never_idle() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
         let a = Activity::new();
+        let mut seen = Seen::new(&a, t0);
         let guard = a.request();
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(a.idle_for(), Duration::ZERO);
+        seen.look(&a, t0 + ms(20));
+        assert_eq!(seen.idle_for(&a, t0 + ms(20)), Duration::ZERO);
+        // A request's end counts as a move.
         drop(guard);
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(a.idle_for() >= Duration::from_millis(20));
+        seen.look(&a, t0 + ms(40));
+        assert_eq!(seen.idle_for(&a, t0 + ms(60)), ms(20));
         assert_eq!(a.requests(), 1);
     }
 }
