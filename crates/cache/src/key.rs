@@ -60,11 +60,24 @@ impl<'a> KeyView<'a> {
         query: Option<&str>,
     ) -> KeyView<'a> {
         let (name, port) = split_host(host);
+        KeyView::of_host(site, https, canonical_name(name), port, path, query)
+    }
+
+    /// As [`KeyView::new`], with the Host already read: `name` as
+    /// [`host_name`] reads it, `port` as [`host_port`] does.
+    pub fn of_host(
+        site: &'a Arc<str>,
+        https: bool,
+        name: Cow<'a, str>,
+        port: Option<u16>,
+        path: &'a str,
+        query: Option<&str>,
+    ) -> KeyView<'a> {
         let default_port = if https { 443 } else { 80 };
         KeyView {
             site,
             https,
-            host: canonical_name(name),
+            host: name,
             port: port.filter(|p| *p != default_port),
             path: encode_path(path),
             query: query.map(strip_tracking).filter(|q| !q.is_empty()),
@@ -125,8 +138,30 @@ impl Hash for KeyView<'_> {
     }
 }
 
-impl equivalent::Equivalent<CacheKey> for KeyView<'_> {
-    fn equivalent(&self, key: &CacheKey) -> bool {
+impl KeyView<'_> {
+    /// A cheap hash for the hot-entry memo ([`crate::hot`]): a few
+    /// multiplies over the path, host and query bytes. Not for a table a
+    /// client could fill: keys aimed at one slot only miss the memo.
+    pub(crate) fn memo_hash(&self) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = u64::from(self.https) ^ (u64::from(self.port.unwrap_or(0)) << 8);
+        let query = self.query.as_deref().unwrap_or("");
+        for part in [self.path.as_bytes(), self.host.as_bytes(), query.as_bytes()] {
+            let mut chunks = part.chunks_exact(8);
+            for c in &mut chunks {
+                let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+            }
+            let mut last = [0u8; 8];
+            last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(last) ^ part.len() as u64).wrapping_mul(K);
+        }
+        h ^ (h >> 29)
+    }
+
+    /// Whether this view names `key`, the site aside: for keys of one
+    /// site's store, where every key has the same one.
+    pub(crate) fn names_in_site(&self, key: &CacheKey) -> bool {
         let target = key.target.as_bytes();
         let path = self.path.as_bytes();
         let target_matches = match &self.query {
@@ -138,11 +173,13 @@ impl equivalent::Equivalent<CacheKey> for KeyView<'_> {
                     && target.ends_with(q.as_bytes())
             }
         };
-        target_matches
-            && self.https == key.https
-            && self.port == key.port
-            && *self.host == key.host
-            && **self.site == *key.site
+        target_matches && self.https == key.https && self.port == key.port && *self.host == key.host
+    }
+}
+
+impl equivalent::Equivalent<CacheKey> for KeyView<'_> {
+    fn equivalent(&self, key: &CacheKey) -> bool {
+        self.names_in_site(key) && **self.site == *key.site
     }
 }
 
@@ -208,6 +245,11 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
         .and_then(|rest| rest.strip_prefix(':'))
         .and_then(|p| p.parse::<u16>().ok());
     (name, port)
+}
+
+/// The port a Host header names, if it names one.
+pub fn host_port(host: &str) -> Option<u16> {
+    split_host(host).1
 }
 
 /// The name a Host header names, as keys, routes and redirects compare it:
@@ -402,9 +444,18 @@ mod tests {
             assert!(view.equivalent(&key), "{key}");
             assert_eq!(view.to_key(), key);
             assert_eq!(hasher.hash_one(&view), hasher.hash_one(&key), "{key}");
+            // The memo's hash: one for every spelling of the key.
+            let upper = host.to_uppercase();
+            let spelt = KeyView::new(&site, https, &upper, path, query);
+            assert_eq!(view.memo_hash(), spelt.memo_hash(), "{key}");
             for (h2, host2, path2, query2) in cases {
                 let other = CacheKey::new(site.clone(), h2, host2, path2, query2);
                 assert_eq!(view.equivalent(&other), key == other, "{key} / {other}");
+                assert_eq!(view.names_in_site(&other), key == other, "{key} / {other}");
+                let other_view = KeyView::new(&site, h2, host2, path2, query2);
+                if key != other {
+                    assert_ne!(view.memo_hash(), other_view.memo_hash(), "{key} / {other}");
+                }
             }
             let elsewhere = CacheKey::new("shop".into(), https, host, path, query);
             assert!(!view.equivalent(&elsewhere));

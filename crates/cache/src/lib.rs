@@ -6,6 +6,8 @@
 //! - [`store`]: lookup (fresh, stale, miss), insert with compression done
 //!   once, purge by URL, prefix, tag, site or all, bounded by memory;
 //! - [`head`]: the ready response heads of an entry's forms, built once;
+//! - `hot`: each thread's memo of the fresh entries it answered last, so a
+//!   hit writes nothing the threads share;
 //! - [`coalesce`]: one fill per key at a time, others wait for it;
 //! - [`tags`]: what a page shows, as PHP labels it, for exact purges;
 //! - [`wire`]: an entry as bytes, for the page cache edges share.
@@ -15,6 +17,7 @@
 pub mod coalesce;
 pub mod encoding;
 pub mod head;
+mod hot;
 pub mod key;
 pub mod policy;
 mod purge_log;

@@ -12,6 +12,10 @@
 //! ([`crate::tags`]) for exact purges; the index follows the entries (an
 //! evicted or replaced entry leaves it in [`Unindex`], a removed one where
 //! it is removed), so it is bounded by them.
+//!
+//! A hit asks [`PageCache::lend_fresh`], which answers from the thread's
+//! memo of hot entries when it can ([`crate::hot`]); every change to the
+//! entries bumps the store's epoch, which empties the memos of it.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +28,8 @@ use http::{HeaderMap, StatusCode};
 
 use crate::encoding::{self, Encoding};
 use crate::head::{map_weight, Decoration, Heads};
-use crate::key::CacheKey;
+use crate::hot::{self, Lent};
+use crate::key::{CacheKey, KeyView};
 use crate::purge_log::PurgeLog;
 pub use crate::purge_log::Reach;
 use crate::tags::{TagIndex, Tags};
@@ -286,7 +291,16 @@ pub struct PageCache {
     /// Recent purges (see `insert_unless_purged`).
     purges: PurgeLog,
     stats: Stats,
+    /// Tells this store's entries from others' in the hot-entry memos.
+    id: u64,
+    /// Bumped after every change to the entries ([`crate::hot`]).
+    epoch: Epoch,
 }
+
+/// Alone on its cache lines: read by every hit, written by changes only.
+#[repr(align(128))]
+#[derive(Default)]
+struct Epoch(AtomicU64);
 
 impl PageCache {
     /// A cache of `max_memory` bytes that stores pages of up to
@@ -322,12 +336,15 @@ impl PageCache {
             KeyHasher::default(),
             Default::default(),
         );
+        static STORES: AtomicU64 = AtomicU64::new(0);
         PageCache {
             entries,
             tags,
             passes,
             purges: PurgeLog::default(),
             stats: Stats::default(),
+            id: STORES.fetch_add(1, Ordering::Relaxed),
+            epoch: Epoch::default(),
         }
     }
 
@@ -352,12 +369,53 @@ impl PageCache {
         }
     }
 
+    /// A fresh entry for `view`, lent to `hit`: from this thread's memo of
+    /// hot entries when it holds one ([`crate::hot`]), else from the store
+    /// (and then kept in the memo). Otherwise what the store has (stale or
+    /// nothing), `hit` not called.
+    pub fn lend_fresh<R>(
+        &self,
+        view: &KeyView<'_>,
+        now: Instant,
+        hit: impl FnOnce(&Entry) -> R,
+    ) -> Result<R, Lookup> {
+        // Read before the store is asked: a change after this makes what
+        // the memo keeps below of no use.
+        let epoch = self.epoch.0.load(Ordering::Acquire);
+        let hash = hot::hash(view);
+        let hit = match hot::lend(self.id, epoch, hash, view, now, hit) {
+            Lent::Hit { answer, touch } => {
+                if touch {
+                    // The store's eviction counts its hits.
+                    drop(self.entries.get(view));
+                }
+                return Ok(answer);
+            }
+            Lent::Miss(hit) => hit,
+        };
+        match self.lookup(view, now) {
+            Lookup::Fresh(entry) => {
+                let answer = hit(&entry);
+                hot::keep(self.id, epoch, hash, view.to_key(), entry);
+                Ok(answer)
+            }
+            other => Err(other),
+        }
+    }
+
+    /// After every change to the entries: no memo of hot entries uses what
+    /// it kept before.
+    fn changed(&self) {
+        self.epoch.0.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Removes the entry under `key` if it is still the one `id` names.
     fn remove_entry<Q>(&self, key: &Q, id: u64)
     where
         Q: Hash + equivalent::Equivalent<CacheKey> + ?Sized,
     {
         self.unindex(self.entries.remove_if(key, |e| e.id == id));
+        self.changed();
     }
 
     /// Takes an entry removed from the store out of the tag index (an
@@ -375,6 +433,7 @@ impl PageCache {
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
         self.tags.add(&key, entry.id, entry.tags.as_ref());
         self.entries.insert(key, entry);
+        self.changed();
     }
 
     /// Purges so far: a fill notes it before asking PHP and stores with
@@ -425,6 +484,7 @@ impl PageCache {
                 purged += 1;
             }
         }
+        self.changed();
         self.stats
             .purged
             .fetch_add(purged as u64, Ordering::Relaxed);
@@ -480,6 +540,7 @@ impl PageCache {
     /// Removes one entry (not counted as a purge).
     pub fn remove(&self, key: &CacheKey) {
         self.unindex(self.entries.remove(key));
+        self.changed();
     }
 
     /// Purges one path and query (`target` as in [`CacheKey::target`]) on
@@ -734,6 +795,70 @@ mod tests {
             entries * 2,
             "every reference names a live entry"
         );
+    }
+
+    #[test]
+    fn a_hot_entry_is_lent_from_the_memo_until_the_store_changes() {
+        let site: Arc<str> = "s".into();
+        let view = KeyView::new(&site, false, "a", "/", None);
+        let body = |c: &PageCache| {
+            c.lend_fresh(&view, Instant::now(), |e| e.identity.clone())
+                .map_err(|l| matches!(l, Lookup::Miss))
+        };
+        let c = PageCache::new(1 << 20, 1 << 18);
+        c.insert(key("a", "/"), Arc::new(html("one")));
+        assert_eq!(body(&c), Ok(Bytes::from("one")));
+        // Taken out of the store behind the memo's back (no epoch bump):
+        // the memo answers, so it is what a hit reads.
+        c.entries.remove(&key("a", "/"));
+        assert_eq!(body(&c), Ok(Bytes::from("one")));
+        // Any change to the store: the memo's slot is of no use again.
+        c.changed();
+        assert_eq!(body(&c), Err(true));
+        // A newer entry under the key replaces the memo's.
+        c.insert(key("a", "/"), Arc::new(html("two")));
+        assert_eq!(body(&c), Ok(Bytes::from("two")));
+        c.insert(key("a", "/"), Arc::new(html("three")));
+        assert_eq!(body(&c), Ok(Bytes::from("three")));
+        // A purge is seen at once, by this thread and any other.
+        assert_eq!(c.purge_url("/"), 1);
+        assert_eq!(body(&c), Err(true));
+        c.insert(key("a", "/"), Arc::new(html("four")));
+        assert_eq!(body(&c), Ok(Bytes::from("four")));
+        std::thread::scope(|t| {
+            t.spawn(|| assert_eq!(body(&c), Ok(Bytes::from("four"))));
+        });
+        assert_eq!(c.purge_all(), 1);
+        std::thread::scope(|t| {
+            t.spawn(|| assert_eq!(body(&c), Err(true)));
+        });
+        assert_eq!(body(&c), Err(true));
+        // Another store's entry under the same key is its own.
+        let other = PageCache::new(1 << 20, 1 << 18);
+        other.insert(key("a", "/"), Arc::new(html("other")));
+        c.insert(key("a", "/"), Arc::new(html("five")));
+        assert_eq!(body(&other), Ok(Bytes::from("other")));
+        assert_eq!(body(&c), Ok(Bytes::from("five")));
+        assert_eq!(body(&other), Ok(Bytes::from("other")));
+    }
+
+    #[test]
+    fn the_memo_lends_only_fresh_entries() {
+        let site: Arc<str> = "s".into();
+        let view = KeyView::new(&site, false, "a", "/", None);
+        let c = PageCache::new(1 << 20, 1 << 18);
+        let now = Instant::now();
+        let mut e = html("x");
+        e.fresh_until = now + Duration::from_secs(10);
+        e.stale_until = now + Duration::from_secs(60);
+        c.insert(key("a", "/"), Arc::new(e));
+        assert!(c.lend_fresh(&view, now, |_| ()).is_ok());
+        // Past its freshness: stale, from the store, though the memo holds it.
+        let later = now + Duration::from_secs(11);
+        assert!(matches!(
+            c.lend_fresh(&view, later, |_| ()),
+            Err(Lookup::Stale(_))
+        ));
     }
 
     #[test]

@@ -34,8 +34,12 @@ impl<T> Router<T> {
 
     /// The site for a Host header value (`name` or `name:port`).
     pub fn route(&self, host: &str) -> Option<&Arc<T>> {
-        let name = murakumo_cache::key::host_name(host);
-        let name = &*name;
+        self.route_name(&murakumo_cache::key::host_name(host))
+    }
+
+    /// The site for a host name as [`murakumo_cache::key::host_name`] reads
+    /// it (lowercase, no port, no trailing dot).
+    pub fn route_name(&self, name: &str) -> Option<&Arc<T>> {
         if let Some(site) = self.exact.get(name) {
             return Some(site);
         }

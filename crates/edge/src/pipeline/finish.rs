@@ -5,7 +5,7 @@
 //! `Connection: close` while draining, then one metrics sample and one
 //! access-log line.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response};
@@ -15,7 +15,7 @@ use crate::response::headers::{add_security_headers, hsts, X_CACHE};
 use crate::response::Body;
 use crate::state::Edge;
 
-pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<Body> {
+pub fn finish(edge: &Edge, ctx: &Context<'_>, mut resp: Response<Body>) -> Response<Body> {
     let server = &ctx.config.server;
     let outcome = &ctx.outcome;
     // A cached page's ready head has its encoding, label and security
@@ -48,17 +48,19 @@ pub fn finish(edge: &Edge, ctx: &Context, mut resp: Response<Body>) -> Response<
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();
-    let site = outcome.site.clone().unwrap_or_else(|| Arc::from("-"));
+    // A request no site took is counted as site "-".
+    static NO_SITE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("-"));
+    let site = outcome.site.as_ref().map_or(&*NO_SITE, |s| s.arc());
     edge.metrics
-        .request(&site, status, outcome.cache.unwrap_or("NONE"));
+        .request(site, status, outcome.cache.unwrap_or("NONE"));
     if let Some(up) = outcome.upstream {
-        edge.metrics.upstream_time(&site, up);
+        edge.metrics.upstream_time(site, up);
     }
     if server.access_log {
         tracing::info!(
             target: "murakumo::access",
             client = %ctx.conn.remote.ip(),
-            site = %site,
+            site = %**site,
             host = ctx.host().unwrap_or("-"),
             method = %ctx.req.method,
             target = ctx.req.uri.path_and_query().map_or("/", |p| p.as_str()),

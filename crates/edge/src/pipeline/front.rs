@@ -14,6 +14,7 @@ use http::{Response, StatusCode};
 use murakumo_path::PathError;
 
 use super::context::Context;
+use super::host::read_host;
 use crate::response::{plain, Body, Early, Refusal, Step};
 use crate::state::Edge;
 
@@ -49,7 +50,7 @@ impl Refusal for PathError {
 
 /// HTTP/2 names the host in `:authority`; the later steps (router, cache
 /// key, CGI) read the Host header. It is read here, once, for them all.
-pub fn host_from_authority(ctx: &mut Context) {
+pub fn host_from_authority(ctx: &mut Context<'_>) {
     let req = &mut ctx.req;
     let mut hosts = req.headers.get_all(header::HOST).iter();
     ctx.host = hosts.next().cloned();
@@ -69,14 +70,14 @@ pub fn host_from_authority(ctx: &mut Context) {
 
 /// The real client behind trusted proxies (`X-Forwarded-For`, PROXY v2);
 /// the headers that rebuild a URL are dropped from anyone else.
-pub fn client_behind_proxies(ctx: &mut Context) {
+pub fn client_behind_proxies(ctx: &mut Context<'_>) {
     let proxies = ctx.config.server.trusted_proxies.as_deref().unwrap_or(&[]);
     ctx.conn = crate::forwarded::effective(ctx.conn, &mut ctx.req.headers, proxies);
 }
 
 /// The path, percent-decoded and normalised: the one every later step
 /// reads.
-pub fn path(ctx: &Context) -> Result<NormalPath, PathError> {
+pub fn path(ctx: &Context<'_>) -> Result<NormalPath, PathError> {
     let uri = &ctx.req.uri;
     Ok(
         match (murakumo_path::normalise(uri.path())?, uri.path_and_query()) {
@@ -110,7 +111,10 @@ impl Deref for NormalPath {
 /// `Transfer-Encoding` the length is dropped, the body read as chunked and
 /// the connection closed after the answer (RFC 9112 6.1), so nothing can be
 /// smuggled behind a body (tests/corpus/requests.txt).
-pub fn unambiguous(ctx: &Context) -> Result<(), Refused> {
+///
+/// The Host is read here, once, into the name and port the router, the
+/// cache key and redirects use ([`super::host`], [`Context::host_name`]).
+pub fn unambiguous(ctx: &mut Context<'_>) -> Result<(), Refused> {
     if ctx.hosts_repeated {
         return Err(Refused::Ambiguous("more than one Host header"));
     }
@@ -119,9 +123,7 @@ pub fn unambiguous(ctx: &Context) -> Result<(), Refused> {
     let Some(host) = &ctx.host else {
         return Ok(());
     };
-    if !is_authority(host.as_bytes()) {
-        return Err(Refused::BadHost);
-    }
+    let name = read_host(host.as_bytes()).ok_or(Refused::BadHost)?;
     // An absolute-form target (or h2's :authority) naming another host than
     // the Host header.
     if let Some(authority) = ctx.req.uri.authority() {
@@ -135,63 +137,19 @@ pub fn unambiguous(ctx: &Context) -> Result<(), Refused> {
             ));
         }
     }
+    ctx.host_name = Some(name);
     Ok(())
 }
 
-/// `name`, `name:port`, `[v6]` or `[v6]:port`; a name of letters, digits,
-/// `-`, `_` and `.`.
-fn is_authority(host: &[u8]) -> bool {
-    let (name, port) = match host.iter().rposition(|&b| b == b':') {
-        Some(i) if !host.starts_with(b"[") || host[..i].ends_with(b"]") => {
-            (&host[..i], Some(&host[i + 1..]))
-        }
-        _ => (host, None),
-    };
-    // A port is 1 to 65535: `:99999` would otherwise name the default port
-    // in cache keys while PHP saw the digits.
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
-            && p.iter().all(u8::is_ascii_digit)
-            && std::str::from_utf8(p)
-                .ok()
-                .and_then(|p| p.parse::<u16>().ok())
-                .is_some_and(|p| p > 0)
-    });
-    let name_ok = match name.strip_prefix(b"[").and_then(|n| n.strip_suffix(b"]")) {
-        Some(v6) => {
-            !v6.is_empty()
-                && v6
-                    .iter()
-                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
-        }
-        // Every request's Host: a table, not a chain of tests per byte.
-        None => !name.is_empty() && name.iter().all(|&b| NAME_BYTES[b as usize]),
-    };
-    port_ok && name_ok
-}
-
-/// The bytes a host name may hold: letters, digits, `-`, `_` and `.`.
-const NAME_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
-        b += 1;
-    }
-    table
-};
-
 /// The request asks for an HTTP-01 answer: [`acme_challenge`] answers it,
 /// before anything a site decides.
-pub fn is_acme_challenge(ctx: &Context) -> bool {
+pub fn is_acme_challenge(ctx: &Context<'_>) -> bool {
     ctx.req.uri.path().starts_with(ACME_CHALLENGE)
 }
 
 /// The key authorization for an HTTP-01 token, if an order of this edge,
 /// or of another edge of the fleet, waits on it; else 404.
-pub async fn acme_challenge(edge: &Edge, ctx: &Context) -> Response<Body> {
+pub async fn acme_challenge(edge: &Edge, ctx: &Context<'_>) -> Response<Body> {
     let path = ctx.req.uri.path();
     let token = path.strip_prefix(ACME_CHALLENGE).unwrap_or_default();
     let answer = match edge.certs.acme() {
@@ -215,14 +173,13 @@ pub async fn acme_challenge(edge: &Edge, ctx: &Context) -> Response<Body> {
 /// With `redirect_https`, plain HTTP gets a 308 to the same URL over HTTPS
 /// (308 keeps the method and body). It runs after routing: the host is
 /// one a site serves, and well-formed ([`unambiguous`]).
-pub fn require_https(ctx: &Context) -> Step<()> {
+pub fn require_https(ctx: &Context<'_>) -> Step<()> {
     let server = &ctx.config.server;
     if !server.redirect_https || ctx.conn.https {
         return Ok(());
     }
-    let host = ctx.host().ok_or(Refused::BadHost)?;
     // The name as the site knows it: lowercase, no trailing dot.
-    let name = murakumo_cache::key::host_name(host);
+    let name = ctx.host_name().ok_or(Refused::BadHost)?.0;
     let port = server.tls_listen.first().map_or(443, |a| a.port());
     let authority = if port == 443 {
         name.to_string()
@@ -235,43 +192,4 @@ pub fn require_https(ctx: &Context) -> Step<()> {
     let mut r = plain(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS");
     r.headers_mut().insert(header::LOCATION, location);
     Err(Early(r))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_are_names_and_ports_only() {
-        for good in [
-            "wp.test",
-            "WP.test:8080",
-            "localhost:18443",
-            "127.0.0.1",
-            "[::1]:8443",
-            "[::1]",
-            "a_b.example.",
-            "wp.test:65535",
-            "wp.test:080",
-        ] {
-            assert!(is_authority(good.as_bytes()), "{good}");
-        }
-        for bad in [
-            "evil.example/foo?",
-            "evil.example/foo?:18443",
-            "a b",
-            "user@host",
-            "host:",
-            "host:99999x",
-            "host:99999",
-            "host:65536",
-            "host:0",
-            "",
-            "[::1",
-            "host#frag",
-            "h\\x",
-        ] {
-            assert!(!is_authority(bad.as_bytes()), "{bad}");
-        }
-    }
 }

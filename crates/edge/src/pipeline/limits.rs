@@ -62,7 +62,7 @@ impl Refusal for Limited {
 /// Counts the request against the site's limits: logins (POST to
 /// `wp-login.php` or `xmlrpc.php`) against `login_limit`, the rest against
 /// `rate_limit`.
-pub fn check(edge: &Edge, ctx: &Context, site: &Site, path: &str) -> Result<(), Limited> {
+pub fn check(edge: &Edge, ctx: &Context<'_>, site: &Site, path: &str) -> Result<(), Limited> {
     let ip = ctx.conn.remote.ip();
     let login = ctx.req.method == Method::POST
         && (guard::runs_script(path, "/wp-login.php") || guard::runs_script(path, "/xmlrpc.php"));

@@ -29,6 +29,7 @@ mod context;
 mod finish;
 mod front;
 mod guard;
+mod host;
 mod limits;
 mod page_cache;
 mod resolve;
@@ -50,7 +51,7 @@ use self::resolve::{Resolved, Script};
 use self::static_files::FromDisk;
 use crate::conn::ConnInfo;
 use crate::response::{Body, Early, Step};
-use crate::site::Site;
+use crate::site::{Site, Sites};
 use crate::state::Edge;
 
 /// A request's answer: made at once when no step had to wait (a hit, a
@@ -78,13 +79,23 @@ impl Future for Answer {
 }
 
 /// Answers one request; never fails (every error is a response).
+///
+/// The steps that need no waiting borrow the configuration and sites in
+/// force from the worker thread's copy ([`Edge::with_current`]); the
+/// request that has to wait takes its own.
 pub fn handle(edge: &Arc<Edge>, conn: ConnInfo, req: Request<Incoming>) -> Answer {
-    let (head, body) = req.into_parts();
-    let mut ctx = Context::new(edge.config(), conn, head);
-    let ahead = match ahead(edge, &mut ctx) {
-        Ok(ahead) => ahead,
-        Err(Early(r)) => return Answer::Now(Some(finish::finish(edge, &ctx, r))),
-    };
+    edge.with_current(|current| {
+        let (head, body) = req.into_parts();
+        let mut ctx = Context::new(&current.config, conn, head);
+        match ahead(edge, &current.sites, &mut ctx) {
+            Ok(ahead) => wait(edge, ctx.into_owned(), body, ahead),
+            Err(Early(r)) => Answer::Now(Some(finish::finish(edge, &ctx, r))),
+        }
+    })
+}
+
+/// The steps that wait, as one future.
+fn wait(edge: &Arc<Edge>, mut ctx: Context<'static>, body: Incoming, ahead: Ahead) -> Answer {
     let edge = edge.clone();
     Answer::Later(Box::pin(async move {
         let resp = match behind(&edge, &mut ctx, body, ahead).await {
@@ -97,7 +108,7 @@ pub fn handle(edge: &Arc<Edge>, conn: ConnInfo, req: Request<Incoming>) -> Answe
 /// The steps, in order, as far as they go without waiting: a fresh page
 /// and every refusal answer here (as [`Early`]); what is left is for
 /// [`behind`].
-fn ahead(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
+fn ahead<'a>(edge: &Edge, sites: &'a Sites, ctx: &mut Context<'a>) -> Step<Ahead> {
     // HTTP/2 names the host in `:authority`; every later step reads `Host`.
     front::host_from_authority(ctx);
     front::client_behind_proxies(ctx);
@@ -109,7 +120,7 @@ fn ahead(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
     if front::is_acme_challenge(ctx) {
         return Ok(Ahead::AcmeChallenge);
     }
-    to_php(edge, ctx)
+    to_php(edge, sites, ctx)
 }
 
 /// What [`ahead`] left to steps that wait.
@@ -131,8 +142,8 @@ enum Ahead {
 }
 
 /// The steps after the ACME challenge, up to PHP.
-fn to_php(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
-    let site = route::site(edge, ctx)?;
+fn to_php<'a>(edge: &Edge, sites: &'a Sites, ctx: &mut Context<'a>) -> Step<Ahead> {
+    let site = route::site(sites, ctx)?;
     // After routing: only a host a site serves is redirected to.
     front::require_https(ctx)?;
     // Decoded and normalised once: the guards, the cache key and the
@@ -140,27 +151,27 @@ fn to_php(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
     let path = front::path(ctx)?;
     // Guards come before anything touches the disk or PHP; they also say
     // which pool (public or admin) runs the request.
-    let admin = guard::admit(ctx, &site, &path)?;
-    limits::check(edge, ctx, &site, &path)?;
+    let admin = guard::admit(ctx, site, &path)?;
+    limits::check(edge, ctx, site, &path)?;
     // An asset (`.css`, `.png`, …) is a file: the disk first; then the
     // page cache, consulted once (a fresh page answers here); then the
     // front-controller rule: a file answers as itself, else a script.
     let (cached, resolved) = if asset::is_asset(&path) {
-        match resolve::php_script(edge, ctx, &site, &path)? {
+        match resolve::php_script(edge, ctx, site, &path)? {
             // A file too large to be kept in memory is a file too: a page
             // the cache holds for its URL (WordPress's 404 from before
             // the file was there) does not hide it.
             Resolved::FromDisk(d) => return Ok(Ahead::FromDisk(d)),
-            to_run => (page_cache::consult(ctx, &site, &path)?, to_run),
+            to_run => (page_cache::consult(ctx, site, &path)?, to_run),
         }
     } else {
-        let cached = page_cache::consult(ctx, &site, &path)?;
-        (cached, resolve::php_script(edge, ctx, &site, &path)?)
+        let cached = page_cache::consult(ctx, site, &path)?;
+        (cached, resolve::php_script(edge, ctx, site, &path)?)
     };
     Ok(match resolved {
         Resolved::FromDisk(d) => Ahead::FromDisk(d),
         Resolved::Script(script) => Ahead::Php {
-            site,
+            site: site.clone(),
             admin,
             cached,
             script,
@@ -171,7 +182,7 @@ fn to_php(edge: &Edge, ctx: &mut Context) -> Step<Ahead> {
 /// The steps that wait, in order, from where [`ahead`] stopped.
 async fn behind(
     edge: &Edge,
-    ctx: &mut Context,
+    ctx: &mut Context<'_>,
     body: Incoming,
     ahead: Ahead,
 ) -> Step<Response<Body>> {

@@ -12,6 +12,7 @@
 //! one edge of the fleet renders the key and shares it, the others waiting
 //! for its page (`murakumo_shared_cache`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use murakumo_cache::{CacheKey, Decoration, Entry, KeyView, Lookup, Tags, Turn};
 use murakumo_fastcgi::params::Params;
 use murakumo_shared_cache::{Found, Lease, Refresh};
 
-use super::context::{Context, Outcome};
+use super::context::{self, Context, Outcome};
 use super::uncached::{failed, pass};
 use crate::php::target::PhpTarget;
 use crate::php::{self, PhpPool, SpooledBody, Upstream};
@@ -78,7 +79,7 @@ pub struct Cacheable {
 /// the bypass rules, the key, the lookup. A fresh entry answers here
 /// (needing neither the disk nor PHP); `None` when the request bypasses
 /// the cache. `path` is the normalised path.
-pub fn consult(ctx: &mut Context, site: &Arc<Site>, path: &str) -> Step<Option<Cacheable>> {
+pub fn consult(ctx: &mut Context<'_>, site: &Arc<Site>, path: &str) -> Step<Option<Cacheable>> {
     let Some(cache) = site.cache.as_ref() else {
         return Ok(None);
     };
@@ -91,23 +92,34 @@ pub fn consult(ctx: &mut Context, site: &Arc<Site>, path: &str) -> Step<Option<C
     {
         return Ok(None);
     }
+    let Context {
+        req,
+        outcome,
+        conn,
+        started,
+        host,
+        host_name,
+        ..
+    } = ctx;
     // Looked up as the request spells it: a hit builds no key.
-    let view = KeyView::new(
+    let (name, port) = context::host_name(host, host_name).unwrap_or_default();
+    let view = KeyView::of_host(
         &site.name,
-        ctx.conn.https,
-        ctx.host().unwrap_or(""),
+        conn.https,
+        Cow::Borrowed(name),
+        port,
         path,
         req.uri.query(),
     );
     // The request's start is the time it is answered for: the clock is
     // read once a request.
-    let pending = match cache.store.lookup(&view, ctx.started) {
-        Lookup::Fresh(e) => {
-            let wants = wants(&req.headers, ctx.started);
-            return Err(Early(hit(&e, &wants, "HIT", &mut ctx.outcome)));
-        }
-        Lookup::Stale(e) => Pending::Stale(e),
-        Lookup::Miss => Pending::Miss,
+    let started = *started;
+    let pending = match cache.store.lend_fresh(&view, started, |e| {
+        hit(e, &wants(&req.headers, started), "HIT", outcome)
+    }) {
+        Ok(answer) => return Err(Early(answer)),
+        Err(Lookup::Stale(e)) => Pending::Stale(e),
+        Err(_) => Pending::Miss,
     };
     Ok(Some(Cacheable {
         site: site.clone(),
@@ -122,7 +134,7 @@ pub fn consult(ctx: &mut Context, site: &Arc<Site>, path: &str) -> Step<Option<C
 pub async fn serve(
     cacheable: Cacheable,
     target: &PhpTarget<'_>,
-    ctx: &mut Context,
+    ctx: &mut Context<'_>,
 ) -> Response<Body> {
     let Context { req, outcome, .. } = ctx;
     let Cacheable {
@@ -460,7 +472,12 @@ fn location_key(key: &CacheKey, location: &str) -> Option<CacheKey> {
     ))
 }
 
-fn hit(entry: &Entry, wants: &Wants, label: &'static str, outcome: &mut Outcome) -> Response<Body> {
+fn hit(
+    entry: &Entry,
+    wants: &Wants,
+    label: &'static str,
+    outcome: &mut Outcome<'_>,
+) -> Response<Body> {
     respond(entry, wants, label, outcome)
 }
 
@@ -473,7 +490,7 @@ fn respond(
     entry: &Entry,
     wants: &Wants,
     label: &'static str,
-    outcome: &mut Outcome,
+    outcome: &mut Outcome<'_>,
 ) -> Response<Body> {
     outcome.cache = Some(label);
     let age = age_value(

@@ -61,7 +61,7 @@ pub enum Resolved {
 /// (or, too large to be kept in memory, as [`Resolved::FromDisk`]);
 /// otherwise the script [`resolve`] chose. A file checked within the last
 /// second answers without touching the disk.
-pub fn php_script(edge: &Edge, ctx: &mut Context, site: &Site, path: &str) -> Step<Resolved> {
+pub fn php_script(edge: &Edge, ctx: &mut Context<'_>, site: &Site, path: &str) -> Step<Resolved> {
     let root = &site.config.root;
     let file = match edge.files.fresh_at(root, &path[1..], ctx.started) {
         Some(hot) => hot,

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use http::{Response, StatusCode};
 
-use super::context::Context;
+use super::context::{Context, Shared};
 use crate::response::{plain, Body, Refusal};
-use crate::site::Site;
-use crate::state::Edge;
+use crate::site::{Site, Sites};
 
 #[derive(Debug)]
 pub enum Unrouted {
@@ -26,16 +25,12 @@ impl Refusal for Unrouted {
     }
 }
 
-/// The site for the request's host; its name goes into the outcome.
-pub fn site(edge: &Edge, ctx: &mut Context) -> Result<Arc<Site>, Unrouted> {
-    let host = ctx.host().ok_or(Unrouted::MissingHost)?;
-    let site = edge
-        .sites()
-        .router
-        .route(host)
-        .cloned()
-        .ok_or(Unrouted::NoSite)?;
-    ctx.outcome.site = Some(site.name.clone());
+/// The site for the request's host, among `sites` (those in force); its
+/// name goes into the outcome.
+pub fn site<'a>(sites: &'a Sites, ctx: &mut Context<'a>) -> Result<&'a Arc<Site>, Unrouted> {
+    let (name, _) = ctx.host_name().ok_or(Unrouted::MissingHost)?;
+    let site = sites.router.route_name(name).ok_or(Unrouted::NoSite)?;
+    ctx.outcome.site = Some(Shared::Borrowed(&site.name));
     ctx.outcome.security_headers = site.guard.rules.security_headers;
     Ok(site)
 }

@@ -25,7 +25,7 @@ impl Refusal for BodyError {
 /// Sends the client's request, body and all (at most `max_body` bytes),
 /// and streams the answer.
 pub async fn serve(
-    ctx: &mut Context,
+    ctx: &mut Context<'_>,
     target: &PhpTarget<'_>,
     max_body: u64,
     incoming: Incoming,
@@ -100,7 +100,7 @@ pub async fn pass(
     target: &PhpTarget<'_>,
     params: &Params,
     body: SpooledBody,
-    outcome: &mut Outcome,
+    outcome: &mut Outcome<'_>,
 ) -> Response<Body> {
     match target.exchange(params, body).await {
         Ok(up) => {

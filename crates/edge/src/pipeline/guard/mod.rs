@@ -72,7 +72,7 @@ impl Refusal for Denied {
 /// The guard step: whether the request may go on, and if so whether its
 /// PHP runs on the admin pool (told to the outcome too: the admin screens
 /// get frame protection).
-pub fn admit(ctx: &mut Context, site: &Site, path: &str) -> Result<bool, Denied> {
+pub fn admit(ctx: &mut Context<'_>, site: &Site, path: &str) -> Result<bool, Denied> {
     let asked = Asked {
         path,
         query: ctx.req.uri.query(),
