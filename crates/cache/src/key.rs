@@ -152,9 +152,11 @@ impl KeyView<'_> {
                 let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
                 h = (h.rotate_left(5) ^ word).wrapping_mul(K);
             }
-            let mut last = [0u8; 8];
-            last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(last) ^ part.len() as u64).wrapping_mul(K);
+            let last = chunks
+                .remainder()
+                .iter()
+                .fold(part.len() as u64, |w, &b| (w << 8) | u64::from(b));
+            h = (h.rotate_left(5) ^ last).wrapping_mul(K);
         }
         h ^ (h >> 29)
     }

@@ -33,6 +33,10 @@ pub struct Context<'a> {
     pub host: Option<HeaderValue>,
     /// The request named more than one `Host`.
     pub hosts_repeated: bool,
+    /// One of its headers is one only a trusted proxy may send
+    /// ([`crate::forwarded::spoofable`]), as the front door's one pass over
+    /// the headers saw.
+    pub spoofable: bool,
     /// The Host's name and port, once the front door has checked it
     /// ([`super::front::unambiguous`]).
     pub host_name: Option<HostName>,
@@ -124,6 +128,7 @@ impl<'a> Context<'a> {
             req,
             host: None,
             hosts_repeated: false,
+            spoofable: false,
             host_name: None,
             outcome: Outcome::default(),
         }
@@ -138,6 +143,7 @@ impl<'a> Context<'a> {
             req,
             host,
             hosts_repeated,
+            spoofable,
             host_name,
             outcome,
         } = self;
@@ -148,6 +154,7 @@ impl<'a> Context<'a> {
             req,
             host,
             hosts_repeated,
+            spoofable,
             host_name,
             outcome: outcome.into_owned(),
         }

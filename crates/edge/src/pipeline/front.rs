@@ -49,12 +49,24 @@ impl Refusal for PathError {
 }
 
 /// HTTP/2 names the host in `:authority`; the later steps (router, cache
-/// key, CGI) read the Host header. It is read here, once, for them all.
+/// key, CGI) read the Host header. It is read here, once, for them all, in
+/// one pass over the request's headers that also sees whether one of them
+/// is a proxy's ([`crate::forwarded::spoofable`], for
+/// [`client_behind_proxies`]).
 pub fn host_from_authority(ctx: &mut Context<'_>) {
     let req = &mut ctx.req;
-    let mut hosts = req.headers.get_all(header::HOST).iter();
-    ctx.host = hosts.next().cloned();
-    ctx.hosts_repeated = hosts.next().is_some();
+    let (mut host, mut repeated, mut spoofable) = (None, false, false);
+    for (name, value) in &req.headers {
+        if name == header::HOST {
+            repeated |= host.is_some();
+            host = host.or(Some(value));
+        } else {
+            spoofable = spoofable || crate::forwarded::spoofable(name.as_str());
+        }
+    }
+    ctx.host = host.cloned();
+    ctx.hosts_repeated = repeated;
+    ctx.spoofable = spoofable;
     if ctx.host.is_some() {
         return;
     }
@@ -72,7 +84,7 @@ pub fn host_from_authority(ctx: &mut Context<'_>) {
 /// the headers that rebuild a URL are dropped from anyone else.
 pub fn client_behind_proxies(ctx: &mut Context<'_>) {
     let proxies = ctx.config.server.trusted_proxies.as_deref().unwrap_or(&[]);
-    ctx.conn = crate::forwarded::effective(ctx.conn, &mut ctx.req.headers, proxies);
+    ctx.conn = crate::forwarded::effective(ctx.conn, &mut ctx.req.headers, proxies, ctx.spoofable);
 }
 
 /// The path, percent-decoded and normalised: the one every later step
