@@ -26,8 +26,10 @@
 # server's CPU time per request (user+system of its processes from /proc,
 # over the requests served), far steadier than requests/s on a 2-core machine
 # where wrk competes for the cores. Every round is printed; the table shows
-# medians (uncached: means of an ABBA order). Then the memory the page cache
-# holds per stored entry beyond its bodies.
+# medians (uncached: means of an ABBA order). Then murakumo against the
+# ceiling in pairs of 5 s runs back to back (PAIRS pairs, default 8; each
+# pair's ratios and their median), and the memory the page cache holds per
+# stored entry beyond its bodies.
 #
 # Usage: bench/compare.sh [seconds per run, default 10] [rounds, default 3]
 set -euo pipefail
@@ -298,6 +300,30 @@ workload "static $(basename $asset) (87 KB)" \
 workload "static $(basename $icon) (1 KB)" \
     "murakumo|$m_pid|h1|$(u $m_http "$icon")|" "nginx|$n_pid|h1|$(u $n_http "$icon")|" \
     "varnish|$v_pid|h1|$(u $v_http "$icon")|" "ceiling|$c_icon_pid|h1|$(u $c_icon /)|"
+
+# murakumo against the ceiling in pairs of short runs back to back (order
+# flipped each pair): on this machine requests/s move by a quarter between
+# runs half a minute apart, so the rounds above can put a fast minute on
+# one side; a pair's two runs share theirs. PAIRS pairs of 5 s runs.
+paired() { # name murakumo-url ceiling-pid ceiling-url [header]
+    local name=$1 m_url=$2 c_pid=$3 c_url=$4 hdr=${5:-} k m c
+    echo "== murakumo ÷ ceiling in pairs, $name (5 s runs): m/c req/s, c/m CPU"
+    local ratios=""
+    for ((k = 0; k < ${PAIRS:-8}; k++)); do
+        if ((k % 2 == 0)); then
+            m="$(secs=5 wrk_run "$m_pid" "$m_url" "$hdr")"; c="$(secs=5 wrk_run "$c_pid" "$c_url" "$hdr")"
+        else
+            c="$(secs=5 wrk_run "$c_pid" "$c_url" "$hdr")"; m="$(secs=5 wrk_run "$m_pid" "$m_url" "$hdr")"
+        fi
+        local r; r="$(awk -v m="$m" -v c="$c" 'BEGIN {split(m, a, " "); split(c, b, " "); printf "%.2f %.2f", a[1] / b[1], (a[3] > 0 ? b[3] / a[3] : 0)}')"
+        printf "   pair %d: %s\n" $((k + 1)) "$r"
+        ratios+="$r"$'\n'
+    done
+    printf "   median: %s req/s, %s CPU\n" \
+        "$(printf '%s' "$ratios" | awk '{print $1}' | median)" "$(printf '%s' "$ratios" | awk '{print $2}' | median)"
+}
+paired "cached page, plain" "$(u $m_http /)" "$c_plain_pid" "$(u $c_plain /)"
+paired "browser Accept-Encoding" "$(u $m_http /)" "$c_br_pid" "$(u $c_br /)" "$browser_ae"
 
 # Uncached pages: php-fpm's 8 workers are the limit (more connections only
 # queue). wrk stops by dropping its in-flight requests, which aborts them

@@ -393,6 +393,42 @@ fn slow_and_idle_clients_are_cut_while_others_are_served() {
     assert_eq!(s.get("/style.css", &[]).status, 200);
 }
 
+/// An idle connection is closed once `idle_timeout` has passed since its
+/// last answer, at most a quarter of it late (the connection's loop looks
+/// that often), never before: also after its first request, whose head was
+/// timed from the connection's start.
+#[test]
+fn an_idle_connection_is_closed_on_time_after_its_requests() {
+    let s = PhpSite::start(
+        "",
+        "[server.limits]\nheader_timeout = \"2s\"\nidle_timeout = \"2s\"",
+    );
+    write(&s.root(), "a.txt", b"a");
+    for requests in [1, 3] {
+        let mut c = TcpStream::connect(("127.0.0.1", s.edge.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut last = Instant::now();
+        for _ in 0..requests {
+            write!(c, "GET /a.txt HTTP/1.1\r\nHost: {HOST}\r\n\r\n").unwrap();
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{requests}");
+            last = Instant::now();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            closed_by_edge(&mut c, Duration::from_secs(10)),
+            "{requests}"
+        );
+        let idle = last.elapsed();
+        // 2 s, a quarter late at most; a second of slack for a busy machine.
+        assert!(
+            idle >= Duration::from_millis(1900) && idle < Duration::from_millis(3500),
+            "closed {idle:?} after the last answer of {requests}"
+        );
+    }
+}
+
 /// The head timeout is its own, not the idle one: with idle_timeout far
 /// longer, a head trickled byte by byte, half a head, and a connection that
 /// sends nothing are all dropped once header_timeout has passed, while a

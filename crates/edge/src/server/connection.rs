@@ -111,19 +111,25 @@ async fn drive<C: GracefulConnection>(
     let mut now = Instant::now();
     let mut seen = Seen::new(activity, now);
     seen.look(activity, now);
+    // A look dates what changed since the last one by its own time: looks
+    // at most this far apart date a head's start and the last bytes moved
+    // at most this late (the connection's end may lie between two looks).
+    let look_every = header_timeout.min(idle_timeout) / 4;
     loop {
         // A head may start at any moment, and nothing wakes this loop when
-        // it does: it looks again every quarter of `header_timeout`, so a
-        // head is dropped at most a quarter late.
+        // it does: it looks again every quarter of `header_timeout` (or of
+        // `idle_timeout`, if shorter), so a head is dropped, and an idle
+        // connection closed, at most a quarter late.
         let head_left = seen
             .head_for(now)
-            .map_or(header_timeout / 4, |d| header_timeout.saturating_sub(d));
+            .map_or(look_every, |d| header_timeout.saturating_sub(d));
         let wait = if stopping.is_some() {
             Duration::from_millis(100)
         } else {
             idle_timeout
                 .saturating_sub(seen.idle_for(activity, now))
                 .min(head_left)
+                .min(look_every)
                 .max(Duration::from_millis(100))
         };
         let watching = stopping.is_none();

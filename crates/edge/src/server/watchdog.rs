@@ -13,10 +13,11 @@
 //! No clock is read per read, write or request (three clock reads a
 //! request were 360 instructions of a cache hit's, `bench/instructions.sh`):
 //! bytes moving bump a counter, and the loop, which wakes at least every
-//! quarter of `header_timeout`, reads the clock once a wake and dates what
-//! changed since its last look by that wake. A change is so dated late by at
-//! most one wake: an idle connection is closed, and a slow head dropped, at
-//! most a quarter of `header_timeout` after their time, never before it.
+//! quarter of the shorter of `header_timeout` and `idle_timeout`, reads the
+//! clock once a wake and dates what changed since its last look by that
+//! wake. A change is so dated late by at most one wake: an idle connection
+//! is closed, and a slow head dropped, at most that quarter after their
+//! time, never before it.
 //! hyper's own header timeout would arm and clear a timer for every
 //! request.
 
