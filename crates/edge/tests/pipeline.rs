@@ -1069,15 +1069,19 @@ async fn cached_pages_keep_no_transform_and_their_encoded_forms_have_weak_etags(
     assert!(head.contains("vary: accept-encoding"), "{head}");
 }
 
-/// An asset's path asks the disk before the page cache, whatever the
-/// file's size: a 404 WordPress rendered for the URL before the file was
-/// put there (stored for `not_found_ttl`) does not hide a file too large to
-/// be kept in memory, which is read from the disk as it is sent.
+/// A 404 WordPress rendered for a URL before a file was put there (stored
+/// for `not_found_ttl`) never hides the file, whatever its size (a large
+/// one is read from the disk as it is sent) and whatever its kind: an
+/// asset's path asks the disk before the page cache, any other path asks
+/// it before a stored 404 answers.
 #[tokio::test]
-async fn a_cached_404_never_hides_a_large_file_put_at_its_url() {
+async fn a_cached_404_never_hides_a_file_put_at_its_url() {
     let php = Responder::start(|_| Reply::status("404 Not Found", "no such page", &[])).await;
     let edge = TestEdge::start(php.addr, "", "").await;
-    for name in ["big.css", "small.css"] {
+    // Assets (by their extension) and any other file: an `ads.txt`, an
+    // upload of a kind WordPress does not know.
+    let names = ["big.css", "small.css", "big.bin", "small.txt"];
+    for name in names {
         let path = format!("/{name}");
         let missing = edge.get(&path, &[]).await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -1089,14 +1093,23 @@ async fn a_cached_404_never_hides_a_large_file_put_at_its_url() {
     }
     // 2 MiB: over what the file cache keeps in memory (512 KiB).
     let big = "a{}\n".repeat(512 << 10);
-    std::fs::write(edge.root.path().join("big.css"), &big).unwrap();
-    std::fs::write(edge.root.path().join("small.css"), "b{}\n").unwrap();
-    let got = edge.get("/big.css", &[]).await;
-    assert_eq!(got.status, StatusCode::OK);
-    assert_eq!(got.body.len(), big.len());
-    assert_eq!(got.header("x-cache"), None);
-    let got = edge.get("/small.css", &[]).await;
-    assert_eq!(got.status, StatusCode::OK);
-    assert_eq!(got.text(), "b{}\n");
+    for name in names {
+        let body = if name.starts_with("big") {
+            &big
+        } else {
+            "b{}\n"
+        };
+        std::fs::write(edge.root.path().join(name), body).unwrap();
+        let got = edge.get(&format!("/{name}"), &[]).await;
+        assert_eq!(got.status, StatusCode::OK, "{name}");
+        assert_eq!(got.body.len(), body.len(), "{name}");
+        assert_eq!(got.header("x-cache"), None, "{name}");
+    }
+    // A stored 404 still answers where there is no file.
+    let missing = edge.get("/gone.txt", &[]).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let again = edge.get("/gone.txt", &[]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.header("x-cache"), Some("HIT"));
     edge.stop().await.unwrap();
 }

@@ -46,7 +46,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use self::context::Context;
-use self::page_cache::Cacheable;
+use self::page_cache::{Cacheable, Disk};
 use self::resolve::{Resolved, Script};
 use self::static_files::FromDisk;
 use crate::conn::ConnInfo;
@@ -162,11 +162,20 @@ fn to_php<'a>(edge: &Edge, sites: &'a Sites, ctx: &mut Context<'a>) -> Step<Ahea
             // the cache holds for its URL (WordPress's 404 from before
             // the file was there) does not hide it.
             Resolved::FromDisk(d) => return Ok(Ahead::FromDisk(d)),
-            to_run => (page_cache::consult(ctx, site, &path)?, to_run),
+            to_run => (page_cache::consult(ctx, site, &path, Disk::Asked)?, to_run),
         }
     } else {
-        let cached = page_cache::consult(ctx, site, &path)?;
-        (cached, resolve::php_script(edge, ctx, site, &path)?)
+        let cached = page_cache::consult(ctx, site, &path, Disk::NotAsked)?;
+        let resolved = resolve::php_script(edge, ctx, site, &path)?;
+        // A stored 404 answers once the disk has no file at its URL (a
+        // small file has answered above, a large one is `FromDisk`).
+        match (cached, resolved) {
+            (Some(c), Resolved::Script(script)) if c.waits_for_disk() => (
+                page_cache::consult(ctx, site, &path, Disk::Asked)?,
+                Resolved::Script(script),
+            ),
+            (cached, resolved) => (cached, resolved),
+        }
     };
     Ok(match resolved {
         Resolved::FromDisk(d) => Ahead::FromDisk(d),

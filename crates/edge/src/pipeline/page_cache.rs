@@ -64,6 +64,18 @@ fn wants(headers: &HeaderMap, now: Instant) -> Wants {
 enum Pending {
     Stale(Arc<Entry>),
     Miss,
+    /// A fresh 404, kept for after the disk is asked ([`Disk`]).
+    NotFound,
+}
+
+/// Whether the disk has been asked for a file at the request's path when
+/// the cache is consulted. A stored 404 answers only once it has: a file
+/// put at its URL since (an `ads.txt`, a verification page, an upload) is
+/// served at once, not hidden for `not_found_ttl`.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Disk {
+    Asked,
+    NotAsked,
 }
 
 /// A request the page cache may answer, looked up once: its site, its key
@@ -77,9 +89,15 @@ pub struct Cacheable {
 
 /// The page cache's step, taken once, before the filesystem is touched:
 /// the bypass rules, the key, the lookup. A fresh entry answers here
-/// (needing neither the disk nor PHP); `None` when the request bypasses
-/// the cache. `path` is the normalised path.
-pub fn consult(ctx: &mut Context<'_>, site: &Arc<Site>, path: &str) -> Step<Option<Cacheable>> {
+/// (needing neither the disk nor PHP; a 404 only once `disk` has been
+/// asked, else [`Cacheable::waits_for_disk`]); `None` when the request
+/// bypasses the cache. `path` is the normalised path.
+pub fn consult(
+    ctx: &mut Context<'_>,
+    site: &Arc<Site>,
+    path: &str,
+    disk: Disk,
+) -> Step<Option<Cacheable>> {
     let Some(cache) = site.cache.as_ref() else {
         return Ok(None);
     };
@@ -115,9 +133,11 @@ pub fn consult(ctx: &mut Context<'_>, site: &Arc<Site>, path: &str) -> Step<Opti
     // read once a request.
     let started = *started;
     let pending = match cache.store.lend_fresh(&view, started, |e| {
-        hit(e, &wants(&req.headers, started), "HIT", outcome)
+        (disk == Disk::Asked || e.status != StatusCode::NOT_FOUND)
+            .then(|| hit(e, &wants(&req.headers, started), "HIT", outcome))
     }) {
-        Ok(answer) => return Err(Early(answer)),
+        Ok(Some(answer)) => return Err(Early(answer)),
+        Ok(None) => Pending::NotFound,
         Err(Lookup::Stale(e)) => Pending::Stale(e),
         Err(_) => Pending::Miss,
     };
@@ -127,6 +147,14 @@ pub fn consult(ctx: &mut Context<'_>, site: &Arc<Site>, path: &str) -> Step<Opti
         key: view.to_key(),
         pending,
     }))
+}
+
+impl Cacheable {
+    /// A fresh 404 is stored for the request, to answer once the disk has
+    /// no file for it: consult again with [`Disk::Asked`].
+    pub fn waits_for_disk(&self) -> bool {
+        matches!(self.pending, Pending::NotFound)
+    }
 }
 
 /// Answers a cacheable request for a PHP page: a stale entry (refreshed in
